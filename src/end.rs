@@ -1,0 +1,331 @@
+//! Disconnect detection: [`EndHandle`], [`EndReport`] and [`EndReason`].
+//!
+//! Every stream reports how it ended exactly once: when it completes, fails, is shut
+//! down, reaches its lifetime, or when its body is dropped before that, which is how
+//! a server tells that the client went away (hyper drops a response body as soon as
+//! it sees the connection closed). The report goes to an optional callback and to
+//! every [`EndHandle`], which the code producing events can hold to stop early.
+
+use std::{
+    error::Error,
+    fmt,
+    future::Future,
+    pin::Pin,
+    sync::{Arc, Mutex, PoisonError},
+    task::{Context, Poll, Waker},
+    time::{Duration, Instant},
+};
+
+/// Why a stream ended.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum EndReason {
+    /// The body was dropped before the stream ended: the client disconnected (or
+    /// the server dropped the connection).
+    ClientGone,
+    /// The event stream finished (`None`).
+    Completed,
+    /// The event stream yielded an error; the body ended cleanly after it.
+    Failed(Arc<dyn Error + Send + Sync>),
+    /// A [`Shutdown`](crate::Shutdown) was triggered.
+    Shutdown,
+    /// The stream reached its maximum lifetime.
+    Lifetime,
+}
+
+impl EndReason {
+    /// Whether the client went away before the stream ended.
+    pub fn is_client_gone(&self) -> bool {
+        matches!(self, Self::ClientGone)
+    }
+}
+
+impl PartialEq for EndReason {
+    /// Compares the kind of reason; two `Failed` compare equal by message.
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Failed(a), Self::Failed(b)) => a.to_string() == b.to_string(),
+            _ => std::mem::discriminant(self) == std::mem::discriminant(other),
+        }
+    }
+}
+
+impl fmt::Display for EndReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::ClientGone => f.write_str("client gone"),
+            Self::Completed => f.write_str("completed"),
+            Self::Failed(e) => write!(f, "failed: {e}"),
+            Self::Shutdown => f.write_str("shut down"),
+            Self::Lifetime => f.write_str("lifetime reached"),
+        }
+    }
+}
+
+/// How a stream ended, and what it had sent.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct EndReport {
+    /// Why it ended.
+    pub reason: EndReason,
+    /// Events handed to the connection (heartbeats and the first frame not counted).
+    pub events: u64,
+    /// Heartbeats handed to the connection.
+    pub heartbeats: u64,
+    /// Bytes handed to the connection, heartbeats included.
+    pub bytes: u64,
+    /// From the body's creation to its end.
+    pub duration: Duration,
+}
+
+#[derive(Default)]
+struct Shared {
+    report: Option<EndReport>,
+    wakers: Vec<Waker>,
+}
+
+/// A cloneable handle that learns how a stream ended.
+///
+/// Await [`ended`](Self::ended) in the task that produces events (for example in a
+/// `select!` beside the event source) to stop producing for a client that left, or
+/// check [`is_ended`](Self::is_ended) between events.
+///
+/// # Example
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use tower_sse::{EndReason, Event, SseBody};
+///
+/// let body = SseBody::from_events(futures_util::stream::pending::<Event>());
+/// let handle = body.end_handle();
+/// assert!(!handle.is_ended());
+/// drop(body); // what hyper does when the client disconnects
+/// let report = handle.ended().await;
+/// assert_eq!(report.reason, EndReason::ClientGone);
+/// # }
+/// ```
+#[derive(Clone, Default)]
+pub struct EndHandle {
+    shared: Arc<Mutex<Shared>>,
+}
+
+impl EndHandle {
+    /// A handle not yet attached to a stream; pass it to
+    /// [`SseBody::with_end_handle`](crate::SseBody::with_end_handle) (or to the
+    /// layer) so that a handler can create it before the body exists.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Whether the stream has ended.
+    pub fn is_ended(&self) -> bool {
+        self.lock().report.is_some()
+    }
+
+    /// The report, once the stream has ended.
+    pub fn report(&self) -> Option<EndReport> {
+        self.lock().report.clone()
+    }
+
+    /// A future that resolves with the report when the stream ends (at once if it
+    /// already has).
+    pub fn ended(&self) -> Ended {
+        Ended {
+            handle: self.clone(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Shared> {
+        // A panic while holding the lock cannot leave `Shared` inconsistent.
+        self.shared.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Publishes the report; only the first call has an effect.
+    fn complete(&self, report: &EndReport) -> bool {
+        let wakers = {
+            let mut shared = self.lock();
+            if shared.report.is_some() {
+                return false;
+            }
+            shared.report = Some(report.clone());
+            std::mem::take(&mut shared.wakers)
+        };
+        wakers.into_iter().for_each(Waker::wake);
+        true
+    }
+}
+
+impl fmt::Debug for EndHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EndHandle")
+            .field("report", &self.lock().report)
+            .finish()
+    }
+}
+
+/// Future returned by [`EndHandle::ended`].
+#[derive(Debug)]
+#[must_use = "futures do nothing unless polled"]
+pub struct Ended {
+    handle: EndHandle,
+}
+
+impl Future for Ended {
+    type Output = EndReport;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<EndReport> {
+        let mut shared = self.handle.lock();
+        if let Some(report) = &shared.report {
+            return Poll::Ready(report.clone());
+        }
+        if !shared.wakers.iter().any(|w| w.will_wake(cx.waker())) {
+            shared.wakers.push(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+}
+
+/// A callback run once with the report.
+pub(crate) type OnEnd = Box<dyn FnOnce(EndReport) + Send>;
+
+/// Counts what a stream sends and reports its end exactly once, on drop at the
+/// latest (as [`EndReason::ClientGone`] if nothing else was recorded).
+pub(crate) struct Tracker {
+    handle: EndHandle,
+    on_end: Option<OnEnd>,
+    started: Instant,
+    events: u64,
+    heartbeats: u64,
+    bytes: u64,
+    finished: bool,
+}
+
+impl Tracker {
+    pub(crate) fn new(handle: EndHandle) -> Self {
+        Self {
+            handle,
+            on_end: None,
+            started: Instant::now(),
+            events: 0,
+            heartbeats: 0,
+            bytes: 0,
+            finished: false,
+        }
+    }
+
+    pub(crate) fn handle(&self) -> &EndHandle {
+        &self.handle
+    }
+
+    pub(crate) fn set_handle(&mut self, handle: EndHandle) {
+        self.handle = handle;
+    }
+
+    /// Adds a callback; several callbacks all run, in the order they were added.
+    pub(crate) fn on_end(&mut self, f: impl FnOnce(EndReport) + Send + 'static) {
+        self.on_end = Some(match self.on_end.take() {
+            None => Box::new(f),
+            Some(prev) => Box::new(move |report: EndReport| {
+                prev(report.clone());
+                f(report);
+            }),
+        });
+    }
+
+    pub(crate) fn sent(&mut self, events: u64, bytes: usize) {
+        self.events += events;
+        self.bytes += bytes as u64;
+    }
+
+    pub(crate) fn heartbeat(&mut self, bytes: usize) {
+        self.heartbeats += 1;
+        self.bytes += bytes as u64;
+    }
+
+    pub(crate) fn is_finished(&self) -> bool {
+        self.finished
+    }
+
+    /// Reports the end; later calls do nothing.
+    pub(crate) fn finish(&mut self, reason: EndReason) {
+        if std::mem::replace(&mut self.finished, true) {
+            return;
+        }
+        let report = EndReport {
+            reason,
+            events: self.events,
+            heartbeats: self.heartbeats,
+            bytes: self.bytes,
+            duration: self.started.elapsed(),
+        };
+        self.handle.complete(&report);
+        if let Some(on_end) = self.on_end.take() {
+            on_end(report);
+        }
+    }
+}
+
+impl Drop for Tracker {
+    fn drop(&mut self) {
+        self.finish(EndReason::ClientGone);
+    }
+}
+
+impl fmt::Debug for Tracker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tracker")
+            .field("events", &self.events)
+            .field("bytes", &self.bytes)
+            .field("finished", &self.finished)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn fires_once_on_drop_without_poll() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let handle = EndHandle::new();
+        let mut tracker = Tracker::new(handle.clone());
+        let c = calls.clone();
+        tracker.on_end(move |r| {
+            assert!(r.reason.is_client_gone());
+            c.fetch_add(1, Ordering::SeqCst);
+        });
+        drop(tracker);
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        assert_eq!(handle.report().unwrap().reason, EndReason::ClientGone);
+    }
+
+    #[test]
+    fn first_reason_wins_and_counts_are_kept() {
+        let handle = EndHandle::new();
+        let mut tracker = Tracker::new(handle.clone());
+        tracker.sent(2, 10);
+        tracker.heartbeat(3);
+        tracker.finish(EndReason::Completed);
+        tracker.finish(EndReason::Shutdown);
+        drop(tracker);
+        let r = handle.report().unwrap();
+        assert_eq!(r.reason, EndReason::Completed);
+        assert_eq!((r.events, r.heartbeats, r.bytes), (2, 1, 13));
+    }
+
+    #[test]
+    fn several_callbacks_all_run() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let mut tracker = Tracker::new(EndHandle::new());
+        for _ in 0..3 {
+            let c = calls.clone();
+            tracker.on_end(move |_| {
+                c.fetch_add(1, Ordering::SeqCst);
+            });
+        }
+        drop(tracker);
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+    }
+}

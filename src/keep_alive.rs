@@ -1,0 +1,170 @@
+//! [`KeepAlive`]: heartbeat comments sent while a stream is idle.
+
+use std::{
+    fmt,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use bytes::Bytes;
+
+use crate::{
+    timer::{Sleep, Timer},
+    EncodedEvent,
+};
+
+/// How heartbeats are sent: a comment written while the stream is idle, so that
+/// proxies do not time the connection out and a vanished client is noticed by the
+/// failed write.
+///
+/// The interval restarts after every event: a stream that sends events more often
+/// than the interval never sends a heartbeat. A heartbeat is only ever written
+/// between two events. The default is a `:` comment every 15 seconds.
+///
+/// # Example
+///
+/// ```
+/// use std::time::Duration;
+/// use tower_sse::KeepAlive;
+///
+/// let keep_alive = KeepAlive::new()
+///     .interval(Duration::from_secs(10))
+///     .text("ping");
+/// assert_eq!(keep_alive.frame(), Some(b": ping\n\n".as_slice()));
+/// assert_eq!(KeepAlive::disabled().frame(), None);
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct KeepAlive {
+    interval: Duration,
+    /// `None` when disabled.
+    frame: Option<Bytes>,
+}
+
+impl KeepAlive {
+    /// The default interval, 15 seconds.
+    pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(15);
+
+    /// Heartbeats every 15 seconds, as an empty comment (`:` and a blank line).
+    pub fn new() -> Self {
+        Self {
+            interval: Self::DEFAULT_INTERVAL,
+            frame: Some(Bytes::from_static(b":\n\n")),
+        }
+    }
+
+    /// No heartbeats.
+    pub fn disabled() -> Self {
+        Self {
+            interval: Self::DEFAULT_INTERVAL,
+            frame: None,
+        }
+    }
+
+    /// Sets the idle time after which a heartbeat is sent. A zero interval is
+    /// raised to one millisecond, so an idle stream cannot spin.
+    pub fn interval(mut self, interval: Duration) -> Self {
+        self.interval = interval.max(Duration::from_millis(1));
+        self
+    }
+
+    /// Sets the comment text of the heartbeat (line breaks become several comment
+    /// lines). Also enables heartbeats if they were disabled.
+    pub fn text(mut self, text: &str) -> Self {
+        self.frame = Some(EncodedEvent::comment(text).into_bytes());
+        self
+    }
+
+    /// The idle time after which a heartbeat is sent.
+    pub fn get_interval(&self) -> Duration {
+        self.interval
+    }
+
+    /// The bytes of one heartbeat, or `None` when disabled.
+    pub fn frame(&self) -> Option<&[u8]> {
+        self.frame.as_deref()
+    }
+}
+
+impl Default for KeepAlive {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for KeepAlive {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeepAlive")
+            .field("interval", &self.interval)
+            .field("frame", &self.frame.as_deref().map(String::from_utf8_lossy))
+            .finish()
+    }
+}
+
+/// The per-stream heartbeat state: one lazily made sleep, re-armed in place.
+///
+/// Instead of resetting the timer after every event (a timer-wheel operation per
+/// event), the stream marks itself active, and the sleep is re-armed once, when the
+/// stream goes idle. That is when the idle interval starts, so the result is the
+/// same as a reset per event, at one reset per burst.
+pub(crate) struct Heartbeat {
+    config: KeepAlive,
+    sleep: Option<Pin<Box<dyn Sleep>>>,
+    active: bool,
+}
+
+impl Heartbeat {
+    pub(crate) fn new(config: KeepAlive) -> Self {
+        Self {
+            config,
+            sleep: None,
+            active: false,
+        }
+    }
+
+    /// Records that the stream just produced something: the idle interval restarts.
+    pub(crate) fn activity(&mut self) {
+        self.active = true;
+    }
+
+    /// Called when the stream is idle (pending): the heartbeat frame if one is due.
+    pub(crate) fn poll_due(
+        &mut self,
+        timer: Option<&Arc<dyn Timer>>,
+        cx: &mut Context<'_>,
+    ) -> Option<Bytes> {
+        let frame = self.config.frame.as_ref()?;
+        let timer = timer?;
+        let interval = self.config.interval;
+        let sleep = match &mut self.sleep {
+            Some(sleep) => {
+                if std::mem::take(&mut self.active) {
+                    sleep.as_mut().reset(interval);
+                }
+                sleep
+            }
+            None => {
+                self.active = false;
+                self.sleep.insert(timer.sleep(interval))
+            }
+        };
+        match sleep.as_mut().poll(cx) {
+            Poll::Ready(()) => {
+                // The caller polls again after a frame; the re-armed sleep registers then.
+                sleep.as_mut().reset(interval);
+                Some(frame.clone())
+            }
+            Poll::Pending => None,
+        }
+    }
+}
+
+impl fmt::Debug for Heartbeat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Heartbeat")
+            .field("config", &self.config)
+            .field("armed", &self.sleep.is_some())
+            .finish()
+    }
+}

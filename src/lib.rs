@@ -1,0 +1,85 @@
+//! Server-Sent Events for any HTTP stack built on `http` 1.x and Tower: hyper,
+//! axum, warp, tonic.
+//!
+//! # The moving parts
+//!
+//! Data flows one way: **event → encoder → body → connection**.
+//!
+//! - [`Event`] is one event, checked when built: a field that could break the
+//!   stream is a typed [`EventError`], never a panic and never a malformed stream.
+//!   [`Event::encode`] writes it once into an [`EncodedEvent`], shared by reference
+//!   count with as many streams as need it.
+//! - [`SseBody`] turns any `Stream` of events into an `http_body::Body`:
+//!   heartbeats while idle ([`KeepAlive`]), a `retry:` hint, coalescing of ready
+//!   events, clean ends on errors, disconnect detection ([`EndHandle`],
+//!   [`EndReport`]) and graceful shutdown ([`Shutdown`]).
+//! - [`response`] wraps a body in a response with the headers a stream needs.
+//!
+//! # Example
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! use futures_util::StreamExt;
+//! use http_body_util::BodyExt;
+//! use tower_sse::{Event, SseBody};
+//!
+//! // Any stream of events: a channel, a database feed, a timer...
+//! let events = futures_util::stream::iter(1..=2).map(|n| {
+//!     Event::message(format!("tick {n}")).id(n.to_string())
+//! });
+//! let body = SseBody::new(events);
+//! let handle = body.end_handle(); // learns when the client goes away
+//! let response = body.into_response(); // 200, text/event-stream, no-cache...
+//! assert_eq!(response.headers()["content-type"], "text/event-stream");
+//!
+//! // hyper or axum would now write the body to the connection:
+//! let bytes = response.into_body().collect().await.unwrap().to_bytes();
+//! assert_eq!(&bytes[..], b"id: 1\ndata: tick 1\n\nid: 2\ndata: tick 2\n\n");
+//! assert!(handle.report().unwrap().reason == tower_sse::EndReason::Completed);
+//! # }
+//! ```
+//!
+//! # How this differs from axum's `Sse`
+//!
+//! - A line break in an `id` or `event` is an `Err`, not a panic; `"a\r\nb"` is
+//!   one line break, not two; empty data is sent (`data:`) and so dispatched.
+//! - The body reports how it ended (client gone, completed, failed, shut down),
+//!   exactly once, to a callback and to awaitable handles.
+//! - A [`Shutdown`] ends open streams so graceful shutdown completes.
+//! - `x-accel-buffering: no` and `no-transform` keep proxies from buffering or
+//!   compressing the stream.
+//! - Ready events are coalesced into fewer frames; an event is encoded once and can
+//!   be shared by many streams.
+//!
+//! # Features
+//!
+//! - `tokio` (default): heartbeats and lifetimes use `tokio::time`. Without it,
+//!   give a [`timer::Timer`] to the body, or heartbeats are off.
+//! - `json`: [`Event::json_data`].
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![forbid(unsafe_code)]
+#![warn(
+    missing_docs,
+    missing_debug_implementations,
+    unreachable_pub,
+    rust_2018_idioms
+)]
+
+mod body;
+mod encoded;
+mod end;
+mod event;
+mod keep_alive;
+mod response;
+mod shutdown;
+pub mod timer;
+
+pub use body::{BoxError, Infallibly, SseBody};
+pub use encoded::EncodedEvent;
+pub use end::{EndHandle, EndReason, EndReport, Ended};
+pub use event::{Event, EventError};
+pub use keep_alive::KeepAlive;
+pub use response::{
+    is_event_stream, no_content, response, NO_CACHE, TEXT_EVENT_STREAM, X_ACCEL_BUFFERING,
+};
+pub use shutdown::{Drained, Shutdown};
