@@ -64,7 +64,9 @@ pub trait Sleep: Future<Output = ()> + Send + Sync {
 /// The timer of the default `tokio` feature, backed by `tokio::time`.
 ///
 /// Needs a Tokio runtime with time enabled (`#[tokio::main]` has it). Paused time
-/// (`tokio::time::pause`) is respected, which makes heartbeats testable.
+/// (`tokio::time::pause`) is respected, which makes heartbeats testable. Polled
+/// outside any Tokio runtime, its sleeps never complete (heartbeats and lifetimes
+/// are then off) rather than panicking.
 #[cfg(feature = "tokio")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 #[derive(Clone, Copy, Debug, Default)]
@@ -73,7 +75,11 @@ pub struct TokioTimer;
 #[cfg(feature = "tokio")]
 impl Timer for TokioTimer {
     fn sleep(&self, after: Duration) -> Pin<Box<dyn Sleep>> {
-        Box::pin(tokio::time::sleep(after))
+        if tokio::runtime::Handle::try_current().is_ok() {
+            Box::pin(tokio::time::sleep(after))
+        } else {
+            Box::pin(Never)
+        }
     }
 }
 
@@ -82,6 +88,24 @@ impl Sleep for tokio::time::Sleep {
     fn reset(self: Pin<&mut Self>, after: Duration) {
         tokio::time::Sleep::reset(self, tokio::time::Instant::now() + after);
     }
+}
+
+/// A sleep that never completes.
+#[cfg(feature = "tokio")]
+struct Never;
+
+#[cfg(feature = "tokio")]
+impl Future for Never {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<()> {
+        Poll::Pending
+    }
+}
+
+#[cfg(feature = "tokio")]
+impl Sleep for Never {
+    fn reset(self: Pin<&mut Self>, _: Duration) {}
 }
 
 /// The timer used when none is set: tokio's with the `tokio` feature, else none.
