@@ -192,7 +192,9 @@ pub(crate) type OnEnd = Box<dyn FnOnce(EndReport) + Send>;
 /// latest (as [`EndReason::ClientGone`] if nothing else was recorded).
 pub(crate) struct Tracker {
     handle: EndHandle,
-    on_end: Option<OnEnd>,
+    // In a `Mutex` only so that bodies are `Sync` (as `BoxBody` asks): it is only
+    // ever reached through `&mut self`, with `get_mut`, which never locks.
+    on_end: Mutex<Option<OnEnd>>,
     started: Instant,
     events: u64,
     heartbeats: u64,
@@ -204,7 +206,7 @@ impl Tracker {
     pub(crate) fn new(handle: EndHandle) -> Self {
         Self {
             handle,
-            on_end: None,
+            on_end: Mutex::new(None),
             started: Instant::now(),
             events: 0,
             heartbeats: 0,
@@ -223,7 +225,8 @@ impl Tracker {
 
     /// Adds a callback; several callbacks all run, in the order they were added.
     pub(crate) fn on_end(&mut self, f: impl FnOnce(EndReport) + Send + 'static) {
-        self.on_end = Some(match self.on_end.take() {
+        let slot = self.on_end.get_mut().unwrap_or_else(PoisonError::into_inner);
+        *slot = Some(match slot.take() {
             None => Box::new(f),
             Some(prev) => Box::new(move |report: EndReport| {
                 prev(report.clone());
@@ -259,7 +262,8 @@ impl Tracker {
             duration: self.started.elapsed(),
         };
         self.handle.complete(&report);
-        if let Some(on_end) = self.on_end.take() {
+        let slot = self.on_end.get_mut().unwrap_or_else(PoisonError::into_inner);
+        if let Some(on_end) = slot.take() {
             on_end(report);
         }
     }

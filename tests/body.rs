@@ -346,3 +346,14 @@ fn futures_executor_block_on<F: std::future::Future>(fut: F) -> F::Output {
     let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
     rt.block_on(fut)
 }
+
+#[test]
+fn body_is_send_and_sync() {
+    fn assert_send_sync<T: Send + Sync>(_: &T) {}
+    let body = SseBody::from_events(futures_util::stream::iter([Event::message("x")]))
+        .on_end(|_| {})
+        .on_error(|_| None);
+    assert_send_sync(&body);
+    // So it fits `BoxBody`, which requires `Sync`.
+    let _ = http_body_util::combinators::BoxBody::new(body);
+}
