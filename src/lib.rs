@@ -66,6 +66,7 @@
 )]
 
 mod body;
+mod decode;
 mod encoded;
 mod end;
 mod event;
@@ -76,6 +77,7 @@ mod shutdown;
 pub mod timer;
 
 pub use body::{BoxError, Infallibly, SseBody};
+pub use decode::{BodyDataStream, DecodeError, Decoder, EventStream, Frame, MessageEvent};
 pub use encoded::EncodedEvent;
 pub use end::{EndHandle, EndReason, EndReport, Ended};
 pub use event::{Event, EventError};
