@@ -225,7 +225,10 @@ impl Tracker {
 
     /// Adds a callback; several callbacks all run, in the order they were added.
     pub(crate) fn on_end(&mut self, f: impl FnOnce(EndReport) + Send + 'static) {
-        let slot = self.on_end.get_mut().unwrap_or_else(PoisonError::into_inner);
+        let slot = self
+            .on_end
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner);
         *slot = Some(match slot.take() {
             None => Box::new(f),
             Some(prev) => Box::new(move |report: EndReport| {
@@ -262,7 +265,10 @@ impl Tracker {
             duration: self.started.elapsed(),
         };
         self.handle.complete(&report);
-        let slot = self.on_end.get_mut().unwrap_or_else(PoisonError::into_inner);
+        let slot = self
+            .on_end
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner);
         if let Some(on_end) = slot.take() {
             on_end(report);
         }

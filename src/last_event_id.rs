@@ -80,7 +80,8 @@ impl LastEventId {
 
     /// Accepts `value` as an id if it is not hostile (see the type's docs).
     pub fn parse(value: &str) -> Option<Self> {
-        let ok = value.len() <= MAX_LAST_EVENT_ID_LEN && !value.chars().any(|c| c.is_ascii_control());
+        let ok =
+            value.len() <= MAX_LAST_EVENT_ID_LEN && !value.chars().any(|c| c.is_ascii_control());
         ok.then(|| Self(value.to_owned()))
     }
 

@@ -61,7 +61,10 @@ fn data(bytes: &'static str) -> Polled {
     Poll::Ready(Some(Bytes::from_static(bytes.as_bytes())))
 }
 
-fn reports() -> (Arc<Mutex<Vec<EndReport>>>, impl FnOnce(EndReport) + Send + 'static) {
+fn reports() -> (
+    Arc<Mutex<Vec<EndReport>>>,
+    impl FnOnce(EndReport) + Send + 'static,
+) {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let sink = seen.clone();
     (seen, move |r| sink.lock().unwrap().push(r))
@@ -97,8 +100,14 @@ fn size_hint_is_unknown() {
 
 #[test]
 fn ready_events_are_coalesced_up_to_the_limit() {
-    let mut body = SseBody::new(Script::new([ev("a"), ev("b"), ev("c"), Poll::Pending, ev("d")]))
-        .keep_alive(KeepAlive::disabled());
+    let mut body = SseBody::new(Script::new([
+        ev("a"),
+        ev("b"),
+        ev("c"),
+        Poll::Pending,
+        ev("d"),
+    ]))
+    .keep_alive(KeepAlive::disabled());
     assert_eq!(poll(&mut body), data("data: a\n\ndata: b\n\ndata: c\n\n"));
     assert_eq!(poll(&mut body), data("data: d\n\n"));
     assert_eq!(poll(&mut body), Poll::Pending);
@@ -127,7 +136,10 @@ fn coalescing_stops_at_the_end_and_reports_completion() {
     let (seen, on_end) = reports();
     let mut body = SseBody::new(Script::new([ev("a"), ev("b"), Poll::Ready(None)])).on_end(on_end);
     assert_eq!(poll(&mut body), data("data: a\n\ndata: b\n\n"));
-    assert!(seen.lock().unwrap().is_empty(), "not ended before the frame is taken");
+    assert!(
+        seen.lock().unwrap().is_empty(),
+        "not ended before the frame is taken"
+    );
     assert_eq!(poll(&mut body), Poll::Ready(None));
     assert_eq!(seen.lock().unwrap()[0].events, 2);
 }
@@ -285,12 +297,18 @@ async fn heartbeat_only_while_idle_and_restarts_after_each_event() {
 
 #[tokio::test(start_paused = true)]
 async fn heartbeat_text_and_disabled() {
-    let body = SseBody::from_events(futures_util::stream::pending::<Event>())
-        .keep_alive(KeepAlive::new().interval(Duration::from_secs(1)).text("ping"));
+    let body = SseBody::from_events(futures_util::stream::pending::<Event>()).keep_alive(
+        KeepAlive::new()
+            .interval(Duration::from_secs(1))
+            .text("ping"),
+    );
     let frames = frames_until(body, Duration::from_millis(2_500)).await;
     assert_eq!(
         frames,
-        vec![(1_000, ": ping\n\n".to_string()), (2_000, ": ping\n\n".to_string())]
+        vec![
+            (1_000, ": ping\n\n".to_string()),
+            (2_000, ": ping\n\n".to_string())
+        ]
     );
 
     let body = SseBody::from_events(futures_util::stream::pending::<Event>())
@@ -338,12 +356,17 @@ fn end_handle_future_resolves_for_every_clone() {
     std::thread::sleep(Duration::from_millis(20));
     drop(body);
     assert_eq!(waiting.join().unwrap().reason, EndReason::ClientGone);
-    assert_eq!(futures_executor_block_on(a.ended()).reason, EndReason::ClientGone);
+    assert_eq!(
+        futures_executor_block_on(a.ended()).reason,
+        EndReason::ClientGone
+    );
 }
 
 /// A minimal executor: the test must not depend on a runtime to observe the end.
 fn futures_executor_block_on<F: std::future::Future>(fut: F) -> F::Output {
-    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     rt.block_on(fut)
 }
 
