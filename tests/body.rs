@@ -380,3 +380,62 @@ fn body_is_send_and_sync() {
     // So it fits `BoxBody`, which requires `Sync`.
     let _ = http_body_util::combinators::BoxBody::new(body);
 }
+
+/// A timer driven by hand: sleeps complete when the test says so.
+#[derive(Debug, Default)]
+struct ManualTimer {
+    fired: Arc<Mutex<bool>>,
+    made: Arc<Mutex<usize>>,
+}
+
+struct ManualSleep(Arc<Mutex<bool>>);
+
+impl std::future::Future for ManualSleep {
+    type Output = ();
+    fn poll(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<()> {
+        if std::mem::take(&mut *self.0.lock().unwrap()) {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
+impl tower_sse::timer::Sleep for ManualSleep {
+    fn reset(self: Pin<&mut Self>, _: Duration) {}
+}
+
+impl tower_sse::timer::Timer for ManualTimer {
+    fn sleep(&self, _: Duration) -> Pin<Box<dyn tower_sse::timer::Sleep>> {
+        *self.made.lock().unwrap() += 1;
+        Box::pin(ManualSleep(self.fired.clone()))
+    }
+}
+
+#[test]
+fn heartbeats_use_the_timer_given_without_a_runtime() {
+    let timer = ManualTimer::default();
+    let (fired, made) = (timer.fired.clone(), timer.made.clone());
+    let mut body = SseBody::new(Script::new([ev("a")]))
+        .keep_alive(KeepAlive::new().text("t"))
+        .timer(Arc::new(timer));
+    assert_eq!(poll(&mut body), data("data: a\n\n"));
+    assert_eq!(poll(&mut body), Poll::Pending);
+    *fired.lock().unwrap() = true;
+    assert_eq!(poll(&mut body), data(": t\n\n"));
+    assert_eq!(poll(&mut body), Poll::Pending);
+    *fired.lock().unwrap() = true;
+    assert_eq!(poll(&mut body), data(": t\n\n"));
+    // One sleep per body, re-armed in place.
+    assert_eq!(*made.lock().unwrap(), 1);
+}
+
+#[test]
+fn tokio_timer_outside_a_runtime_is_off_not_a_panic() {
+    let mut body = SseBody::new(Script::new([ev("a")]))
+        .keep_alive(KeepAlive::new().interval(Duration::from_millis(1)))
+        .max_lifetime(Duration::from_millis(1));
+    assert_eq!(poll(&mut body), data("data: a\n\n"));
+    std::thread::sleep(Duration::from_millis(5));
+    assert_eq!(poll(&mut body), Poll::Pending);
+}
