@@ -403,3 +403,24 @@ async fn served_by_hyper_util_auto_builder_over_http2() {
     let bytes = res.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(&bytes[..], b"data: h2\n\n");
 }
+
+#[tokio::test]
+async fn axum_handler_returns_the_response_as_is() {
+    async fn sse() -> Response<
+        SseBody<tower_sse::Infallibly<futures_util::stream::Iter<std::vec::IntoIter<Event>>>>,
+    > {
+        SseBody::from_events(futures_util::stream::iter(vec![Event::message(
+            "from axum",
+        )]))
+        .into_response()
+    }
+    let app = axum::Router::new().route("/sse", axum::routing::get(sse));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let res = get(addr, "/sse").await;
+    assert_eq!(res.headers()["content-type"], "text/event-stream");
+    assert_eq!(res.headers()["x-accel-buffering"], "no");
+    let bytes = res.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&bytes[..], b"data: from axum\n\n");
+}
