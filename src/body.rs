@@ -18,6 +18,7 @@ use pin_project_lite::pin_project;
 use crate::{
     end::{EndHandle, EndReason, EndReport, Tracker},
     keep_alive::{Heartbeat, KeepAlive},
+    response::OwnHeartbeat,
     shutdown::{Shutdown, ShutdownListener},
     timer::{default_timer, Deadline, Timer},
     EncodedEvent, Event,
@@ -36,7 +37,7 @@ pin_project! {
     ///
     /// The stream yields `Result<T, E>` where `T` converts into an
     /// [`EncodedEvent`] ([`Event`] does, and so does an `EncodedEvent` shared by a
-    /// broadcast hub) and `E` into a [`BoxError`]. For a stream of plain
+    /// [broadcast hub](crate::Hub)) and `E` into a [`BoxError`]. For a stream of plain
     /// events, use [`SseBody::from_events`].
     ///
     /// # What it does
@@ -225,8 +226,16 @@ impl<S> SseBody<S> {
 
     /// Wraps the body in a response with the SSE headers; see
     /// [`response`](crate::response()).
+    ///
+    /// The response also carries a private marker when the body sends heartbeats,
+    /// so that an `SseLayer` around the service does not add its own.
     pub fn into_response(self) -> http::Response<Self> {
-        crate::response(self)
+        let own_heartbeat = self.heartbeat.is_enabled() && self.timer.is_some();
+        let mut res = crate::response(self);
+        if own_heartbeat {
+            res.extensions_mut().insert(OwnHeartbeat);
+        }
+        res
     }
 }
 

@@ -123,6 +123,11 @@ impl Heartbeat {
         }
     }
 
+    /// Whether heartbeats are on (a frame is configured).
+    pub(crate) fn is_enabled(&self) -> bool {
+        self.config.frame.is_some()
+    }
+
     /// Records that the stream just produced something: the idle interval restarts.
     pub(crate) fn activity(&mut self) {
         self.active = true;

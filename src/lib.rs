@@ -72,6 +72,7 @@ mod end;
 mod event;
 mod keep_alive;
 mod last_event_id;
+pub mod layer;
 mod response;
 mod shutdown;
 pub mod timer;
@@ -83,6 +84,7 @@ pub use end::{EndHandle, EndReason, EndReport, Ended};
 pub use event::{Event, EventError};
 pub use keep_alive::KeepAlive;
 pub use last_event_id::{LastEventId, MAX_LAST_EVENT_ID_LEN};
+pub use layer::{ResponseBody, ResponseFuture, Sse, SseLayer};
 pub use response::{
     is_event_stream, no_content, response, NO_CACHE, TEXT_EVENT_STREAM, X_ACCEL_BUFFERING,
 };

@@ -1,0 +1,125 @@
+use std::{
+    sync::Arc,
+    task::{Context, Poll},
+};
+
+use http::{header, HeaderMap, Request, Response};
+use tower_service::Service;
+
+use super::{config::Config, future::StreamRequest, ResponseBody, ResponseFuture, SseLayer};
+use crate::{EndHandle, LastEventId};
+
+/// Middleware that makes the SSE responses of the inner service production-safe;
+/// see the [module docs](crate::layer). Made by [`SseLayer`].
+///
+/// It never changes the inner service's error type; a failing response body
+/// fails the same way through it.
+#[derive(Clone, Debug)]
+pub struct Sse<S> {
+    inner: S,
+    config: Arc<Config>,
+}
+
+impl<S> Sse<S> {
+    /// Wraps `inner` with the default configuration; see [`SseLayer`] for the rest.
+    pub fn new(inner: S) -> Self {
+        Self::from_config(inner, Arc::default())
+    }
+
+    pub(crate) fn from_config(inner: S, config: Arc<Config>) -> Self {
+        Self { inner, config }
+    }
+
+    /// A layer with the default configuration, same as [`SseLayer::new`].
+    pub fn layer() -> SseLayer {
+        SseLayer::new()
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Sse<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        if let Some(id) = LastEventId::from_request(&req) {
+            req.extensions_mut().insert(id);
+        }
+        if !accepts_event_stream(req.headers()) {
+            return ResponseFuture::called(self.inner.call(req), self.config.clone(), None);
+        }
+        // Decided before the inner service runs, so a refused stream costs it nothing.
+        let Some(permit) = self.config.try_acquire() else {
+            return ResponseFuture::rejected(&self.config);
+        };
+        let identity = req.headers_mut().remove(header::ACCEPT_ENCODING).is_some();
+        let handle = EndHandle::new();
+        req.extensions_mut().insert(handle.clone());
+        let stream = StreamRequest {
+            handle,
+            permit,
+            identity,
+        };
+        ResponseFuture::called(self.inner.call(req), self.config.clone(), Some(stream))
+    }
+}
+
+/// Whether the `Accept` header lists `text/event-stream` (parameters and letter
+/// case aside). `*/*` does not count: every browser request sends it.
+pub(crate) fn accepts_event_stream(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|range| range.split(';').next())
+        .any(|essence| essence.trim().eq_ignore_ascii_case("text/event-stream"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    #[test]
+    fn accept_header() {
+        for (values, yes) in [
+            (&["text/event-stream"][..], true),
+            (&["Text/Event-Stream;q=0.9"][..], true),
+            (&["application/json, text/event-stream"][..], true),
+            (&["text/html", " text/event-stream ; q=1"][..], true),
+            (&["*/*"][..], false),
+            (&["text/*"][..], false),
+            (&["text/event-streams"][..], false),
+            (&[][..], false),
+        ] {
+            let mut h = HeaderMap::new();
+            for v in values {
+                h.append(header::ACCEPT, HeaderValue::from_static(v));
+            }
+            assert_eq!(accepts_event_stream(&h), yes, "{values:?}");
+        }
+    }
+}
