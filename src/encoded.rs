@@ -9,7 +9,7 @@ use crate::{Event, EventError};
 /// An event written once to `text/event-stream` bytes.
 ///
 /// Cloning costs a reference count, not a copy, so one `EncodedEvent` can be sent
-/// to any number of streams: this is what the broadcast hub does for fan-out.
+/// to any number of streams: this is what the [broadcast hub](crate::Hub) does for fan-out.
 /// [`SseBody`](crate::SseBody) accepts any stream item that converts into an
 /// `EncodedEvent`, which includes [`Event`] itself.
 ///

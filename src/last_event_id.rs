@@ -90,7 +90,7 @@ impl LastEventId {
         &self.0
     }
 
-    /// The id, parsed as a number (as the broadcast hub's ids are).
+    /// The id, parsed as a number (as the [broadcast hub](crate::Hub)'s ids are).
     pub fn as_u64(&self) -> Option<u64> {
         self.0.parse().ok()
     }

@@ -14,6 +14,11 @@
 //!   events, clean ends on errors, disconnect detection ([`EndHandle`],
 //!   [`EndReport`]) and graceful shutdown ([`Shutdown`]).
 //! - [`response`] wraps a body in a response with the headers a stream needs.
+//! - [`Hub`] is the broadcast hub: named topics, each event encoded once and
+//!   shared with every [`Subscriber`], ids and a bounded history for
+//!   `Last-Event-ID` replay ([`LastEventId`]) with no gap and no duplicate, and
+//!   bounded queues with a [`Lag`] policy so a slow client never holds up the
+//!   rest. `cargo run --example chat` shows it all in a browser.
 //!
 //! # Example
 //!
@@ -70,6 +75,7 @@ mod decode;
 mod encoded;
 mod end;
 mod event;
+mod hub;
 mod keep_alive;
 mod last_event_id;
 pub mod layer;
@@ -82,6 +88,7 @@ pub use decode::{BodyDataStream, DecodeError, Decoder, EventStream, Frame, Messa
 pub use encoded::EncodedEvent;
 pub use end::{EndHandle, EndReason, EndReport, Ended};
 pub use event::{Event, EventError};
+pub use hub::{Hub, HubConfig, Lag, Subscriber};
 pub use keep_alive::KeepAlive;
 pub use last_event_id::{LastEventId, MAX_LAST_EVENT_ID_LEN};
 pub use layer::{ResponseBody, ResponseFuture, Sse, SseLayer};
