@@ -79,6 +79,8 @@ where
 pub struct Client {
     pub conn: JoinHandle<()>,
     pub res: Response<Incoming>,
+    /// HTTP/2 only: the connection's sender, kept so the connection stays open.
+    pub h2: Option<hyper::client::conn::http2::SendRequest<Empty<Bytes>>>,
 }
 
 /// Sends one HTTP/1.1 request on a new connection.
@@ -97,7 +99,11 @@ pub async fn get(addr: SocketAddr, req: http::request::Builder) -> Client {
     let res = guard("response head", sender.send_request(req))
         .await
         .unwrap();
-    Client { conn, res }
+    Client {
+        conn,
+        res,
+        h2: None,
+    }
 }
 
 /// Sends one HTTP/2 request (prior knowledge, h2c) on a new connection.
@@ -115,7 +121,11 @@ pub async fn get_h2(addr: SocketAddr, req: http::request::Builder) -> Client {
     let res = guard("response head", sender.send_request(req))
         .await
         .unwrap();
-    Client { conn, res }
+    Client {
+        conn,
+        res,
+        h2: Some(sender),
+    }
 }
 
 /// Reads body bytes into `buf` until `done(buf)`; panics if the body ends first.
