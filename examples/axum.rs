@@ -1,0 +1,73 @@
+//! axum 0.8: a route returning `SseBody`, another returning axum's own `Sse`,
+//! both under `SseLayer`, stacked with tower-http's `CompressionLayer` (which
+//! cannot compress the streams) and `TraceLayer`.
+//!
+//! ```sh
+//! ADDR=127.0.0.1:3000 cargo run --example axum
+//! curl -N -H 'accept: text/event-stream' http://127.0.0.1:3000/sse
+//! curl -N -H 'accept: text/event-stream' http://127.0.0.1:3000/axum
+//! ```
+
+use std::{convert::Infallible, time::Duration};
+
+use axum::{
+    response::{sse, IntoResponse},
+    routing::get,
+    Extension, Router,
+};
+use futures_util::StreamExt;
+use tokio_stream::wrappers::IntervalStream;
+use tower::ServiceBuilder;
+use tower_http::{compression::CompressionLayer, trace::TraceLayer};
+use tower_sse::{EndHandle, Event, LastEventId, SseBody, SseLayer};
+
+fn ticks() -> impl tokio_stream::Stream<Item = u64> {
+    IntervalStream::new(tokio::time::interval(Duration::from_secs(1)))
+        .enumerate()
+        .map(|(n, _)| n as u64 + 1)
+}
+
+/// Our body; resumes after the client's `Last-Event-ID` and watches for the end.
+async fn ours(
+    last: Option<Extension<LastEventId>>,
+    handle: Option<Extension<EndHandle>>,
+) -> impl IntoResponse {
+    let start = last.and_then(|Extension(id)| id.as_u64()).unwrap_or(0);
+    let handle = handle.map(|Extension(h)| h).unwrap_or_default();
+    // A task that learns when the client leaves (or the stream ends otherwise).
+    let watcher = handle.clone();
+    tokio::spawn(async move {
+        let report = watcher.ended().await;
+        eprintln!("/sse: {} after {} events", report.reason, report.events);
+    });
+    let events = ticks()
+        .map(move |n| Event::message(format!("tick {}", start + n)).id((start + n).to_string()));
+    SseBody::new(events)
+        .with_end_handle(handle)
+        .into_response()
+}
+
+/// axum's own `Sse`: the layer adds heartbeats and headers, and reports its end.
+async fn theirs() -> impl IntoResponse {
+    let events =
+        ticks().map(|n| Ok::<_, Infallible>(sse::Event::default().data(format!("axum tick {n}"))));
+    sse::Sse::new(events)
+}
+
+#[tokio::main]
+async fn main() {
+    let addr = std::env::var("ADDR").unwrap_or_else(|_| "127.0.0.1:3000".into());
+    let app = Router::new()
+        .route("/sse", get(ours))
+        .route("/axum", get(theirs))
+        .layer(
+            ServiceBuilder::new()
+                .layer(TraceLayer::new_for_http())
+                .layer(SseLayer::new().on_end(|r| eprintln!("stream ended: {}", r.reason)))
+                // Compress everything: the layer above keeps the streams out of it.
+                .layer(CompressionLayer::new().compress_when(|_, _, _: &_, _: &_| true)),
+        );
+    let listener = tokio::net::TcpListener::bind(&addr).await.unwrap();
+    println!("listening on http://{addr}");
+    axum::serve(listener, app).await.unwrap();
+}

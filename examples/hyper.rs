@@ -1,0 +1,88 @@
+//! `SseBody` behind `SseLayer`, on plain hyper 1 + hyper-util, with graceful
+//! shutdown on Ctrl-C that ends every stream.
+//!
+//! ```sh
+//! ADDR=127.0.0.1:3000 cargo run --example hyper
+//! curl -N -H 'accept: text/event-stream' http://127.0.0.1:3000/sse
+//! ```
+
+use std::{convert::Infallible, time::Duration};
+
+use futures_util::StreamExt;
+use http::{Request, Response, StatusCode};
+use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo},
+    server::{conn::auto, graceful::GracefulShutdown},
+    service::TowerToHyperService,
+};
+use tokio_stream::wrappers::IntervalStream;
+use tower::ServiceBuilder;
+use tower_sse::{EndHandle, Event, LastEventId, Shutdown, SseBody, SseLayer};
+
+type Body = UnsyncBoxBody<bytes::Bytes, Infallible>;
+
+async fn handle(req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+    if req.uri().path() != "/sse" {
+        let mut res = Response::new(Full::from("GET /sse\n").boxed_unsync());
+        *res.status_mut() = StatusCode::NOT_FOUND;
+        return Ok(res);
+    }
+    // Both set by the layer (the handle for requests that accept text/event-stream).
+    let start = req
+        .extensions()
+        .get::<LastEventId>()
+        .and_then(|id| id.as_u64())
+        .unwrap_or(0);
+    let handle = req
+        .extensions()
+        .get::<EndHandle>()
+        .cloned()
+        .unwrap_or_default();
+    let ticks = IntervalStream::new(tokio::time::interval(Duration::from_secs(1)))
+        .enumerate()
+        .map(move |(n, _)| {
+            let n = start + n as u64 + 1;
+            Event::message(format!("tick {n}")).id(n.to_string())
+        });
+    let body = SseBody::new(ticks).with_end_handle(handle);
+    Ok(body.into_response().map(BodyExt::boxed_unsync))
+}
+
+#[tokio::main]
+async fn main() {
+    let addr = std::env::var("ADDR").unwrap_or_else(|_| "127.0.0.1:3000".into());
+    let listener = tokio::net::TcpListener::bind(&addr).await.unwrap();
+    let shutdown = Shutdown::new();
+    let layer = SseLayer::new()
+        .with_shutdown(&shutdown)
+        .max_streams(10_000, Duration::from_secs(5))
+        .on_end(|report| {
+            eprintln!(
+                "stream ended: {} after {} events",
+                report.reason, report.events
+            )
+        });
+    let service = ServiceBuilder::new().layer(layer).service_fn(handle);
+    println!("listening on http://{addr}");
+
+    let graceful = GracefulShutdown::new();
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    loop {
+        tokio::select! {
+            Ok((tcp, _)) = listener.accept() => {
+                let svc = TowerToHyperService::new(service.clone());
+                let conn = auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(tcp), svc)
+                    .into_owned();
+                tokio::spawn(graceful.watch(conn));
+            }
+            _ = &mut ctrl_c => break,
+        }
+    }
+    // End every stream (clients come back in 2 s), then let hyper finish.
+    shutdown.trigger_with(Event::default().retry(Duration::from_secs(2)).encode());
+    graceful.shutdown().await;
+}
