@@ -42,7 +42,9 @@ use axum::{
 use futures_util::{stream, StreamExt};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde_json::{json, Value};
-use tower_sse::{EncodedEvent, Event, Hub, KeepAlive, LastEventId, Shutdown, SseBody, SseLayer};
+use tower_sse::{
+    EncodedEvent, Event, Hub, HubConfig, KeepAlive, LastEventId, Shutdown, SseBody, SseLayer,
+};
 
 /// The page, compiled into the binary.
 const INDEX: &str = include_str!("chat/index.html");
@@ -82,7 +84,8 @@ async fn main() -> std::io::Result<()> {
 /// The chat's routes, with heartbeats every `heartbeat`.
 pub fn app(heartbeat: Duration, shutdown: &Shutdown) -> Router {
     let chat = Arc::new(Chat {
-        hub: Hub::new(),
+        // Room-sized queues: a join storm of a thousand members fits.
+        hub: Hub::with_config(HubConfig::new().queue_capacity(1024)),
         rooms: Mutex::new(HashMap::new()),
         guests: AtomicU64::new(0),
     });
