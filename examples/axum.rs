@@ -42,9 +42,7 @@ async fn ours(
     });
     let events = ticks()
         .map(move |n| Event::message(format!("tick {}", start + n)).id((start + n).to_string()));
-    SseBody::new(events)
-        .with_end_handle(handle)
-        .into_response()
+    SseBody::new(events).with_end_handle(handle).into_response()
 }
 
 /// axum's own `Sse`: the layer adds heartbeats and headers, and reports its end.
