@@ -2,7 +2,7 @@
 
 use std::{fmt, ops::Deref};
 
-use http::{request::Parts, HeaderMap, Request, Uri};
+use http::{header::HeaderName, request::Parts, HeaderMap, Request, Uri};
 
 /// The longest id accepted, in bytes. Longer values are treated as absent.
 pub const MAX_LAST_EVENT_ID_LEN: usize = 1024;
@@ -59,7 +59,9 @@ impl LastEventId {
     }
 
     fn from_parts(headers: &HeaderMap, uri: &Uri) -> Option<Self> {
-        let mut values = headers.get_all(Self::HEADER).iter();
+        // A ready-made name: looking up by `&str` would parse it on every request.
+        const NAME: HeaderName = HeaderName::from_static(LastEventId::HEADER);
+        let mut values = headers.get_all(NAME).iter();
         if let Some(value) = values.next() {
             if values.next().is_some() {
                 return None;
@@ -69,6 +71,10 @@ impl LastEventId {
                 .and_then(Self::parse);
         }
         let query = uri.query()?;
+        // Most queries have no cursor; skip the split for them.
+        if !query.contains("lastEventId") {
+            return None;
+        }
         query.split('&').find_map(|pair| {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
             (key == "lastEventId")
