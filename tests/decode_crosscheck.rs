@@ -41,7 +41,10 @@ const EVENTSOURCE_STREAM_KNOWN: &[(&str, &str)] = &[
         "a CR at the end of the input waits for a possible LF, so the blank line ending the \
          last block is never seen and the event is lost at the end of the stream",
     ),
-    ("cr_only_stream", "same: the final CR CR loses the last event"),
+    (
+        "cr_only_stream",
+        "same: the final CR CR loses the last event",
+    ),
 ];
 
 #[derive(Deserialize)]
