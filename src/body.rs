@@ -290,6 +290,24 @@ where
             return Poll::Ready(Some(Ok(Frame::data(bytes))));
         }
         if let Some((bytes, events)) = this.pending.take() {
+            // An event that did not fit in the last frame starts the next one, unless
+            // the stream is over or a shutdown is due: then it goes alone.
+            let more = this.ending.is_none()
+                && bytes.len() < *this.coalesce
+                && !this.shutdown.as_ref().is_some_and(|l| l.is_triggered());
+            let (bytes, events) = if more {
+                coalesce(
+                    this.stream,
+                    cx,
+                    bytes,
+                    *this.coalesce,
+                    this.pending,
+                    this.ending,
+                    this.on_error,
+                )
+            } else {
+                (bytes, events)
+            };
             this.tracker.sent(events, bytes.len());
             return Poll::Ready(Some(Ok(Frame::data(bytes))));
         }
@@ -487,5 +505,55 @@ impl<S> fmt::Debug for SseBody<S> {
             .field("lifetime", &self.lifetime)
             .field("coalesce", &self.coalesce)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Polls once with a no-op waker: the frame's bytes, or `None` at the end.
+    fn next(
+        body: &mut SseBody<impl Stream<Item = Result<Event, Infallible>> + Unpin>,
+    ) -> Option<Bytes> {
+        let mut cx = Context::from_waker(futures_util::task::noop_waker_ref());
+        match Pin::new(body).poll_frame(&mut cx) {
+            Poll::Ready(Some(Ok(frame))) => Some(frame.into_data().expect("data")),
+            Poll::Ready(None) => None,
+            Poll::Pending => panic!("every event is ready"),
+        }
+    }
+
+    #[test]
+    fn an_event_that_did_not_fit_starts_the_next_full_frame() {
+        // Nine bytes each, twenty per frame: every frame holds two events, including
+        // the one that overflowed the frame before it.
+        let events = ["a", "b", "c", "d", "e"].map(|d| Ok(Event::message(d)));
+        let mut body = SseBody::new(futures_util::stream::iter(events))
+            .coalesce(20)
+            .keep_alive(KeepAlive::disabled());
+        let handle = body.end_handle();
+        assert_eq!(next(&mut body).unwrap(), "data: a\n\ndata: b\n\n");
+        assert_eq!(next(&mut body).unwrap(), "data: c\n\ndata: d\n\n");
+        assert_eq!(next(&mut body).unwrap(), "data: e\n\n");
+        assert_eq!(next(&mut body), None);
+        let report = handle.report().expect("ended");
+        assert_eq!((report.events, report.bytes), (5, 45));
+        assert_eq!(report.reason, EndReason::Completed);
+    }
+
+    #[test]
+    fn an_overflowing_event_goes_alone_once_shutdown_is_triggered() {
+        let shutdown = Shutdown::new();
+        let events = ["a", "b", "c", "d"].map(|d| Ok(Event::message(d)));
+        let mut body = SseBody::new(futures_util::stream::iter(events))
+            .coalesce(20)
+            .keep_alive(KeepAlive::disabled())
+            .with_shutdown(&shutdown);
+        assert_eq!(next(&mut body).unwrap(), "data: a\n\ndata: b\n\n");
+        shutdown.trigger();
+        // `c` was already taken from the stream: it is written, then the stream ends.
+        assert_eq!(next(&mut body).unwrap(), "data: c\n\n");
+        assert_eq!(next(&mut body), None);
     }
 }

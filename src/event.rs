@@ -54,6 +54,9 @@ pub struct Event {
     id: Option<String>,
     retry: Option<Duration>,
     data: Option<String>,
+    // Where the first CR or LF of `data` is, found once when the data is set, so
+    // that encoding single-line data is a plain copy.
+    data_break: Option<usize>,
 }
 
 impl Event {
@@ -67,7 +70,9 @@ impl Event {
     /// Sets the data. Any text is valid: LF, CR and CRLF each start a new `data:`
     /// line, and the empty string is sent as a single `data:` line.
     pub fn data(mut self, data: impl Into<String>) -> Self {
-        self.data = Some(data.into());
+        let data = data.into();
+        self.data_break = find_line_break(data.as_bytes());
+        self.data = Some(data);
         self
     }
 
@@ -179,7 +184,8 @@ impl Event {
     /// Writes the event into `buf`, ending with the blank line.
     pub fn encode_into(&self, buf: &mut BytesMut) {
         if let Some(comment) = &self.comment {
-            write_lines(buf, b":", comment.as_bytes());
+            let comment = comment.as_bytes();
+            write_lines(buf, b": ", comment, find_line_break(comment));
         }
         if let Some(event) = &self.event {
             write_field(buf, b"event", event.as_bytes());
@@ -193,7 +199,7 @@ impl Event {
             buf.put_u8(b'\n');
         }
         if let Some(data) = &self.data {
-            write_lines(buf, b"data", data.as_bytes());
+            write_lines(buf, b"data: ", data.as_bytes(), self.data_break);
         }
         buf.put_u8(b'\n');
     }
@@ -207,7 +213,7 @@ impl Event {
         len(&self.comment, 3)
             + len(&self.event, 8)
             + len(&self.id, 5)
-            + self.retry.map_or(0, |_| 28)
+            + self.retry.map_or(0, |_| 31)
             + len(&self.data, 7)
             + 1
     }
@@ -236,7 +242,11 @@ impl fmt::Debug for Event {
 }
 
 fn has_line_break(s: &str) -> bool {
-    memchr::memchr2(b'\n', b'\r', s.as_bytes()).is_some()
+    find_line_break(s.as_bytes()).is_some()
+}
+
+fn find_line_break(s: &[u8]) -> Option<usize> {
+    memchr::memchr2(b'\n', b'\r', s)
 }
 
 /// `name: value\n`, or `name:\n` for an empty value.
@@ -252,42 +262,43 @@ fn write_field(buf: &mut BytesMut, name: &[u8], value: &[u8]) {
     }
 }
 
-/// One field line per line of `value`; CRLF, LF and CR each end one line.
-/// A comment uses the name `:` and so is written `: line`.
-fn write_lines(buf: &mut BytesMut, name: &[u8], mut value: &[u8]) {
-    let name = if name == b":" { b"" as &[u8] } else { name };
+/// One line per line of `value`, each starting with `prefix` (`data: `, or `: `
+/// for a comment); CRLF, LF and CR each end one line. `first` is the position of
+/// the first line break in `value`, already known to the caller.
+fn write_lines(buf: &mut BytesMut, prefix: &[u8], value: &[u8], first: Option<usize>) {
+    let Some(mut at) = first else {
+        // One line: the usual case, and a plain copy.
+        write_line(buf, prefix, value);
+        return;
+    };
+    // Several lines: make room once for all of them, guessing that lines are as
+    // long as the first (at least 32 bytes), instead of growing line by line.
+    let lines = value.len() / (at + 1).max(32) + 1;
+    buf.reserve(value.len() + lines * (prefix.len() + 1));
+    let mut start = 0;
     loop {
-        match memchr::memchr2(b'\n', b'\r', value) {
-            Some(at) => {
-                write_field_or_comment(buf, name, &value[..at]);
-                let skip = if value[at] == b'\r' && value.get(at + 1) == Some(&b'\n') {
-                    2
-                } else {
-                    1
-                };
-                value = &value[at + skip..];
-            }
-            None => {
-                write_field_or_comment(buf, name, value);
-                return;
-            }
+        write_line(buf, prefix, &value[start..at]);
+        let crlf = value[at] == b'\r' && value.get(at + 1) == Some(&b'\n');
+        start = at + 1 + usize::from(crlf);
+        match find_line_break(&value[start..]) {
+            Some(next) => at = start + next,
+            None => break,
         }
     }
+    write_line(buf, prefix, &value[start..]);
 }
 
-fn write_field_or_comment(buf: &mut BytesMut, name: &[u8], line: &[u8]) {
-    if name.is_empty() {
-        // `:` then the text; a space keeps a comment readable and is ignored by clients.
-        buf.reserve(line.len() + 3);
-        buf.put_u8(b':');
-        if !line.is_empty() {
-            buf.put_u8(b' ');
-            buf.put_slice(line);
-        }
-        buf.put_u8(b'\n');
+/// `prefix` then `line` and LF; an empty line is written without the prefix's
+/// trailing space (`data:`, `:`).
+fn write_line(buf: &mut BytesMut, prefix: &[u8], line: &[u8]) {
+    buf.reserve(prefix.len() + line.len() + 1);
+    if line.is_empty() {
+        buf.put_slice(&prefix[..prefix.len() - 1]);
     } else {
-        write_field(buf, name, line);
+        buf.put_slice(prefix);
+        buf.put_slice(line);
     }
+    buf.put_u8(b'\n');
 }
 
 fn write_u128(buf: &mut BytesMut, mut n: u128) {
