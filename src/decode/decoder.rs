@@ -13,12 +13,42 @@ const BOM: &[u8] = b"\xEF\xBB\xBF";
 /// [`next_frame`](Self::next_frame) until it returns `Ok(None)`. [`EventStream`](crate::EventStream)
 /// does that for a body or a stream of chunks.
 ///
-/// - The input is UTF-8; invalid sequences become U+FFFD, exactly one leading BOM is skipped.
+/// # The rules
+///
+/// - The stream is UTF-8: invalid sequences become U+FFFD (never an error or a panic), and
+///   exactly one leading BOM is skipped, even when split across chunks.
 /// - Lines end at CRLF, LF or CR, also when a CR ends one chunk and its LF starts the next.
-/// - Memory is bounded: the pending line plus the block's data and event type may hold at most
-///   [`max_event_size`](Self::max_event_size) bytes (8 MiB by default).
-/// - Each byte is scanned once, however the input is chunked: feeding 1 MiB one byte at a time
-///   costs the same as feeding it whole.
+///   A line ended by CR is processed at once, not held back waiting for a possible LF.
+/// - A line starting with `:` is a comment, skipped unless [`comments`](Self::comments) is on.
+///   A line without a colon is a field with an empty value. One space after the colon is
+///   removed (not a tab, not a second space). Unknown fields are ignored; field names are
+///   case-sensitive.
+/// - `data` lines are joined with LF. A block without `data` is not dispatched. An empty or
+///   missing `event` means `message`.
+/// - An `id` containing NUL is ignored. The last event id persists from block to block until
+///   changed, `id` with an empty value resets it, and every event carries the last event id at
+///   its dispatch. A block with an `id` and no `data` still sets it.
+/// - `retry` is taken only when it is one or more ASCII digits; it applies at once
+///   ([`retry`](Self::retry)) and is also reported on the event of its block.
+/// - A final block without its blank line is never dispatched ([`finish`](Self::finish)).
+///
+/// Where the spec is silent: an empty `retry:` is ignored (as browsers do), a `retry` past
+/// `u64::MAX` milliseconds is ignored, and an `id` seen in an incomplete final block is
+/// forgotten with the block.
+///
+/// # Memory and time
+///
+/// Memory is bounded: the pending line plus the block's data and event type may hold at most
+/// [`max_event_size`](Self::max_event_size) bytes (8 MiB by default). Each byte is scanned
+/// once, however the input is chunked: feeding 1 MiB one byte at a time costs time linear in
+/// its size.
+///
+/// # Compared with `eventsource-stream`
+///
+/// That crate buffers without bound, rescans its whole buffer on every chunk, panics on a
+/// stream that starts with a BOM, ends the stream on invalid UTF-8, accepts `retry: +5`, and
+/// loses the last event of a stream that ends in a lone CR. The conformance cases that show
+/// each difference are in `tests/data/conformance.json`.
 ///
 /// # Examples
 ///

@@ -1,6 +1,6 @@
 use std::{error::Error, fmt};
 
-type BoxError = Box<dyn Error + Send + Sync>;
+use crate::BoxError;
 
 /// The error produced while decoding an event stream.
 ///

@@ -1,5 +1,4 @@
 use std::{
-    error::Error,
     pin::Pin,
     task::{Context, Poll},
     time::Duration,
@@ -10,6 +9,7 @@ use futures_core::Stream;
 use pin_project_lite::pin_project;
 
 use super::{BodyDataStream, DecodeError, Decoder, Frame, MessageEvent};
+use crate::BoxError;
 
 pin_project! {
     /// Decodes a `text/event-stream` body, or any stream of byte chunks, into a [`Stream`] of
@@ -124,7 +124,7 @@ impl<S, D, E> Stream for EventStream<S>
 where
     S: Stream<Item = Result<D, E>>,
     D: Buf,
-    E: Into<Box<dyn Error + Send + Sync>>,
+    E: Into<BoxError>,
 {
     type Item = Result<MessageEvent, DecodeError>;
 
