@@ -4,7 +4,10 @@ use std::{
     collections::VecDeque,
     fmt,
     pin::Pin,
-    sync::{Arc, Mutex, MutexGuard, PoisonError},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex, MutexGuard, PoisonError,
+    },
     task::{Context, Poll, Waker},
 };
 
@@ -15,9 +18,11 @@ use crate::{EncodedEvent, Event};
 
 /// The events waiting for one subscriber, filled by publishers and drained by the
 /// subscriber's stream. Its own lock, so a publisher never waits for a reader.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Queue {
     state: Mutex<QueueState>,
+    /// Set under the lock whenever `state` changes for the reader.
+    dirty: AtomicBool,
 }
 
 #[derive(Debug, Default)]
@@ -51,6 +56,7 @@ impl Queue {
                 replay_left,
                 ..QueueState::default()
             }),
+            dirty: AtomicBool::new(true),
         }
     }
 
@@ -65,6 +71,7 @@ impl Queue {
         if state.closed {
             return Offer::Closed(None);
         }
+        self.dirty.store(true, Ordering::SeqCst);
         let live = state.items.len() - state.replay_left;
         if live >= capacity {
             return match lag {
@@ -92,26 +99,64 @@ impl Queue {
     pub(crate) fn close(&self) -> Option<Waker> {
         let mut state = self.lock();
         state.closed = true;
+        self.dirty.store(true, Ordering::SeqCst);
         state.waker.take()
     }
 
-    fn poll_next(&self, cx: &mut Context<'_>) -> Poll<Option<EncodedEvent>> {
-        let mut state = self.lock();
-        if let Some(event) = state.items.pop_front() {
-            state.replay_left = state.replay_left.saturating_sub(1);
+    /// The reader's side: takes everything queued into the reader's `local`
+    /// buffer at once, so a burst costs one lock, and registers the waker. With
+    /// nothing new since the last look (`dirty` unset) and the same waker, it
+    /// answers `Pending` without locking.
+    fn poll_next(
+        &self,
+        local: &mut VecDeque<EncodedEvent>,
+        registered: &mut Option<Waker>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<EncodedEvent>> {
+        if let Some(event) = local.pop_front() {
             return Poll::Ready(Some(event));
         }
-        if let Some(gap) = state.skipped.take() {
-            return Poll::Ready(Some(gap_notice(gap)));
+        // `dirty` is only cleared under the lock, together with the waker's
+        // registration: unset means no publisher came since, so the waker
+        // registered then is still in place and will be woken.
+        if !self.dirty.load(Ordering::SeqCst)
+            && registered.as_ref().is_some_and(|w| w.will_wake(cx.waker()))
+        {
+            return Poll::Pending;
         }
-        if state.closed {
+        let mut state = self.lock();
+        self.dirty.store(false, Ordering::SeqCst);
+        std::mem::swap(&mut state.items, local);
+        state.replay_left = 0;
+        // After a burst, give the memory back instead of keeping the largest
+        // buffer ever needed for every idle connection.
+        if state.items.capacity() > 64 {
+            state.items = VecDeque::new();
+        }
+        let next = match local.pop_front() {
+            Some(event) => Some(event),
+            None => state.skipped.take().map(gap_notice),
+        };
+        // What is still owed after `local` (a gap notice, the end, and `None`
+        // again after the end) needs the lock.
+        if state.closed || state.skipped.is_some() {
+            self.dirty.store(true, Ordering::SeqCst);
+        }
+        if next.is_none() && state.closed {
             return Poll::Ready(None);
         }
-        match &mut state.waker {
-            Some(waker) if waker.will_wake(cx.waker()) => {}
-            slot => *slot = Some(cx.waker().clone()),
+        // Registered even when returning an event: the next poll may then
+        // answer `Pending` without the lock.
+        let waker = match registered.take() {
+            Some(waker) if waker.will_wake(cx.waker()) => waker,
+            _ => cx.waker().clone(),
+        };
+        state.waker = Some(waker.clone());
+        *registered = Some(waker);
+        match next {
+            Some(event) => Poll::Ready(Some(event)),
+            None => Poll::Pending,
         }
-        Poll::Pending
     }
 
     fn len(&self) -> usize {
@@ -158,6 +203,10 @@ pub struct Subscriber {
     queue: Arc<Queue>,
     topic: Arc<str>,
     shared: Arc<Shared>,
+    /// Events taken from the queue, not yet yielded.
+    local: VecDeque<EncodedEvent>,
+    /// The waker last registered in the queue.
+    registered: Option<Waker>,
 }
 
 impl Subscriber {
@@ -166,6 +215,8 @@ impl Subscriber {
             queue,
             topic,
             shared,
+            local: VecDeque::new(),
+            registered: None,
         }
     }
 
@@ -176,7 +227,7 @@ impl Subscriber {
 
     /// How many events wait to be read (replayed ones included).
     pub fn queued(&self) -> usize {
-        self.queue.len()
+        self.local.len() + self.queue.len()
     }
 }
 
@@ -184,7 +235,9 @@ impl Stream for Subscriber {
     type Item = EncodedEvent;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<EncodedEvent>> {
-        self.queue.poll_next(cx)
+        let this = self.get_mut();
+        this.queue
+            .poll_next(&mut this.local, &mut this.registered, cx)
     }
 }
 
@@ -198,7 +251,7 @@ impl fmt::Debug for Subscriber {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Subscriber")
             .field("topic", &self.topic)
-            .field("queued", &self.queue.len())
+            .field("queued", &self.queued())
             .finish()
     }
 }
@@ -207,31 +260,39 @@ impl fmt::Debug for Subscriber {
 mod tests {
     use super::*;
 
-    fn poll(q: &Queue) -> Poll<Option<String>> {
+    fn poll(q: &Queue, local: &mut VecDeque<EncodedEvent>) -> Poll<Option<String>> {
         let mut cx = Context::from_waker(futures_util::task::noop_waker_ref());
-        q.poll_next(&mut cx)
+        q.poll_next(local, &mut None, &mut cx)
             .map(|e| e.map(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
     }
 
     #[test]
     fn skip_policy_reports_the_gap_once() {
-        let q = Queue::default();
+        let q = Queue::with_replay(VecDeque::new());
+        let mut local = VecDeque::new();
         for id in 1..=5 {
             let ev = Event::message(id.to_string()).encode();
             assert!(matches!(q.offer(id, &ev, 2, Lag::Skip), Offer::Kept(_)));
         }
-        assert_eq!(poll(&q), Poll::Ready(Some("data: 1\n\n".into())));
-        assert_eq!(poll(&q), Poll::Ready(Some("data: 2\n\n".into())));
         assert_eq!(
-            poll(&q),
+            poll(&q, &mut local),
+            Poll::Ready(Some("data: 1\n\n".into()))
+        );
+        assert_eq!(
+            poll(&q, &mut local),
+            Poll::Ready(Some("data: 2\n\n".into()))
+        );
+        assert_eq!(
+            poll(&q, &mut local),
             Poll::Ready(Some("event: gap\nid: 5\ndata: {\"skipped\":3}\n\n".into()))
         );
-        assert_eq!(poll(&q), Poll::Pending);
+        assert_eq!(poll(&q, &mut local), Poll::Pending);
     }
 
     #[test]
     fn disconnect_policy_closes_after_the_queue() {
         let q = Queue::with_replay(VecDeque::from([Event::message("r").encode()]));
+        let mut local = VecDeque::new();
         let lag = Lag::Disconnect {
             retry: std::time::Duration::from_millis(250),
         };
@@ -239,13 +300,19 @@ mod tests {
         assert!(matches!(q.offer(1, &ev, 1, lag), Offer::Kept(_)));
         assert!(matches!(q.offer(2, &ev, 1, lag), Offer::Closed(_)));
         assert!(matches!(q.offer(3, &ev, 1, lag), Offer::Closed(None)));
-        assert_eq!(poll(&q), Poll::Ready(Some("data: r\n\n".into())));
-        assert_eq!(poll(&q), Poll::Ready(Some("data: x\n\n".into())));
         assert_eq!(
-            poll(&q),
+            poll(&q, &mut local),
+            Poll::Ready(Some("data: r\n\n".into()))
+        );
+        assert_eq!(
+            poll(&q, &mut local),
+            Poll::Ready(Some("data: x\n\n".into()))
+        );
+        assert_eq!(
+            poll(&q, &mut local),
             Poll::Ready(Some(": lagged\nretry: 250\n\n".into()))
         );
-        assert_eq!(poll(&q), Poll::Ready(None));
-        assert_eq!(poll(&q), Poll::Ready(None));
+        assert_eq!(poll(&q, &mut local), Poll::Ready(None));
+        assert_eq!(poll(&q, &mut local), Poll::Ready(None));
     }
 }
