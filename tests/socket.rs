@@ -22,6 +22,8 @@ use tower_sse::{EndReason, EndReport, Event, KeepAlive, Shutdown, SseBody};
 
 type Body = UnsyncBoxBody<Bytes, Infallible>;
 type Handler = Arc<dyn Fn(Request<Incoming>) -> Response<Body> + Send + Sync>;
+/// End reports with the time each arrived.
+type Reports = Arc<Mutex<Vec<(Instant, EndReport)>>>;
 
 /// Serves `handler` over HTTP/1.1 until the returned shutdown is triggered, then
 /// shuts hyper down gracefully; the join handle completes when every connection has.
@@ -116,10 +118,7 @@ async fn read_bytes(body: &mut Incoming, n: usize) -> String {
     String::from_utf8(out).unwrap()
 }
 
-fn report_sink() -> (
-    Arc<Mutex<Vec<(Instant, EndReport)>>>,
-    impl Fn(EndReport) + Clone,
-) {
+fn report_sink() -> (Reports, impl Fn(EndReport) + Clone) {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let sink = seen.clone();
     (seen, move |r| {
@@ -320,7 +319,7 @@ async fn reset_connection_is_reported_as_client_gone() {
     stop.trigger();
 }
 
-async fn wait_report(seen: &Arc<Mutex<Vec<(Instant, EndReport)>>>) -> (Instant, EndReport) {
+async fn wait_report(seen: &Reports) -> (Instant, EndReport) {
     // A hang guard only; the latency itself is measured from the report's time.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
