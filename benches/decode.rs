@@ -11,8 +11,8 @@
 //! - `llm_tokens`: 5 000 OpenAI-style `chat.completion.chunk` events, one chunk per event as a
 //!   token-by-token server writes them;
 //! - `one_byte_chunks`: one event with a long `data` line fed one byte per chunk, proving the
-//!   decoder never rescans: 1 MiB for ours; 16 KiB for both (eventsource-stream reparses its
-//!   whole buffer on every chunk, so 1 MiB would take minutes).
+//!   decoder never rescans: 1 MiB for ours; 4 KiB and 16 KiB for both (eventsource-stream
+//!   reparses its whole buffer on every chunk, so 1 MiB would take minutes).
 
 use std::{
     hint::black_box,
@@ -130,16 +130,19 @@ fn bench(c: &mut Criterion) {
         group.finish();
     }
 
-    let small = one_long_line(16 * 1024);
-    assert_eq!(ours(&small), theirs(&small));
-    let mut group = c.benchmark_group("decode/one_byte_chunks_16KiB");
-    group.throughput(Throughput::Bytes(small.len() as u64));
-    group.sample_size(10);
-    group.bench_function("tower-sse", |b| b.iter(|| ours(black_box(&small))));
-    group.bench_function("eventsource-stream", |b| {
-        b.iter(|| theirs(black_box(&small)))
-    });
-    group.finish();
+    // Both at 4 KiB and 16 KiB: 4x the bytes should cost 4x the time, not 16x.
+    for kib in [4, 16] {
+        let line = one_long_line(kib * 1024);
+        assert_eq!(ours(&line), theirs(&line));
+        let mut group = c.benchmark_group(format!("decode/one_byte_chunks_{kib}KiB"));
+        group.throughput(Throughput::Bytes(line.len() as u64));
+        group.sample_size(10);
+        group.bench_function("tower-sse", |b| b.iter(|| ours(black_box(&line))));
+        group.bench_function("eventsource-stream", |b| {
+            b.iter(|| theirs(black_box(&line)))
+        });
+        group.finish();
+    }
 
     let large = one_long_line(1024 * 1024);
     assert_eq!(ours(&large), (1, 1024 * 1024 - 8));

@@ -94,6 +94,8 @@ struct Block {
     data: String,
     event: String,
     id_buffer: String,
+    /// An `id` field was read since the last blank line.
+    id_set: bool,
     last_event_id: String,
     block_retry: Option<Duration>,
     retry: Option<Duration>,
@@ -136,6 +138,7 @@ impl Decoder {
                 data: String::new(),
                 event: String::new(),
                 id_buffer: String::new(),
+                id_set: false,
                 last_event_id: String::new(),
                 block_retry: None,
                 retry: None,
@@ -382,6 +385,7 @@ impl Decoder {
         block.event.clear();
         block.block_retry = None;
         block.id_buffer.clone_from(&block.last_event_id);
+        block.id_set = false;
     }
 
     fn start_discarding(&mut self) {
@@ -438,6 +442,7 @@ impl Block {
             [b'i', b'd'] if memchr(0, value).is_none() => {
                 self.id_buffer.clear();
                 self.id_buffer.push_str(&text(value));
+                self.id_set = true;
             }
             [b'r', b'e', b't', b'r', b'y'] => {
                 if let Some(millis) = parse_digits(value) {
@@ -453,7 +458,7 @@ impl Block {
 
     /// The spec's "dispatch the event" steps, run at each blank line.
     fn dispatch(&mut self) -> Option<MessageEvent> {
-        if self.last_event_id != self.id_buffer {
+        if mem::take(&mut self.id_set) {
             self.last_event_id.clone_from(&self.id_buffer);
         }
         let retry = self.block_retry.take();
