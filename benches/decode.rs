@@ -5,7 +5,7 @@
 //! and retry. Before measuring, each workload checks that both produce the same events.
 //!
 //! Workloads:
-//! - `small_json`: 10 000 events of ~90 bytes (`id`, `event`, one JSON `data` line), in 16 KiB
+//! - `small_json`: 10 000 events of ~70 bytes (`id`, `event`, one JSON `data` line), in 16 KiB
 //!   chunks as a socket read delivers them;
 //! - `large_multiline`: 64 events of 64 KiB, each 820 `data` lines of 80 bytes, 16 KiB chunks;
 //! - `llm_tokens`: 5 000 OpenAI-style `chat.completion.chunk` events, one chunk per event as a

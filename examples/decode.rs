@@ -30,13 +30,12 @@ fn to_json(event: &MessageEvent) -> String {
     line
 }
 
-fn main() -> io::Result<()> {
-    let mut stdin = io::stdin().lock();
-    let mut stdout = io::stdout().lock();
+/// Decodes `input` as it arrives, writing one JSON line per event to `output`.
+pub fn run(mut input: impl Read, mut output: impl Write) -> io::Result<()> {
     let mut decoder = Decoder::new();
     let mut buf = vec![0; 64 * 1024];
     loop {
-        let n = match stdin.read(&mut buf) {
+        let n = match input.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => n,
             Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
@@ -45,16 +44,20 @@ fn main() -> io::Result<()> {
         decoder.push(&buf[..n]);
         loop {
             match decoder.next_frame() {
-                Ok(Some(Frame::Event(event))) => writeln!(stdout, "{}", to_json(&event))?,
+                Ok(Some(Frame::Event(event))) => writeln!(output, "{}", to_json(&event))?,
                 Ok(Some(_)) => {}
                 Ok(None) => break,
                 Err(err @ DecodeError::TooLarge { .. }) => eprintln!("skipped an event: {err}"),
                 Err(err) => return Err(io::Error::other(err)),
             }
         }
-        stdout.flush()?;
+        output.flush()?;
     }
     // End of input: an unterminated final block is discarded, as the spec requires.
     decoder.finish();
     Ok(())
+}
+
+fn main() -> io::Result<()> {
+    run(io::stdin().lock(), io::stdout().lock())
 }

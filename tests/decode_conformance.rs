@@ -7,6 +7,10 @@
 
 use std::time::Duration;
 
+#[allow(dead_code)]
+#[path = "../examples/decode.rs"]
+mod decode_example;
+
 use futures_util::{stream, StreamExt};
 use proptest::prelude::*;
 use serde::Deserialize;
@@ -154,6 +158,35 @@ async fn conformance_event_stream() {
             }
             assert_eq!(got, case.events, "case `{}`, chunks of {size}", case.name);
         }
+    }
+}
+
+/// `examples/decode.rs` prints exactly the expected events, keys in order.
+#[test]
+fn conformance_decode_example() {
+    for case in cases() {
+        let mut out = Vec::new();
+        decode_example::run(&case.bytes()[..], &mut out).unwrap();
+        let expected: String = case
+            .events
+            .iter()
+            .map(|e| {
+                let mut line = format!(
+                    r#"{{"type":{},"data":{},"id":{}"#,
+                    e["type"], e["data"], e["id"]
+                );
+                if let Some(retry) = e.get("retry") {
+                    line.push_str(&format!(r#","retry":{retry}"#));
+                }
+                line + "}\n"
+            })
+            .collect();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            expected,
+            "case {}",
+            case.name
+        );
     }
 }
 
