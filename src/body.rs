@@ -92,8 +92,9 @@ pin_project! {
         shutdown: Option<ShutdownListener>,
         lifetime: Option<Deadline>,
         on_error: Option<OnError>,
-        // Written before anything else: the retry hint and opening comment.
-        first: Option<Event>,
+        // Written before anything else: the retry hint and opening comment (boxed:
+        // rarely set, and an `Event` is large).
+        first: Option<Box<Event>>,
         // Repeated before a planned end (lifetime), so the client comes back.
         retry: Option<Duration>,
         // A frame owed before the stream is polled again, with its event count.
@@ -112,7 +113,7 @@ impl<S> SseBody<S> {
             stream,
             heartbeat: Heartbeat::new(KeepAlive::new()),
             timer: default_timer(),
-            tracker: Tracker::new(EndHandle::new()),
+            tracker: Tracker::without_handle(),
             shutdown: None,
             lifetime: None,
             on_error: None,
@@ -141,7 +142,8 @@ impl<S> SseBody<S> {
     /// Sends `retry: MILLISECONDS` at once, telling the client how long to wait
     /// before reconnecting.
     pub fn retry(mut self, retry: Duration) -> Self {
-        self.first = Some(self.first.take().unwrap_or_default().retry(retry));
+        let first = self.first.take().unwrap_or_default();
+        self.first = Some(Box::new(first.retry(retry)));
         self.retry = Some(retry);
         self
     }
@@ -149,7 +151,8 @@ impl<S> SseBody<S> {
     /// Sends a comment at once, so the client and any proxy see the stream open
     /// before the first event.
     pub fn comment(mut self, text: impl Into<String>) -> Self {
-        self.first = Some(self.first.take().unwrap_or_default().comment(text));
+        let first = self.first.take().unwrap_or_default();
+        self.first = Some(Box::new(first.comment(text)));
         self
     }
 
@@ -522,6 +525,29 @@ mod tests {
             Poll::Ready(None) => None,
             Poll::Pending => panic!("every event is ready"),
         }
+    }
+
+    #[test]
+    #[cfg(target_pointer_width = "64")]
+    fn an_idle_stream_stays_small() {
+        // Per-connection state for idle connections; measured by examples/idle_conns.
+        type Idle = SseBody<Infallibly<futures_util::stream::Pending<Event>>>;
+        assert!(
+            std::mem::size_of::<Idle>() <= 336,
+            "{}",
+            std::mem::size_of::<Idle>()
+        );
+    }
+
+    #[test]
+    fn an_end_handle_asked_for_late_still_gets_the_report() {
+        let mut body = SseBody::from_events(futures_util::stream::iter([Event::message("a")]));
+        assert_eq!(next(&mut body).unwrap(), "data: a\n\n");
+        let handle = body.end_handle();
+        assert!(!handle.is_ended());
+        assert_eq!(next(&mut body), None);
+        assert_eq!(handle.report().unwrap().reason, EndReason::Completed);
+        assert_eq!(handle.report().unwrap().events, 1);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::{
     fmt,
     future::Future,
     pin::Pin,
-    sync::{Arc, Mutex, PoisonError},
+    sync::{Arc, Mutex, OnceLock, PoisonError},
     task::{Context, Poll, Waker},
     time::{Duration, Instant},
 };
@@ -191,7 +191,8 @@ pub(crate) type OnEnd = Box<dyn FnOnce(EndReport) + Send>;
 /// Counts what a stream sends and reports its end exactly once, on drop at the
 /// latest (as [`EndReason::ClientGone`] if nothing else was recorded).
 pub(crate) struct Tracker {
-    handle: EndHandle,
+    // Made when first asked for: most streams never are, and it is a heap block.
+    handle: OnceLock<EndHandle>,
     // In a `Mutex` only so that bodies are `Sync` (as `BoxBody` asks): it is only
     // ever reached through `&mut self`, with `get_mut`, which never locks.
     on_end: Mutex<Option<OnEnd>>,
@@ -204,8 +205,15 @@ pub(crate) struct Tracker {
 
 impl Tracker {
     pub(crate) fn new(handle: EndHandle) -> Self {
+        let mut tracker = Self::without_handle();
+        tracker.set_handle(handle);
+        tracker
+    }
+
+    /// A tracker whose handle is made only if [`handle`](Self::handle) is called.
+    pub(crate) fn without_handle() -> Self {
         Self {
-            handle,
+            handle: OnceLock::new(),
             on_end: Mutex::new(None),
             started: Instant::now(),
             events: 0,
@@ -216,11 +224,11 @@ impl Tracker {
     }
 
     pub(crate) fn handle(&self) -> &EndHandle {
-        &self.handle
+        self.handle.get_or_init(EndHandle::new)
     }
 
     pub(crate) fn set_handle(&mut self, handle: EndHandle) {
-        self.handle = handle;
+        self.handle = OnceLock::from(handle);
     }
 
     /// Adds a callback; several callbacks all run, in the order they were added.
@@ -264,7 +272,9 @@ impl Tracker {
             bytes: self.bytes,
             duration: self.started.elapsed(),
         };
-        self.handle.complete(&report);
+        if let Some(handle) = self.handle.get() {
+            handle.complete(&report);
+        }
         let slot = self
             .on_end
             .get_mut()

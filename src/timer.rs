@@ -112,7 +112,9 @@ impl Sleep for Never {
 pub(crate) fn default_timer() -> Option<Arc<dyn Timer>> {
     #[cfg(feature = "tokio")]
     {
-        Some(Arc::new(TokioTimer))
+        // One shared allocation instead of one per stream.
+        static TOKIO: std::sync::OnceLock<Arc<dyn Timer>> = std::sync::OnceLock::new();
+        Some(TOKIO.get_or_init(|| Arc::new(TokioTimer)).clone())
     }
     #[cfg(not(feature = "tokio"))]
     {
