@@ -122,7 +122,7 @@ impl Chat {
         let members = rooms.entry(room.to_owned()).or_default();
         let mut names: Vec<&str> = members
             .iter()
-            .flat_map(|(name, n)| std::iter::repeat(name.as_str()).take(*n))
+            .flat_map(|(name, n)| std::iter::repeat_n(name.as_str(), *n))
             .collect();
         names.sort_unstable();
         // Presence events up to this id are already in the snapshot.

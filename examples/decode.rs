@@ -12,7 +12,7 @@
 
 use std::io::{self, Read, Write};
 
-use tower_sse::{DecodeError, Decoder, Frame, MessageEvent};
+use tower_sse::{decode::Frame, DecodeError, Decoder, MessageEvent};
 
 /// One JSON object per event, keys in a fixed order.
 fn to_json(event: &MessageEvent) -> String {

@@ -31,7 +31,7 @@ use hyper_util::{
 };
 use tokio::net::TcpListener;
 use tower_sse::{
-    is_event_stream, BodyDataStream, BoxError, DecodeError, Decoder, Event, EventStream,
+    decode::BodyDataStream, is_event_stream, BoxError, DecodeError, Decoder, Event, EventStream,
     LastEventId, MessageEvent, SseBody,
 };
 

@@ -71,7 +71,7 @@
 )]
 
 mod body;
-mod decode;
+pub mod decode;
 mod encoded;
 mod end;
 mod event;
@@ -84,7 +84,7 @@ mod shutdown;
 pub mod timer;
 
 pub use body::{BoxError, Infallibly, SseBody};
-pub use decode::{BodyDataStream, DecodeError, Decoder, EventStream, Frame, MessageEvent};
+pub use decode::{DecodeError, Decoder, EventStream, MessageEvent};
 pub use encoded::EncodedEvent;
 pub use end::{EndHandle, EndReason, EndReport, Ended};
 pub use event::{Event, EventError};

@@ -15,7 +15,7 @@ use futures_util::{stream, StreamExt};
 use proptest::prelude::*;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tower_sse::{DecodeError, Decoder, Event, EventStream, Frame, MessageEvent};
+use tower_sse::{decode::Frame, DecodeError, Decoder, Event, EventStream, MessageEvent};
 
 #[derive(Deserialize)]
 struct Cases {

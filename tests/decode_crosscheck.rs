@@ -11,7 +11,7 @@ use std::{collections::BTreeMap, io::Write, path::Path, process::Command, time::
 use futures_util::{stream, StreamExt};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tower_sse::{Decoder, Frame};
+use tower_sse::{decode::Frame, Decoder};
 
 /// Cases where `eventsource-stream` 0.2.3 departs from the spec, and why.
 const EVENTSOURCE_STREAM_KNOWN: &[(&str, &str)] = &[

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
-use tower_sse::{Decoder, Event, Frame, MessageEvent};
+use tower_sse::{decode::Frame, Decoder, Event, MessageEvent};
 
 type Input = (
     Option<String>,

@@ -15,7 +15,7 @@ pin_project! {
     /// # Examples
     ///
     /// ```
-    /// use tower_sse::BodyDataStream;
+    /// use tower_sse::decode::BodyDataStream;
     ///
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() {

@@ -53,7 +53,7 @@ const BOM: &[u8] = b"\xEF\xBB\xBF";
 /// # Examples
 ///
 /// ```
-/// use tower_sse::{Decoder, Frame};
+/// use tower_sse::{decode::Frame, Decoder};
 ///
 /// let mut decoder = Decoder::new();
 /// let mut events = Vec::new();
@@ -155,7 +155,7 @@ impl Decoder {
     /// # Examples
     ///
     /// ```
-    /// use tower_sse::{DecodeError, Decoder, Frame};
+    /// use tower_sse::{decode::Frame, DecodeError, Decoder};
     ///
     /// let mut decoder = Decoder::new().max_event_size(16);
     /// decoder.push(b"data: 0123456789\ndata: 0123456789\n\ndata: small\n\n");
@@ -176,7 +176,7 @@ impl Decoder {
     /// # Examples
     ///
     /// ```
-    /// use tower_sse::{Decoder, Frame};
+    /// use tower_sse::{decode::Frame, Decoder};
     ///
     /// let mut decoder = Decoder::new().comments(true);
     /// decoder.push(b":ping\n\n");
@@ -194,7 +194,7 @@ impl Decoder {
     /// # Examples
     ///
     /// ```
-    /// use tower_sse::{Decoder, Frame};
+    /// use tower_sse::{decode::Frame, Decoder};
     ///
     /// let mut decoder = Decoder::new().with_last_event_id("41");
     /// decoder.push(b"data: x\n\n");
@@ -277,7 +277,7 @@ impl Decoder {
     /// # Examples
     ///
     /// ```
-    /// use tower_sse::{Decoder, Frame};
+    /// use tower_sse::{decode::Frame, Decoder};
     ///
     /// let mut decoder = Decoder::new();
     /// decoder.push(b"data: 1\n\ndata: 2\n\ndata: 3");
@@ -368,7 +368,7 @@ impl Decoder {
     /// while decoder.next_frame()?.is_some() {}
     /// decoder.finish();
     /// decoder.push(b"data: b\n\n");
-    /// let Some(tower_sse::Frame::Event(event)) = decoder.next_frame()? else { panic!() };
+    /// let Some(tower_sse::decode::Frame::Event(event)) = decoder.next_frame()? else { panic!() };
     /// assert_eq!((event.data.as_str(), event.id.as_str()), ("b", "1"));
     /// # Ok::<(), tower_sse::DecodeError>(())
     /// ```

@@ -7,7 +7,7 @@ use std::time::Duration;
 ///
 /// ```
 /// use std::time::Duration;
-/// use tower_sse::{Decoder, Frame};
+/// use tower_sse::{decode::Frame, Decoder};
 ///
 /// let mut decoder = Decoder::new();
 /// decoder.push(b"event: add\nid: 7\nretry: 1500\ndata: {\"n\":1}\n\n");
@@ -41,7 +41,7 @@ pub struct MessageEvent {
 /// # Examples
 ///
 /// ```
-/// use tower_sse::{Decoder, Frame};
+/// use tower_sse::{decode::Frame, Decoder};
 ///
 /// let mut decoder = Decoder::new().comments(true);
 /// decoder.push(b": keep-alive\ndata: hi\n\n");
