@@ -3,7 +3,7 @@
 //!
 //! # The moving parts
 //!
-//! Data flows one way: **event → encoder → body → connection**.
+//! Data flows one way: **stream → encoder → body → layer → connection**.
 //!
 //! - [`Event`] is one event, checked when built: a field that could break the
 //!   stream is a typed [`EventError`], never a panic and never a malformed stream.
@@ -12,13 +12,35 @@
 //! - [`SseBody`] turns any `Stream` of events into an `http_body::Body`:
 //!   heartbeats while idle ([`KeepAlive`]), a `retry:` hint, coalescing of ready
 //!   events, clean ends on errors, disconnect detection ([`EndHandle`],
-//!   [`EndReport`]) and graceful shutdown ([`Shutdown`]).
-//! - [`response`] wraps a body in a response with the headers a stream needs.
+//!   [`EndReport`]), graceful shutdown ([`Shutdown`]) and a maximum lifetime.
+//!   [`response`] (or [`SseBody::into_response`]) adds the headers a stream needs.
+//! - [`SseLayer`] is Tower middleware that makes *any* service's SSE responses
+//!   production-safe, whoever made them (this crate, axum's `Sse`, warp, a
+//!   hand-made body): headers, heartbeats injected only between events,
+//!   disconnect reports, compression kept off, shutdown, limits, and
+//!   [`LastEventId`] plus an [`EndHandle`] in the request's extensions. See the
+//!   [`layer`] module for the details and a comparison with axum, warp and
+//!   actix-web-lab.
 //! - [`Hub`] is the broadcast hub: named topics, each event encoded once and
 //!   shared with every [`Subscriber`], ids and a bounded history for
-//!   `Last-Event-ID` replay ([`LastEventId`]) with no gap and no duplicate, and
-//!   bounded queues with a [`Lag`] policy so a slow client never holds up the
-//!   rest. `cargo run --example chat` shows it all in a browser.
+//!   `Last-Event-ID` replay with no gap and no duplicate, and bounded queues with
+//!   a [`Lag`] policy so a slow client never holds up the rest.
+//! - [`Decoder`] and [`EventStream`] are the reading side: a WHATWG-exact parser
+//!   with bounded memory, for clients, relays and tests (see [`decode`]).
+//!
+//! `cargo run --example chat` shows it all in a browser.
+//!
+//! # Which piece do I use?
+//!
+//! - **[`SseBody`] alone** when you write the handler and own the stream.
+//! - **[`SseLayer`] alone** when the streams come from elsewhere (axum's `Sse`,
+//!   warp, a proxy) and you want them all made safe in one place.
+//! - **Both**, the usual production setup: the body writes typed, coalesced events
+//!   with its own heartbeats (the layer sees that and adds none); the layer adds
+//!   the concurrency limit, compression safety, and one `on_end`, `Shutdown` and
+//!   lifetime for every route.
+//! - **[`Hub`]** when many clients watch the same events.
+//! - **[`EventStream`]** to read a stream.
 //!
 //! # Example
 //!
@@ -26,7 +48,7 @@
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
 //! use futures_util::StreamExt;
 //! use http_body_util::BodyExt;
-//! use tower_sse::{Event, SseBody};
+//! use tower_sse::{EndReason, Event, EventStream, SseBody};
 //!
 //! // Any stream of events: a channel, a database feed, a timer...
 //! let events = futures_util::stream::iter(1..=2).map(|n| {
@@ -40,7 +62,12 @@
 //! // hyper or axum would now write the body to the connection:
 //! let bytes = response.into_body().collect().await.unwrap().to_bytes();
 //! assert_eq!(&bytes[..], b"id: 1\ndata: tick 1\n\nid: 2\ndata: tick 2\n\n");
-//! assert!(handle.report().unwrap().reason == tower_sse::EndReason::Completed);
+//! assert_eq!(handle.report().unwrap().reason, EndReason::Completed);
+//!
+//! // ...and a client reads it back with the decoder.
+//! let body = http_body_util::Full::new(bytes);
+//! let decoded: Vec<_> = EventStream::new(body).map(Result::unwrap).collect().await;
+//! assert_eq!((decoded[1].id.as_str(), decoded[1].data.as_str()), ("2", "tick 2"));
 //! # }
 //! ```
 //!
@@ -48,19 +75,19 @@
 //!
 //! - A line break in an `id` or `event` is an `Err`, not a panic; `"a\r\nb"` is
 //!   one line break, not two; empty data is sent (`data:`) and so dispatched.
-//! - The body reports how it ended (client gone, completed, failed, shut down),
-//!   exactly once, to a callback and to awaitable handles.
+//! - The body reports how it ended (client gone, completed, failed, shut down,
+//!   lifetime), exactly once, to a callback and to awaitable handles.
 //! - A [`Shutdown`] ends open streams so graceful shutdown completes.
 //! - `x-accel-buffering: no` and `no-transform` keep proxies from buffering or
-//!   compressing the stream.
+//!   compressing the stream; the layer keeps compression layers off it.
 //! - Ready events are coalesced into fewer frames; an event is encoded once and can
 //!   be shared by many streams.
 //!
 //! # Features
 //!
 //! - `tokio` (default): heartbeats and lifetimes use `tokio::time`. Without it,
-//!   give a [`timer::Timer`] to the body, or heartbeats are off.
-//! - `json`: [`Event::json_data`].
+//!   give a [`timer::Timer`] to the body or layer, or heartbeats are off.
+//! - `json`: `Event::json_data`, from any `serde::Serialize`.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![warn(
