@@ -209,12 +209,18 @@ impl Event {
         fn len(field: &Option<String>, overhead: usize) -> usize {
             field.as_ref().map_or(0, |v| v.len() + overhead)
         }
-        // Data lines each add `data: ` and `\n`; count one line, grow if there are more.
+        // Data lines each add `data: ` and `\n`: exact for one line; for several,
+        // a guess (lines as long as the first) made once, instead of regrowing.
+        let more_lines = match (&self.data, self.data_break) {
+            (Some(data), Some(first)) => data.len() / (first + 1).max(32) + 1,
+            _ => 0,
+        };
         len(&self.comment, 3)
             + len(&self.event, 8)
             + len(&self.id, 5)
             + self.retry.map_or(0, |_| 31)
             + len(&self.data, 7)
+            + more_lines * 7
             + 1
     }
 }
@@ -271,10 +277,7 @@ fn write_lines(buf: &mut BytesMut, prefix: &[u8], value: &[u8], first: Option<us
         write_line(buf, prefix, value);
         return;
     };
-    // Several lines: make room once for all of them, guessing that lines are as
-    // long as the first (at least 32 bytes), instead of growing line by line.
-    let lines = value.len() / (at + 1).max(32) + 1;
-    buf.reserve(value.len() + lines * (prefix.len() + 1));
+    // Several lines (the caller's size hint made room for the usual case).
     let mut start = 0;
     loop {
         write_line(buf, prefix, &value[start..at]);
