@@ -2,7 +2,7 @@
 
 use std::collections::VecDeque;
 
-use crate::EncodedEvent;
+use crate::{EncodedEvent, Event};
 
 /// The most recent events of a topic, bounded by count and by bytes.
 ///
@@ -67,12 +67,40 @@ impl History {
     pub(crate) fn len(&self) -> usize {
         self.events.len()
     }
+
+    /// The replay for a client's `cursor`: the events after it, or a reset event
+    /// and everything kept when the history cannot replay them exactly.
+    pub(crate) fn replay(&self, cursor: &str, last_id: u64) -> VecDeque<EncodedEvent> {
+        let exact = cursor
+            .parse::<u64>()
+            .ok()
+            .filter(|&cursor| cursor <= last_id)
+            .and_then(|cursor| self.after(cursor));
+        match exact {
+            Some(events) => events.cloned().collect(),
+            None => {
+                let mut replay = VecDeque::with_capacity(self.len() + 1);
+                replay.push_back(reset_notice(self.floor()));
+                replay.extend(self.all().cloned());
+                replay
+            }
+        }
+    }
+}
+
+/// `event: reset`, with the id after which what follows is complete.
+fn reset_notice(floor: u64) -> EncodedEvent {
+    Event::default()
+        .event("reset")
+        .and_then(|e| e.id(floor.to_string()))
+        .map(|e| e.data(format!("{{\"after\":{floor}}}")))
+        .unwrap_or_default()
+        .encode()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Event;
 
     fn ev(n: u64) -> EncodedEvent {
         Event::message(n.to_string()).encode()

@@ -17,7 +17,6 @@ use std::{
 pub use config::{HubConfig, Lag};
 pub use subscriber::Subscriber;
 
-use subscriber::Queue;
 use topic::Topic;
 
 use crate::Event;
@@ -66,12 +65,15 @@ use crate::Event;
 ///
 /// # Slow subscribers
 ///
-/// Each subscriber has its own bounded queue ([`HubConfig::queue_capacity`]) and
-/// lock: a subscriber that stops reading never blocks the publisher or the other
-/// subscribers. When its queue is full the [`Lag`] policy applies: by default
-/// its stream ends with a `retry:` hint, so the client reconnects and resumes from
-/// the history; or ([`Lag::Skip`]) events are dropped for it and a `gap` event
-/// tells it how many.
+/// A topic keeps one log of live events, which every subscriber reads from its
+/// own cursor, as `tokio::sync::broadcast` does: publishing appends once and wakes
+/// the subscribers that wait, whatever their number. A subscriber may fall at most
+/// [`HubConfig::queue_capacity`] events behind: a subscriber that stops reading
+/// never blocks the publisher or the other subscribers, and never holds more than
+/// that many events in memory. Beyond it the [`Lag`] policy applies: by default
+/// its stream ends (after the events it had waiting) with a `retry:` hint, so the
+/// client reconnects and resumes from the history; or ([`Lag::Skip`]) events are
+/// dropped for it and a `gap` event tells it how many.
 ///
 /// # Cleanup
 ///
@@ -139,7 +141,7 @@ pub(crate) struct Shared {
 #[derive(Default)]
 struct State {
     last_id: u64,
-    topics: HashMap<Arc<str>, Topic>,
+    topics: HashMap<Arc<str>, Arc<Topic>>,
 }
 
 impl Hub {
@@ -184,15 +186,14 @@ impl Hub {
             let mut state = self.shared.lock();
             state.last_id += 1;
             let id = state.last_id;
-            if let Some(topic) = state.topics.get_mut(topic) {
-                wakers.reserve(topic.subscriber_count());
+            if let Some(topic) = state.topics.get(topic) {
                 // Decimal digits are always a valid id.
                 let event = make(id).id(id.to_string()).unwrap_or_default().encode();
-                topic.publish(id, event, &self.shared.config, &mut wakers);
+                wakers = topic.publish(id, event, &self.shared.config);
             }
             id
         };
-        wakers.into_iter().for_each(Waker::wake);
+        wakers.into_iter().flatten().for_each(Waker::wake);
         id
     }
 
@@ -206,22 +207,24 @@ impl Hub {
     /// history cannot replay them exactly; see the [type's docs](Self).
     /// `None` subscribes from now on, like [`subscribe`](Self::subscribe).
     pub fn subscribe_after(&self, topic: &str, last_event_id: Option<&str>) -> Subscriber {
-        let (queue, name) = {
+        let (topic, slot) = {
             let mut state = self.shared.lock();
             let last_id = state.last_id;
-            let name = match state.topics.get_key_value(topic) {
-                Some((name, _)) => name.clone(),
-                None => Arc::from(topic),
+            let topic = match state.topics.get(topic) {
+                Some(existing) => existing.clone(),
+                None => {
+                    let name: Arc<str> = Arc::from(topic);
+                    let new = Arc::new(Topic::new(name.clone(), last_id, &self.shared.config));
+                    state.topics.insert(name, new.clone());
+                    new
+                }
             };
-            let config = &self.shared.config;
-            let queue = state
-                .topics
-                .entry(name.clone())
-                .or_insert_with(|| Topic::new(last_id, config))
-                .subscribe(last_event_id, last_id);
-            (queue, name)
+            // Under the hub's lock: no publish can come between the replay and
+            // the subscription.
+            let slot = topic.subscribe(last_event_id, last_id);
+            (topic, slot)
         };
-        Subscriber::new(queue, name, self.shared.clone())
+        Subscriber::new(topic, slot, self.shared.clone())
     }
 
     /// How many subscribers `topic` has now.
@@ -230,7 +233,7 @@ impl Hub {
             .lock()
             .topics
             .get(topic)
-            .map_or(0, Topic::subscriber_count)
+            .map_or(0, |topic| topic.subscriber_count())
     }
 
     /// How many topics have subscribers now.
@@ -272,13 +275,18 @@ impl Shared {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Removes a subscriber, and its topic with it if it was the last one.
-    pub(crate) fn unsubscribe(&self, topic: &str, queue: &Arc<Queue>) {
+    /// Removes a subscriber, and its topic with it if it was the last one (and
+    /// the topic is still the hub's, not one created again under the same name).
+    pub(crate) fn unsubscribe(&self, topic: &Arc<Topic>, slot: usize) {
         let mut state = self.lock();
-        if let Some(t) = state.topics.get_mut(topic) {
-            if t.unsubscribe(queue) {
-                state.topics.remove(topic);
-            }
+        let empty = topic.unsubscribe(slot);
+        if empty
+            && state
+                .topics
+                .get(topic.name())
+                .is_some_and(|t| Arc::ptr_eq(t, topic))
+        {
+            state.topics.remove(topic.name());
         }
     }
 }
@@ -291,11 +299,11 @@ impl Drop for Handles {
         let mut wakers = Vec::new();
         {
             let mut state = self.0.lock();
-            for topic in state.topics.values_mut() {
-                topic.close_all(&mut wakers);
+            for topic in state.topics.values() {
+                wakers.extend(topic.close());
             }
             state.topics.clear();
         }
-        wakers.into_iter().for_each(Waker::wake);
+        wakers.into_iter().flatten().for_each(Waker::wake);
     }
 }
