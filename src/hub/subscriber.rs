@@ -73,6 +73,7 @@ impl Subscriber {
 impl Stream for Subscriber {
     type Item = EncodedEvent;
 
+    #[inline]
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<EncodedEvent>> {
         let this = self.get_mut();
         this.topic.poll_next(this.slot, &mut this.cursor, cx)

@@ -264,6 +264,7 @@ impl Topic {
     /// The subscriber's side: takes everything it has to read at once (one lock per
     /// burst) and leaves its waker. With nothing new since its last look and the
     /// same waker, it answers `Pending` without the lock.
+    #[inline]
     pub(crate) fn poll_next(
         &self,
         slot: usize,
@@ -287,6 +288,18 @@ impl Topic {
         {
             return Poll::Pending;
         }
+        self.poll_locked(slot, cursor, cx)
+    }
+
+    /// The rest of [`poll_next`](Self::poll_next), under the lock: kept out of
+    /// line so that the quick answers above inline into the caller.
+    #[inline(never)]
+    fn poll_locked(
+        &self,
+        slot: usize,
+        cursor: &mut Cursor,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<EncodedEvent>> {
         let mut guard = self.lock();
         let state = &mut *guard;
         cursor.seen = self.version.load(Ordering::Relaxed);
