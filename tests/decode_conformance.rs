@@ -13,50 +13,13 @@ mod decode_example;
 
 use futures_util::{stream, StreamExt};
 use proptest::prelude::*;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
+mod conformance;
+use conformance::{cases, event_json, Case};
 use tower_sse::{decode::Frame, DecodeError, Decoder, Event, EventStream, MessageEvent};
 
-#[derive(Deserialize)]
-struct Cases {
-    cases: Vec<Case>,
-}
-
-#[derive(Deserialize)]
-struct Case {
-    name: String,
-    rule: String,
-    input: Option<String>,
-    input_hex: Option<String>,
-    events: Vec<Value>,
-    last_event_id: Option<String>,
-    final_retry: Option<u64>,
-}
-
-impl Case {
-    fn bytes(&self) -> Vec<u8> {
-        match (&self.input, &self.input_hex) {
-            (Some(text), None) => text.as_bytes().to_vec(),
-            (None, Some(hex)) => (0..hex.len())
-                .step_by(2)
-                .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
-                .collect(),
-            _ => panic!("case {}: exactly one of input, input_hex", self.name),
-        }
-    }
-}
-
-fn cases() -> Vec<Case> {
-    let cases: Cases = serde_json::from_str(include_str!("data/conformance.json")).unwrap();
-    cases.cases
-}
-
 fn to_json(event: &MessageEvent) -> Value {
-    let mut value = json!({ "type": event.event, "data": event.data, "id": event.id });
-    if let Some(retry) = event.retry {
-        value["retry"] = json!(u64::try_from(retry.as_millis()).unwrap());
-    }
-    value
+    event_json(&event.event, &event.data, &event.id, event.retry)
 }
 
 /// What a decoder produced from some chunks.

@@ -6,11 +6,12 @@
 //! listed as its known deviations (and it must disagree on those, so the lists stay true).
 //! `tests/js/README.md` explains each deviation.
 
-use std::{collections::BTreeMap, io::Write, path::Path, process::Command, time::Duration};
+use std::{collections::BTreeMap, io::Write, path::Path, process::Command};
 
 use futures_util::{stream, StreamExt};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
+mod conformance;
+use conformance::{cases, event_json};
 use tower_sse::{decode::Frame, Decoder};
 
 /// Cases where `eventsource-stream` 0.2.3 departs from the spec, and why.
@@ -46,45 +47,6 @@ const EVENTSOURCE_STREAM_KNOWN: &[(&str, &str)] = &[
         "same: the final CR CR loses the last event",
     ),
 ];
-
-#[derive(Deserialize)]
-struct Cases {
-    cases: Vec<Case>,
-}
-
-#[derive(Deserialize)]
-struct Case {
-    name: String,
-    input: Option<String>,
-    input_hex: Option<String>,
-    events: Vec<Value>,
-}
-
-impl Case {
-    fn bytes(&self) -> Vec<u8> {
-        match (&self.input, &self.input_hex) {
-            (Some(text), None) => text.as_bytes().to_vec(),
-            (None, Some(hex)) => (0..hex.len())
-                .step_by(2)
-                .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
-                .collect(),
-            _ => panic!("case {}: exactly one of input, input_hex", self.name),
-        }
-    }
-}
-
-fn cases() -> Vec<Case> {
-    let cases: Cases = serde_json::from_str(include_str!("data/conformance.json")).unwrap();
-    cases.cases
-}
-
-fn event_json(event: &str, data: &str, id: &str, retry: Option<Duration>) -> Value {
-    let mut value = json!({ "type": event, "data": data, "id": id });
-    if let Some(retry) = retry {
-        value["retry"] = json!(u64::try_from(retry.as_millis()).unwrap());
-    }
-    value
-}
 
 /// `eventsource-stream`'s events, or `Err` when it reported an error or panicked.
 async fn eventsource_stream(chunks: Vec<Vec<u8>>) -> Result<Vec<Value>, String> {
