@@ -84,7 +84,15 @@ pub fn is_event_stream(headers: &HeaderMap) -> bool {
     headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
+        .is_some_and(is_event_stream_type)
+}
+
+/// Whether a media type (or an `Accept` media range) is `text/event-stream`,
+/// parameters and letter case aside.
+pub(crate) fn is_event_stream_type(media_type: &str) -> bool {
+    media_type
+        .split(';')
+        .next()
         .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("text/event-stream"))
 }
 

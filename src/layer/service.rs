@@ -101,11 +101,9 @@ pub(crate) fn accepts_event_stream(headers: &HeaderMap) -> bool {
                     .is_some_and(|s| s.eq_ignore_ascii_case(b"event-stream"))
             });
         mentioned
-            && value.to_str().is_ok_and(|v| {
-                v.split(',')
-                    .filter_map(|range| range.split(';').next())
-                    .any(|essence| essence.trim().eq_ignore_ascii_case("text/event-stream"))
-            })
+            && value
+                .to_str()
+                .is_ok_and(|v| v.split(',').any(crate::response::is_event_stream_type))
     })
 }
 
