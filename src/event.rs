@@ -277,10 +277,17 @@ fn write_lines(buf: &mut BytesMut, prefix: &[u8], value: &[u8], first: Option<us
         write_line(buf, prefix, value);
         return;
     };
-    // Several lines (the caller's size hint made room for the usual case).
+    // Several lines (the caller's size hint made room for the usual case). Each
+    // line break and the next line's prefix go out in one copy (`\ndata: `); an
+    // empty line then drops the prefix's trailing space (`data:`).
+    let mut separator = [b'\n'; 8];
+    separator[1..=prefix.len()].copy_from_slice(prefix);
+    let separator = &separator[..=prefix.len()];
+    buf.put_slice(prefix);
     let mut start = 0;
     loop {
-        write_line(buf, prefix, &value[start..at]);
+        put_line_text(buf, &value[start..at]);
+        buf.put_slice(separator);
         let crlf = value[at] == b'\r' && value.get(at + 1) == Some(&b'\n');
         start = at + 1 + usize::from(crlf);
         match find_line_break(&value[start..]) {
@@ -288,7 +295,17 @@ fn write_lines(buf: &mut BytesMut, prefix: &[u8], value: &[u8], first: Option<us
             None => break,
         }
     }
-    write_line(buf, prefix, &value[start..]);
+    put_line_text(buf, &value[start..]);
+    buf.put_u8(b'\n');
+}
+
+/// A line's text after its prefix; an empty line drops the prefix's space.
+fn put_line_text(buf: &mut BytesMut, line: &[u8]) {
+    if line.is_empty() {
+        buf.truncate(buf.len() - 1);
+    } else {
+        buf.put_slice(line);
+    }
 }
 
 /// `prefix` then `line` and LF; an empty line is written without the prefix's
