@@ -80,7 +80,9 @@ impl History {
             Some(events) => events.cloned().collect(),
             None => {
                 let mut replay = VecDeque::with_capacity(self.len() + 1);
-                replay.push_back(reset_notice(self.floor()));
+                // `event: reset`, with the id after which what follows is complete.
+                let floor = self.floor();
+                replay.push_back(notice("reset", floor, format!("{{\"after\":{floor}}}")));
                 replay.extend(self.all().cloned());
                 replay
             }
@@ -88,12 +90,13 @@ impl History {
     }
 }
 
-/// `event: reset`, with the id after which what follows is complete.
-fn reset_notice(floor: u64) -> EncodedEvent {
+/// A notice the hub writes into a stream: `event: KIND`, `id: ID`, JSON `data`.
+/// The type is a fixed word and the id a number, so the event is always valid.
+pub(crate) fn notice(kind: &'static str, id: u64, data: String) -> EncodedEvent {
     Event::default()
-        .event("reset")
-        .and_then(|e| e.id(floor.to_string()))
-        .map(|e| e.data(format!("{{\"after\":{floor}}}")))
+        .event(kind)
+        .and_then(|e| e.id(id.to_string()))
+        .map(|e| e.data(data))
         .unwrap_or_default()
         .encode()
 }

@@ -21,7 +21,7 @@ use std::{
 
 use super::{
     config::{HubConfig, Lag},
-    history::History,
+    history::{notice, History},
 };
 use crate::{EncodedEvent, Event};
 
@@ -435,12 +435,7 @@ impl State {
 
 /// `event: gap`, the last skipped id, and how many were skipped.
 fn gap_notice(count: u64, last: u64) -> EncodedEvent {
-    Event::default()
-        .event("gap")
-        .and_then(|e| e.id(last.to_string()))
-        .map(|e| e.data(format!("{{\"skipped\":{count}}}")))
-        .unwrap_or_default()
-        .encode()
+    notice("gap", last, format!("{{\"skipped\":{count}}}"))
 }
 
 #[cfg(test)]
