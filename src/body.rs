@@ -383,10 +383,7 @@ where
                     return Poll::Ready(Some(Ok(Frame::data(beat))));
                 }
                 if let Some(listener) = this.shutdown.as_ref() {
-                    if listener.register(cx) {
-                        // Triggered just now: come back at once to write the end.
-                        cx.waker().wake_by_ref();
-                    }
+                    listener.register(cx);
                 }
                 Poll::Pending
             }

@@ -202,21 +202,21 @@ impl ShutdownListener {
         lock(&self.inner.final_frame).clone()
     }
 
-    /// Registers the waker to be woken by a trigger. Returns `true` if the trigger
-    /// has already fired (then nothing is registered).
-    pub(crate) fn register(&self, cx: &mut Context<'_>) -> bool {
-        if self.is_triggered() {
-            return true;
-        }
-        {
+    /// Registers the waker to be woken by a trigger. If the trigger has already
+    /// fired, wakes it at once instead, so the stream is polled again to end.
+    pub(crate) fn register(&self, cx: &mut Context<'_>) {
+        if !self.is_triggered() {
             let mut waker = lock(&self.slot.waker);
             match &*waker {
                 Some(w) if w.will_wake(cx.waker()) => {}
                 _ => *waker = Some(cx.waker().clone()),
             }
         }
-        // A trigger between the first check and the registration may have missed us.
-        self.is_triggered()
+        // Checked again: a trigger between the first check and the registration
+        // may have taken the slot's wakers before ours was in it.
+        if self.is_triggered() {
+            cx.waker().wake_by_ref();
+        }
     }
 }
 

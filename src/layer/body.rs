@@ -237,10 +237,7 @@ where
                 }
             }
             if let Some(listener) = state.shutdown.as_ref() {
-                if listener.register(cx) {
-                    // Triggered just now: come back at once to end the stream.
-                    cx.waker().wake_by_ref();
-                }
+                listener.register(cx);
             }
             Poll::Pending
         }
