@@ -7,6 +7,15 @@
 //!   goes through `tokio::sync::broadcast`, and every subscriber's `axum::Sse`
 //!   body builds and encodes its own `axum::response::sse::Event` (id and data).
 //!
+//! Publish throughput: two threads publishing to 1, 16 and 1 024 topics (round
+//! robin), each topic with one subscriber that does not read.
+//!
+//! - `tower-sse Hub`: `Hub::publish` (per-topic locks, the event encoded once,
+//!   history kept).
+//! - `tokio broadcast` (the anchor): one `tokio::sync::broadcast` channel of
+//!   capacity 1 024 per topic, sending the same event encoded by tower-sse (so
+//!   both sides pay the same encoding).
+//!
 //! Run: `cargo bench --bench hub -- --warm-up-time 1 --measurement-time 3`.
 
 use std::{
@@ -15,11 +24,12 @@ use std::{
     pin::Pin,
     sync::Arc,
     task::{Context, Poll},
+    time::{Duration, Instant},
 };
 
 use axum::response::{sse, IntoResponse};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use http_body::Body;
 use tokio_stream::wrappers::BroadcastStream;
 use tower_sse::{Event, Hub, KeepAlive, SseBody};
@@ -59,12 +69,14 @@ fn fanout(c: &mut Criterion) {
         let hub = Hub::new();
         let mut bodies: Vec<_> = (0..n)
             .map(|_| {
-                Box::pin(SseBody::from_events(hub.subscribe("t")).keep_alive(KeepAlive::disabled()))
+                let sub = hub.subscribe("t", None).now_or_never().unwrap().unwrap();
+                Box::pin(SseBody::from_events(sub).keep_alive(KeepAlive::disabled()))
             })
             .collect();
         group.bench_with_input(BenchmarkId::new("tower-sse Hub", n), &n, |b, _| {
             b.iter(|| {
-                hub.publish("t", Event::message(DATA));
+                let published = hub.publish("t", Event::message(DATA)).now_or_never();
+                black_box(published.unwrap().unwrap());
                 poll_all(&mut bodies, &mut cx)
             })
         });
@@ -97,5 +109,56 @@ fn fanout(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, fanout);
+/// Runs `iters` publishes split over two threads and returns the wall time.
+fn two_threads(iters: u64, publish: impl Fn(usize, u64) + Sync) -> Duration {
+    let start = Instant::now();
+    std::thread::scope(|scope| {
+        for thread in 0..2 {
+            let publish = &publish;
+            scope.spawn(move || {
+                for i in 0..iters / 2 {
+                    publish(thread, i);
+                }
+            });
+        }
+    });
+    start.elapsed()
+}
+
+fn throughput(c: &mut Criterion) {
+    let mut group = c.benchmark_group("publish from 2 threads");
+    group.throughput(Throughput::Elements(1));
+    for topics in [1usize, 16, 1_024] {
+        let names: Vec<String> = (0..topics).map(|t| format!("topic-{t}")).collect();
+        let hub = Hub::new();
+        let _subs: Vec<_> = names
+            .iter()
+            .map(|t| hub.subscribe(t, None).now_or_never().unwrap().unwrap())
+            .collect();
+        group.bench_with_input(BenchmarkId::new("tower-sse Hub", topics), &topics, |b, _| {
+            b.iter_custom(|iters| {
+                two_threads(iters, |thread, i| {
+                    let topic = &names[(i as usize * 2 + thread) % topics];
+                    let published = hub.publish(topic, Event::message(DATA)).now_or_never();
+                    black_box(published.unwrap().unwrap());
+                })
+            })
+        });
+
+        let channels: Vec<_> = (0..topics)
+            .map(|_| tokio::sync::broadcast::channel::<tower_sse::EncodedEvent>(1_024))
+            .collect();
+        group.bench_with_input(BenchmarkId::new("tokio broadcast", topics), &topics, |b, _| {
+            b.iter_custom(|iters| {
+                two_threads(iters, |thread, i| {
+                    let (tx, _) = &channels[(i as usize * 2 + thread) % topics];
+                    black_box(tx.send(Event::message(DATA).encode()).unwrap());
+                })
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, fanout, throughput);
 criterion_main!(benches);

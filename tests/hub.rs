@@ -1,10 +1,11 @@
-//! Hub semantics: fan-out, ids, replay without gap or duplicate, stale cursors,
-//! lag policies and cleanup.
+//! Hub semantics: fan-out, per-topic ids with epochs, replay without gap or
+//! duplicate, resets, retention without subscribers, hub-wide bounds, lag
+//! policies, re-entrancy and a multi-threaded stress test.
 
-use std::{thread, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 use futures_util::{FutureExt, StreamExt};
-use tower_sse::{EncodedEvent, Event, Hub, HubConfig, Lag, Subscriber};
+use tower_sse::{EncodedEvent, Event, EventId, Hub, HubConfig, Lag, Subscriber};
 
 /// Everything the subscriber has ready now, as text.
 fn drain(sub: &mut Subscriber) -> Vec<String> {
@@ -19,284 +20,381 @@ fn text(event: &EncodedEvent) -> String {
     String::from_utf8(event.as_bytes().to_vec()).unwrap()
 }
 
-/// The `id:` of each event.
-fn ids(events: &[String]) -> Vec<u64> {
-    events
-        .iter()
-        .map(|e| {
-            let line = e.lines().find(|l| l.starts_with("id: ")).unwrap();
-            line[4..].parse().unwrap()
-        })
-        .collect()
+/// The in-memory hub's futures are ready at once.
+fn now<T>(future: impl std::future::Future<Output = T>) -> T {
+    future.now_or_never().expect("ready at once in memory")
+}
+
+fn publish(hub: &Hub, topic: &str, data: &str) -> EventId {
+    now(hub.publish(topic, Event::message(data))).unwrap()
+}
+
+fn subscribe(hub: &Hub, topic: &str, cursor: Option<&str>) -> Subscriber {
+    now(hub.subscribe(topic, cursor)).unwrap()
+}
+
+fn msg(id: EventId, data: &str) -> String {
+    format!("id: {id}\ndata: {data}\n\n")
 }
 
 #[test]
-fn one_encoding_shared_by_every_subscriber() {
+fn one_encoding_shared_by_every_subscriber_and_ids_per_topic() {
     let hub = Hub::new();
-    let mut subs: Vec<_> = (0..3).map(|_| hub.subscribe("room")).collect();
-    let mut other = hub.subscribe("elsewhere");
-    assert_eq!(hub.subscriber_count("room"), 3);
-    assert_eq!(hub.topic_count(), 2);
+    let mut subs: Vec<_> = (0..3).map(|_| subscribe(&hub, "room", None)).collect();
+    let mut other = subscribe(&hub, "elsewhere", None);
+    assert_eq!((hub.subscriber_count("room"), hub.topic_count()), (3, 2));
 
-    // The hub's id replaces the event's own.
-    let event = Event::message("hello\nworld").id("ignored").unwrap();
-    assert_eq!(hub.publish("room", event), 1);
-    assert_eq!(hub.publish("elsewhere", Event::message("x")), 2);
-    assert_eq!(hub.publish("room", Event::message("again")), 3);
-    assert_eq!(hub.last_id(), 3);
+    let a = publish(&hub, "room", "hello");
+    let x = publish(&hub, "elsewhere", "x");
+    let b = publish(&hub, "room", "again");
+    // Contiguous offsets per topic, one epoch per topic.
+    assert_eq!((a.offset(), b.offset(), x.offset()), (1, 2, 1));
+    assert_eq!(a.epoch(), b.epoch());
+    assert_ne!(a.epoch(), x.epoch());
+    assert_eq!(hub.position("room"), Some(b));
 
     let got: Vec<Vec<EncodedEvent>> = subs
         .iter_mut()
-        .map(|s| {
-            let mut v = Vec::new();
-            while let Some(Some(e)) = s.next().now_or_never() {
-                v.push(e);
-            }
-            v
-        })
+        .map(|s| std::iter::from_fn(|| s.next().now_or_never().flatten()).collect())
         .collect();
     for events in &got {
-        assert_eq!(
-            events.iter().map(text).collect::<Vec<_>>(),
-            [
-                "id: 1\ndata: hello\ndata: world\n\n",
-                "id: 3\ndata: again\n\n"
-            ]
-        );
-        // Same buffer, not a copy.
-        assert_eq!(events[0].as_bytes().as_ptr(), got[0][0].as_bytes().as_ptr());
+        assert_eq!(events.iter().map(text).collect::<Vec<_>>(), [msg(a, "hello"), msg(b, "again")]);
     }
-    assert_eq!(drain(&mut other), ["id: 2\ndata: x\n\n"]);
+    // The same bytes, not copies.
+    let ptr = |e: &EncodedEvent| e.as_bytes().as_ptr();
+    assert_eq!(ptr(&got[0][0]), ptr(&got[2][0]));
+    assert_eq!(drain(&mut other), [msg(x, "x")]);
 }
 
 #[test]
 fn replay_is_exact_then_live() {
     let hub = Hub::new();
-    let _keep = hub.subscribe("t");
-    for n in 1..=5 {
-        hub.publish("t", Event::message(format!("m{n}")));
-    }
-    let mut sub = hub.subscribe_after("t", Some("2"));
-    hub.publish("t", Event::message("m6"));
-    assert_eq!(
-        drain(&mut sub),
-        [
-            "id: 3\ndata: m3\n\n",
-            "id: 4\ndata: m4\n\n",
-            "id: 5\ndata: m5\n\n",
-            "id: 6\ndata: m6\n\n"
-        ]
-    );
-    // Up to date: nothing replayed.
-    let mut sub = hub.subscribe_after("t", Some("6"));
+    let ids: Vec<_> = (1..=5).map(|n| publish(&hub, "t", &format!("m{n}"))).collect();
+    let mut sub = subscribe(&hub, "t", Some(&ids[1].to_string()));
+    assert_eq!(sub.position(), ids[4]);
+    let six = publish(&hub, "t", "m6");
+    let expected: Vec<_> = [(2, "m3"), (3, "m4"), (4, "m5")]
+        .iter()
+        .map(|(i, d)| msg(ids[*i], d))
+        .chain([msg(six, "m6")])
+        .collect();
+    assert_eq!(drain(&mut sub), expected);
+    // Up to date: nothing to replay. No cursor: live only.
+    let mut sub = subscribe(&hub, "t", Some(&six.to_string()));
     assert!(drain(&mut sub).is_empty());
-    // No cursor: live only.
-    let mut sub = hub.subscribe_after("t", None);
-    hub.publish("t", Event::message("m7"));
-    assert_eq!(drain(&mut sub), ["id: 7\ndata: m7\n\n"]);
+    let mut live = subscribe(&hub, "t", None);
+    let seven = publish(&hub, "t", "m7");
+    assert_eq!(drain(&mut sub), [msg(seven, "m7")]);
+    assert_eq!(drain(&mut live), [msg(seven, "m7")]);
+    // Offset 0 of the current epoch: everything.
+    let zero = EventId::new(0, seven.epoch()).to_string();
+    assert_eq!(drain(&mut subscribe(&hub, "t", Some(&zero))).len(), 7);
 }
 
 #[test]
-fn replay_races_with_publishers_without_gap_or_duplicate() {
-    const EVENTS: u64 = 3000;
-    let hub = Hub::with_config(
-        HubConfig::new()
-            .history_len(EVENTS as usize)
-            .queue_capacity(EVENTS as usize),
-    );
-    let _keep = hub.subscribe("t");
-    let publisher = {
-        let hub = hub.clone();
-        thread::spawn(move || {
-            for n in 1..=EVENTS {
-                hub.publish("t", Event::message(n.to_string()));
-                if n % 64 == 0 {
-                    thread::yield_now();
-                }
-            }
-        })
-    };
-    // Subscribe again and again while events are being published, each time
-    // from a cursor just behind the newest id.
-    let mut subs = Vec::new();
-    while !publisher.is_finished() || subs.is_empty() {
-        let last = hub.last_id();
-        let cursor = last.saturating_sub(subs.len() as u64 % 7);
-        subs.push((cursor, hub.subscribe_after("t", Some(&cursor.to_string()))));
-        thread::yield_now();
-    }
-    publisher.join().unwrap();
-    assert!(subs.len() > 1);
-    for (cursor, mut sub) in subs {
-        let got = ids(&drain(&mut sub));
-        let want: Vec<u64> = (cursor + 1..=EVENTS).collect();
-        assert_eq!(got, want, "subscriber from cursor {cursor}");
-    }
+fn a_snapshot_follows_the_replay_and_precedes_live_events() {
+    let hub = Hub::new();
+    let one = publish(&hub, "t", "1");
+    let two = publish(&hub, "t", "2");
+    let snapshot = Event::message("snapshot").encode();
+    let mut sub = subscribe(&hub, "t", Some(&one.to_string())).then(snapshot.clone());
+    let three = publish(&hub, "t", "3");
+    assert_eq!(drain(&mut sub), [msg(two, "2"), "data: snapshot\n\n".into(), msg(three, "3")]);
+    let mut fresh = subscribe(&hub, "t", None).then(snapshot);
+    let four = publish(&hub, "t", "4");
+    assert_eq!(drain(&mut fresh), ["data: snapshot\n\n".to_owned(), msg(four, "4")]);
 }
 
 #[test]
-fn stale_cursor_gets_a_reset_then_the_history() {
+fn history_outlives_subscribers() {
+    let hub = Hub::new();
+    let sub = subscribe(&hub, "solo", None);
+    let seen = publish(&hub, "solo", "seen");
+    drop(sub); // the only member's connection blips
+    let missed = publish(&hub, "solo", "missed while away");
+    assert_eq!(hub.subscriber_count("solo"), 0);
+    assert_eq!(hub.topic_count(), 1);
+    let mut back = subscribe(&hub, "solo", Some(&seen.to_string()));
+    assert_eq!(drain(&mut back), [msg(missed, "missed while away")]);
+}
+
+#[test]
+fn cursors_that_cannot_be_honoured_get_a_reset_then_the_history() {
     let hub = Hub::with_config(HubConfig::new().history_len(3));
-    let _keep = hub.subscribe("t");
-    for n in 1..=5 {
-        hub.publish("t", Event::message(format!("m{n}")));
-    }
-    // 3, 4, 5 are kept; after 1, event 2 was evicted.
-    let reset_then_history = [
-        "event: reset\nid: 2\ndata: {\"after\":2}\n\n",
-        "id: 3\ndata: m3\n\n",
-        "id: 4\ndata: m4\n\n",
-        "id: 5\ndata: m5\n\n",
-    ];
+    let ids: Vec<_> = (1..=5).map(|n| publish(&hub, "t", &format!("m{n}"))).collect();
+    let floor = EventId::new(2, ids[0].epoch());
+    let reset = format!("event: reset\nid: {floor}\ndata: {{\"after\":\"{floor}\"}}\n\n");
+    let history = [msg(ids[2], "m3"), msg(ids[3], "m4"), msg(ids[4], "m5")];
+    let restarted = Hub::new(); // another process: another epoch
+    let foreign = publish(&restarted, "t", "x");
+    let future = EventId::new(6, ids[0].epoch());
+    let max = EventId::new(u64::MAX, ids[0].epoch());
     for cursor in [
-        "1",
-        "0",
-        "999",
-        "abc",
-        "-1",
-        "",
-        " 4",
-        "18446744073709551616",
+        ids[0].to_string(), // evicted
+        EventId::new(1, foreign.epoch()).to_string(), // in range, wrong epoch
+        foreign.to_string(),
+        future.to_string(),
+        max.to_string(),
+        "3".into(), // the old numeric ids
+        "18446744073709551616-00000000".into(),
+        "garbage".into(),
+        String::new(),
     ] {
-        let mut sub = hub.subscribe_after("t", Some(cursor));
-        assert_eq!(drain(&mut sub), reset_then_history, "cursor {cursor:?}");
+        let mut sub = subscribe(&hub, "t", Some(&cursor));
+        let got = drain(&mut sub);
+        assert_eq!(got[0], reset, "{cursor:?}");
+        assert_eq!(got[1..], history, "{cursor:?}");
     }
-    // After 2 is complete.
-    let mut sub = hub.subscribe_after("t", Some("2"));
-    assert_eq!(drain(&mut sub), reset_then_history[1..]);
+    // At the floor, the replay is still exact.
+    assert_eq!(drain(&mut subscribe(&hub, "t", Some(&floor.to_string()))), history);
 }
 
 #[test]
 fn history_is_bounded_by_bytes() {
-    // Each "id: N\ndata: xxxxxxxxxx\n\n" is 24 bytes: 50 bytes keep two.
-    let hub = Hub::with_config(HubConfig::new().history_bytes(50));
-    let _keep = hub.subscribe("t");
-    for _ in 1..=4 {
-        hub.publish("t", Event::message("x".repeat(10)));
-    }
-    let mut sub = hub.subscribe_after("t", Some("1"));
-    let got = drain(&mut sub);
-    assert_eq!(got[0], "event: reset\nid: 2\ndata: {\"after\":2}\n\n");
-    assert_eq!(ids(&got[1..]), [3, 4]);
+    let hub = Hub::with_config(HubConfig::new().history_bytes(100));
+    let ids: Vec<_> = (0..10).map(|_| publish(&hub, "t", &"x".repeat(10))).collect();
+    // Each event is `id: N-EEEEEEEE\ndata: xxxxxxxxxx\n\n`, 33 or 34 bytes: 3 fit.
+    let got = drain(&mut subscribe(&hub, "t", Some(&ids[0].to_string())));
+    assert!(got[0].starts_with("event: reset\n"));
+    let kept: Vec<_> = ids[7..].iter().map(|id| msg(*id, &"x".repeat(10))).collect();
+    assert_eq!(got[1..], kept);
+}
+
+#[tokio::test(start_paused = true)]
+async fn retention_expires_after_the_last_publish_then_a_new_epoch_starts() {
+    let ttl = Duration::from_secs(60);
+    let hub = Hub::with_config(HubConfig::new().history_ttl(ttl));
+    let old = hub.publish("t", Event::message("a")).await.unwrap();
+    let kept = hub.subscribe("kept", None).await.unwrap();
+    hub.publish("kept", Event::message("b")).await.unwrap();
+    tokio::time::sleep(ttl / 2).await;
+    assert_eq!(hub.topic_count(), 2, "within retention");
+    let last = hub.publish("t", Event::message("c")).await.unwrap();
+    tokio::time::sleep(ttl / 2 + Duration::from_secs(1)).await;
+    assert_eq!(hub.topic_count(), 2, "retention counts from the last publish");
+    // The background sweeper frees it within a sweep interval of expiry.
+    tokio::time::sleep(ttl).await;
+    assert_eq!(hub.topic_count(), 1, "a topic with a subscriber is kept");
+    assert_eq!(hub.subscriber_count("kept"), 1);
+    let mut back = hub.subscribe("t", Some(&last.to_string())).await.unwrap();
+    let got = drain(&mut back);
+    assert_eq!(got.len(), 1);
+    assert!(got[0].starts_with("event: reset\n"), "{got:?}");
+    let new = hub.publish("t", Event::message("d")).await.unwrap();
+    assert_eq!(new.offset(), 1);
+    assert_ne!(new.epoch(), old.epoch());
+    drop(kept);
 }
 
 #[test]
-fn a_topic_created_again_resets_old_cursors() {
-    let hub = Hub::new();
-    let sub = hub.subscribe("t");
-    hub.publish("t", Event::message("a"));
-    drop(sub);
-    // Published while nobody listened: not kept.
-    assert_eq!(hub.publish("t", Event::message("lost")), 2);
-    let mut sub = hub.subscribe_after("t", Some("1"));
-    assert_eq!(
-        drain(&mut sub),
-        ["event: reset\nid: 2\ndata: {\"after\":2}\n\n"]
+fn hub_wide_bounds_hold_with_many_one_shot_topics() {
+    let hub = Hub::with_config(
+        HubConfig::new()
+            .max_topics(1_000)
+            .max_total_history_bytes(64 * 1024),
     );
+    let keep = subscribe(&hub, "busy", None);
+    for n in 0..20_000 {
+        publish(&hub, &format!("one-shot-{n}"), "hello");
+        assert!(hub.topic_count() <= 1_001, "{n}: {}", hub.topic_count());
+    }
+    // The oldest went first; the newest and the one with a subscriber stayed.
+    assert_eq!(hub.position("one-shot-0"), None);
+    assert!(hub.position("one-shot-19999").is_some());
+    assert!(hub.position("busy").is_some());
+    // Bytes: a topic with a subscriber is trimmed when nothing idle is left.
+    let store = hub.store();
+    for _ in 0..2_000 {
+        publish(&hub, "busy", &"y".repeat(200));
+    }
+    assert!(store.topic_count() >= 1);
+    drop(keep);
+    let debug = format!("{store:?}");
+    let bytes: usize = debug
+        .split("history_bytes: ")
+        .nth(1)
+        .and_then(|s| s.split(',').next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(bytes <= 64 * 1024, "{bytes}");
 }
 
 #[test]
-fn a_subscriber_that_never_reads_is_disconnected_and_others_get_everything() {
-    let hub = Hub::with_config(HubConfig::new().queue_capacity(4).lag(Lag::Disconnect {
-        retry: Duration::from_millis(1500),
-    }));
-    let mut stuck = hub.subscribe("t");
-    let mut reader = hub.subscribe("t");
-    let mut got = Vec::new();
+fn a_subscriber_that_never_reads_is_cut_off_and_resumes_from_history() {
+    let lag = Lag::Disconnect {
+        retry: Duration::from_millis(500),
+    };
+    let hub = Hub::with_config(HubConfig::new().queue_capacity(4).lag(lag));
+    let mut stuck = subscribe(&hub, "t", None);
+    let mut reader = subscribe(&hub, "t", None);
+    let mut last_seen = None;
+    let mut ids = Vec::new();
     for n in 1..=10 {
-        hub.publish("t", Event::message(n.to_string()));
-        got.extend(drain(&mut reader));
+        ids.push(publish(&hub, "t", &n.to_string()));
+        assert_eq!(drain(&mut reader).len(), 1);
+        if n == 2 {
+            let got = drain(&mut stuck);
+            assert_eq!(got.len(), 2);
+            last_seen = Some(ids[1]);
+        }
     }
-    assert_eq!(ids(&got), (1..=10).collect::<Vec<_>>());
-    assert_eq!(hub.subscriber_count("t"), 1);
-    // The stuck one gets what was queued, then the hint, then the end.
-    let mut rest = drain(&mut stuck);
-    assert_eq!(rest.pop().unwrap(), ": lagged\nretry: 1500\n\n");
-    assert_eq!(ids(&rest), [1, 2, 3, 4]);
+    assert_eq!(drain(&mut stuck), [": lagged\nretry: 500\n\n"]);
     assert_eq!(stuck.next().now_or_never(), Some(None));
-    // It resumes from the history where it stopped.
-    let mut back = hub.subscribe_after("t", Some("4"));
-    assert_eq!(ids(&drain(&mut back)), (5..=10).collect::<Vec<_>>());
+    assert_eq!(hub.subscriber_count("t"), 1);
+    // Back with its cursor: exactly what it missed, from the history.
+    let mut back = subscribe(&hub, "t", Some(&last_seen.unwrap().to_string()));
+    let got = drain(&mut back);
+    assert_eq!(got.len(), 8);
+    assert_eq!(got[0], msg(ids[2], "3"));
 }
 
 #[test]
 fn skip_policy_sends_a_gap_notice() {
     let hub = Hub::with_config(HubConfig::new().queue_capacity(2).lag(Lag::Skip));
-    let mut slow = hub.subscribe("t");
-    for n in 1..=6 {
-        hub.publish("t", Event::message(n.to_string()));
-    }
-    assert_eq!(
-        drain(&mut slow),
-        [
-            "id: 1\ndata: 1\n\n",
-            "id: 2\ndata: 2\n\n",
-            "event: gap\nid: 6\ndata: {\"skipped\":4}\n\n"
-        ]
-    );
-    hub.publish("t", Event::message("7"));
-    assert_eq!(drain(&mut slow), ["id: 7\ndata: 7\n\n"]);
+    let mut slow = subscribe(&hub, "t", None);
+    let ids: Vec<_> = (1..=6).map(|n| publish(&hub, "t", &n.to_string())).collect();
+    let gap = format!("event: gap\nid: {}\ndata: {{\"skipped\":6}}\n\n", ids[5]);
+    assert_eq!(drain(&mut slow), [gap]);
+    let seven = publish(&hub, "t", "7");
+    assert_eq!(drain(&mut slow), [msg(seven, "7")]);
     assert_eq!(hub.subscriber_count("t"), 1);
 }
 
 #[test]
-fn state_returns_to_empty_when_everyone_leaves() {
+fn publish_with_runs_outside_locks_so_it_may_call_back_into_the_hub() {
     let hub = Hub::new();
-    let subs: Vec<_> = (0..100)
-        .map(|n| hub.subscribe(&format!("room{}", n % 10)))
-        .collect();
-    assert_eq!(hub.topic_count(), 10);
-    assert_eq!(hub.subscriber_count("room3"), 10);
-    hub.publish("room3", Event::message("x"));
-    drop(subs);
-    assert_eq!(hub.topic_count(), 0);
-    assert_eq!(hub.subscriber_count("room3"), 0);
-    // Publishing to nobody stores nothing.
-    hub.publish("room3", Event::message("y"));
-    hub.publish("new", Event::message("z"));
-    assert_eq!(hub.topic_count(), 0);
-    assert!(format!("{hub:?}").starts_with("Hub { topics: 0, last_id: 3,"));
+    let mut sub = subscribe(&hub, "a", None);
+    let inner = hub.clone();
+    let id = now(hub.publish_with("a", move |id| {
+        // Re-entrant: the same topic and another one, and a subscribe.
+        let nested = now(inner.publish("a", Event::message("nested"))).unwrap();
+        now(inner.publish("b", Event::message("other"))).unwrap();
+        drop(now(inner.subscribe("a", None)).unwrap());
+        Event::message(format!("outer {id} after {nested}"))
+    }))
+    .unwrap();
+    assert_eq!(id.offset(), 1);
+    let got = drain(&mut sub);
+    let nested = EventId::new(2, id.epoch());
+    assert_eq!(got, [msg(id, &format!("outer {id} after {nested}")), msg(nested, "nested")]);
+}
+
+#[test]
+fn a_panicking_closure_leaves_an_empty_offset_and_the_topic_going() {
+    let hub = Hub::new();
+    let mut sub = subscribe(&hub, "t", None);
+    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        now(hub.publish_with("t", |_| panic!("user bug")))
+    }));
+    assert!(caught.is_err());
+    let next = publish(&hub, "t", "after");
+    assert_eq!(next.offset(), 2);
+    assert_eq!(drain(&mut sub), [msg(next, "after")]);
 }
 
 #[test]
 fn dropping_the_hub_ends_every_stream() {
     let hub = Hub::new();
-    let mut sub = hub.subscribe("t");
+    let mut sub = subscribe(&hub, "t", None);
     let clone = hub.clone();
-    hub.publish("t", Event::message("last"));
+    let last = publish(&hub, "t", "last");
     drop(hub);
-    assert_eq!(drain(&mut sub), ["id: 1\ndata: last\n\n"]);
+    assert_eq!(drain(&mut sub), [msg(last, "last")]);
     assert_eq!(sub.next().now_or_never(), None, "a clone is still alive");
-    clone.publish("t", Event::message("after"));
+    let after = publish(&clone, "t", "after");
     drop(clone);
-    assert_eq!(drain(&mut sub), ["id: 2\ndata: after\n\n"]);
+    assert_eq!(drain(&mut sub), [msg(after, "after")]);
     assert_eq!(sub.next().now_or_never(), Some(None));
+}
+
+/// Several publisher threads on several topics, subscribers joining with cursors
+/// mid-way: every subscriber gets each topic's events exactly once, in order.
+#[test]
+fn stress_publishers_and_subscribers_on_threads() {
+    const TOPICS: usize = 4;
+    const PER_PUBLISHER: usize = 2_000;
+    let hub = Hub::with_config(HubConfig::new().history_len(100_000).queue_capacity(100_000));
+    let start: Vec<_> = (0..TOPICS)
+        .map(|t| publish(&hub, &format!("t{t}"), "start"))
+        .collect();
+    let barrier = Arc::new(std::sync::Barrier::new(TOPICS * 2 + 1));
+    let publishers: Vec<_> = (0..TOPICS * 2)
+        .map(|p| {
+            let (hub, barrier) = (hub.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                for n in 0..PER_PUBLISHER {
+                    publish(&hub, &format!("t{}", p % TOPICS), &format!("{p}:{n}"));
+                }
+            })
+        })
+        .collect();
+    barrier.wait();
+    // Subscribers from the start cursor, joining while publishers run.
+    let readers: Vec<_> = (0..TOPICS * 3)
+        .map(|r| {
+            let t = r % TOPICS;
+            let sub = subscribe(&hub, &format!("t{t}"), Some(&start[t].to_string()));
+            std::thread::spawn(move || {
+                futures_executor_block_on(sub.take(2 * PER_PUBLISHER).collect::<Vec<_>>())
+            })
+        })
+        .collect();
+    for p in publishers {
+        p.join().unwrap();
+    }
+    for (r, reader) in readers.into_iter().enumerate() {
+        let got = reader.join().unwrap();
+        let t = r % TOPICS;
+        let mut next = [0usize; TOPICS * 2];
+        for (i, event) in got.iter().enumerate() {
+            let text = text(event);
+            let id: EventId = text[4..text.find('\n').unwrap()].parse().unwrap();
+            assert_eq!(id.offset(), 2 + i as u64, "contiguous, in order");
+            let data = text.split("data: ").nth(1).unwrap().trim_end();
+            let (p, n) = data.split_once(':').unwrap();
+            let (p, n): (usize, usize) = (p.parse().unwrap(), n.parse().unwrap());
+            assert_eq!(p % TOPICS, t);
+            assert_eq!(n, next[p], "each publisher's events once, in order");
+            next[p] += 1;
+        }
+    }
+}
+
+fn futures_executor_block_on<T>(future: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap()
+        .block_on(future)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_waiting_subscriber_is_woken_across_tasks() {
     let hub = Hub::new();
-    let subs: Vec<_> = (0..50).map(|_| hub.subscribe("t")).collect();
-    let readers: Vec<_> = subs
-        .into_iter()
-        .map(|sub| tokio::spawn(sub.take(100).map(|e| text(&e)).collect::<Vec<_>>()))
-        .collect();
+    let mut readers = Vec::new();
+    for _ in 0..50 {
+        let sub = hub.subscribe("t", None).await.unwrap();
+        readers.push(tokio::spawn(sub.take(100).map(|e| text(&e)).collect::<Vec<_>>()));
+    }
     let publisher = {
         let hub = hub.clone();
         tokio::spawn(async move {
+            let mut ids = Vec::new();
             for n in 1..=100 {
-                hub.publish("t", Event::message(n.to_string()));
+                ids.push(hub.publish("t", Event::message(n.to_string())).await.unwrap());
                 tokio::task::yield_now().await;
             }
+            ids
         })
     };
-    publisher.await.unwrap();
+    let ids = publisher.await.unwrap();
+    let expected: Vec<_> = ids.iter().zip(1..).map(|(id, n)| msg(*id, &n.to_string())).collect();
     for reader in readers {
         let got = tokio::time::timeout(Duration::from_secs(30), reader)
             .await
             .expect("hang guard")
             .unwrap();
-        assert_eq!(ids(&got), (1..=100).collect::<Vec<_>>());
+        assert_eq!(got, expected);
     }
-    assert_eq!(hub.topic_count(), 0);
 }

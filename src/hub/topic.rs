@@ -1,209 +1,285 @@
-//! One topic of the hub: its history, one shared log of live events, and a
-//! cursor per subscriber into that log.
+//! One topic: its history, a ring of encoded events at contiguous offsets that
+//! every subscriber reads from its own cursor, and the wakers of the
+//! subscribers waiting for the next event.
 //!
-//! Publishing appends the event to the log once and wakes the subscribers that
-//! are waiting; it does not touch each subscriber's state. Each subscriber reads
-//! the log from its cursor at its own pace (a burst in one lock). An entry leaves
-//! the log once every subscriber has read it. A subscriber that falls
-//! `queue_capacity` events behind gets those events copied into its own queue
-//! and is detached from the log, and the [`Lag`] policy applies, so one stuck
-//! reader never holds the log (or anyone else) back.
+//! There is no queue per subscriber: a subscriber is an offset into the history
+//! (kept by the [`Subscriber`](super::Subscriber), outside the lock), so a
+//! thousand subscribers of one topic cost a thousand cursors, however far behind
+//! they are. One that falls behind what the history holds, or more than
+//! `queue_capacity` events behind, lags and the [`Lag`] policy applies.
+//!
+//! Publishing takes two short critical sections: one reserves the next offset
+//! (so the user's closure can put the id in the event), the other stores the
+//! encoded event in its slot. The closure and the encoder run between them,
+//! outside any lock. Readers read only the settled prefix of the history, so
+//! events are read in offset order even when publishers finish out of order.
 
 use std::{
     collections::VecDeque,
     mem,
-    sync::{
-        atomic::{AtomicU64, Ordering},
-        Arc, Mutex, MutexGuard, PoisonError,
-    },
+    sync::Arc,
     task::{Context, Poll, Waker},
+    time::Instant,
 };
 
 use super::{
     config::{HubConfig, Lag},
-    history::{notice, History},
+    id::{Epoch, EventId},
+    sync::{AtomicU64, Mutex, MutexGuard, Ordering},
 };
 use crate::{EncodedEvent, Event};
 
-/// A topic, shared by the hub (which publishes to it) and its subscribers (which
-/// read from it).
+/// How many events a subscriber takes from the history per lock.
+const BATCH: usize = 64;
+
+/// A topic, shared by the store (which publishes to it) and its subscribers
+/// (which read from it).
 #[derive(Debug)]
 pub(crate) struct Topic {
     name: Arc<str>,
+    epoch: Epoch,
     state: Mutex<State>,
-    /// Bumped (under the lock) by every change a reader must look at: a publish, the
-    /// end. A reader that saw this version and left its waker can answer `Pending`
-    /// without the lock: nothing changed, and its waker is still registered.
+    /// Bumped (under the lock) by every change a reader must look at: a commit,
+    /// the end. A reader that saw this version, has read everything settled and
+    /// left its waker can answer `Pending` without the lock.
     version: AtomicU64,
 }
 
 #[derive(Debug)]
 struct State {
-    history: History,
-    /// Live events not yet read by every attached reader; `log[0]` has sequence
-    /// number `head` (the topic's live events are numbered 0, 1, 2, ...).
-    log: VecDeque<Entry>,
-    head: u64,
-    /// Indexed by a subscriber's slot; `None` is a free slot (listed in `free`).
+    /// The events at offsets `floor + 1 ..= floor + slots.len()`.
+    slots: VecDeque<Slot>,
+    /// The history is complete after this offset.
+    floor: u64,
+    /// Every offset up to this one is settled: readers read up to here.
+    settled: u64,
+    /// Bytes of the events in `slots`.
+    bytes: usize,
+    /// Indexed by a subscriber's slot; `None` is free (listed in `free`).
     readers: Vec<Option<Reader>>,
     free: Vec<usize>,
     /// Subscribers not cut off by [`Lag::Disconnect`].
     subscribed: usize,
-    /// Readers with a cursor in the log (every `Entry::unread` counts them).
-    attached: usize,
     /// The wakers of readers waiting for the next event, all woken by the next
-    /// publish. A reader that leaves takes its own back (`None`); `subscribe`
+    /// commit. A reader that leaves takes its own back (`None`); `subscribe`
     /// compacts the list when such holes pile up.
     waiters: Vec<Option<Waker>>,
-    /// Bumped whenever `waiters` is emptied, so a reader knows whether its waker is
-    /// still in it. Starts at 1: 0 means "no waker left" in a [`Reader`].
+    /// Bumped whenever `waiters` is emptied, so a reader knows whether its waker
+    /// is still in it. Starts at 1: 0 means "no waker left".
     round: u64,
-    /// The id of the last live event.
-    last_id: u64,
+    /// The last publish, or the creation: retention counts from here.
+    touched: Instant,
     /// The hub is gone: every stream ends after what it has left to read.
     closed: bool,
+    /// The store freed this topic: it takes no more publishes or subscribers.
+    removed: bool,
 }
 
 #[derive(Debug)]
-struct Entry {
-    event: EncodedEvent,
-    /// Attached readers that have not read it yet; removed from the log at 0.
-    unread: usize,
+enum Slot {
+    /// Reserved by a publisher whose event is being built.
+    Reserved,
+    Event(EncodedEvent),
+    /// Its publisher's closure panicked: the offset holds no event.
+    Empty,
 }
 
-/// A subscriber's state in the topic: one cache line (a poll touches one line
-/// here, a publish none).
-#[derive(Debug)]
-#[repr(align(64))]
+/// Where a subscriber left its waker.
+#[derive(Debug, Clone, Copy)]
 struct Reader {
-    /// Events owed before the log: the replay, and what it had not read when it
-    /// lagged (then the lag notice).
-    own: VecDeque<EncodedEvent>,
-    at: Position,
-    /// The round in which it left its waker in `waiters` (at `waiter_at`), or 0.
     waiter_round: u64,
     waiter_at: u32,
+    /// Cut off by [`Lag::Disconnect`]: no longer counted in `subscribed`.
+    out: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Position {
-    /// Reads the log; the sequence number of the next event to read.
-    Log(u64),
-    /// Detached under [`Lag::Skip`]: the sequence number of the first event it
-    /// skipped. Every event since is skipped too, until it comes back.
-    Skipping(u64),
-    /// Cut off by [`Lag::Disconnect`]: the stream ends after `own`.
-    Closed,
+/// A new subscription's place in the topic.
+#[derive(Debug)]
+pub(crate) struct Joined {
+    pub(crate) slot: usize,
+    /// The cursor: the offset of the last event the subscriber has.
+    pub(crate) start: u64,
+    /// The last settled offset: replay ends here, live events follow.
+    pub(crate) position: EventId,
+    /// A `reset` notice to send first, when the client's cursor was not exact.
+    pub(crate) reset: Option<EncodedEvent>,
 }
 
-impl Position {
-    fn cursor(self) -> Option<u64> {
-        match self {
-            Self::Log(cursor) => Some(cursor),
-            _ => None,
+/// What a subscriber keeps between polls, outside the lock.
+#[derive(Debug)]
+pub(crate) struct Cursor {
+    pub(crate) slot: usize,
+    /// The offset of the last event taken from the topic.
+    pub(crate) at: u64,
+    /// Where the replay ends: events up to here do not count as lag.
+    replay_end: u64,
+    /// Events taken from the topic, not yet yielded.
+    pub(crate) local: VecDeque<EncodedEvent>,
+    /// An event to yield once `at` reaches its offset (after the replay).
+    pub(crate) greeting: Option<(u64, EncodedEvent)>,
+    /// The waker it left in the topic.
+    registered: Option<Waker>,
+    /// The topic's version and settled offset when it last looked.
+    seen: u64,
+    available: u64,
+    /// Nothing more will come after `local`.
+    pub(crate) ended: bool,
+}
+
+impl Cursor {
+    pub(crate) fn new(joined: &Joined) -> Self {
+        Self {
+            slot: joined.slot,
+            at: joined.start,
+            replay_end: joined.position.offset(),
+            local: joined.reset.iter().cloned().collect(),
+            greeting: None,
+            registered: None,
+            seen: u64::MAX,
+            available: 0,
+            ended: false,
         }
     }
 }
 
-/// What a subscriber keeps between polls, outside the lock.
-#[derive(Debug, Default)]
-pub(crate) struct Cursor {
-    /// Events taken from the topic, not yet yielded.
-    pub(crate) local: VecDeque<EncodedEvent>,
-    /// The waker it left in the topic.
-    registered: Option<Waker>,
-    /// The topic's version when it last looked.
-    seen: u64,
-    /// Nothing more will come after `local`.
-    ended: bool,
-}
-
 impl Topic {
-    /// A topic named `name`, created when the hub's last id was `last_id`.
-    pub(crate) fn new(name: Arc<str>, last_id: u64, config: &HubConfig) -> Self {
-        let history = History::new(
-            last_id,
-            config.get_history_len(),
-            config.get_history_bytes(),
-        );
+    /// A new topic, with a fresh epoch.
+    pub(crate) fn new(name: Arc<str>, now: Instant) -> Self {
         Self {
             name,
+            epoch: Epoch::random(),
             state: Mutex::new(State {
-                history,
-                log: VecDeque::new(),
-                head: 0,
+                slots: VecDeque::new(),
+                floor: 0,
+                settled: 0,
+                bytes: 0,
                 readers: Vec::new(),
                 free: Vec::new(),
                 subscribed: 0,
-                attached: 0,
                 waiters: Vec::new(),
                 round: 1,
-                last_id,
+                touched: now,
                 closed: false,
+                removed: false,
             }),
             version: AtomicU64::new(0),
         }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        // Nothing in the critical sections can panic half-way through an update.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        // Every critical section completes its update before anything that can
+        // panic, so a poisoned lock still guards consistent state.
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub(crate) fn name(&self) -> &Arc<str> {
         &self.name
     }
 
-    /// Appends `event` to the history and the log; returns the wakers to call once
-    /// the locks are released.
-    pub(crate) fn publish(
-        &self,
-        id: u64,
-        event: EncodedEvent,
-        config: &HubConfig,
-    ) -> Vec<Option<Waker>> {
-        let mut state = self.lock();
-        let state = &mut *state;
-        state.history.push(id, event.clone());
-        state.last_id = id;
-        if state.attached == 0 {
-            // Nobody reads the log: the event only takes a sequence number.
-            state.head += 1;
-        } else {
-            let unread = state.attached;
-            state.log.push_back(Entry { event, unread });
-            if state.log.len() > config.get_queue_capacity() {
-                state.lag(config.get_queue_capacity(), config.get_lag());
-            }
-        }
-        self.version.fetch_add(1, Ordering::Release);
-        state.take_waiters()
+    fn id(&self, offset: u64) -> EventId {
+        EventId::new(offset, self.epoch)
     }
 
-    /// Adds a subscriber whose own queue starts with the replay for `cursor` (see
-    /// [`Hub::subscribe_after`](crate::Hub::subscribe_after)); returns its slot.
-    pub(crate) fn subscribe(&self, cursor: Option<&str>, last_id: u64) -> usize {
+    /// Reserves the next offset, or `None` when the topic was removed (the
+    /// store then looks the topic up again).
+    pub(crate) fn reserve(&self) -> Option<EventId> {
         let mut state = self.lock();
-        let own = match cursor {
-            None => VecDeque::new(),
-            Some(cursor) => state.history.replay(cursor, last_id),
+        if state.removed {
+            return None;
+        }
+        // 2^64 publishes to one topic are out of reach: saturating is enough.
+        let offset = state
+            .floor
+            .saturating_add(state.slots.len() as u64)
+            .saturating_add(1);
+        state.slots.push_back(Slot::Reserved);
+        Some(self.id(offset))
+    }
+
+    /// Fills the reserved `id` with `event` (`None`: its closure panicked),
+    /// evicts beyond the bounds, and returns the wakers to call once the lock is
+    /// released and the change in history bytes.
+    pub(crate) fn commit(
+        &self,
+        id: EventId,
+        event: Option<EncodedEvent>,
+        config: &HubConfig,
+        now: Instant,
+    ) -> (Vec<Option<Waker>>, isize) {
+        let mut guard = self.lock();
+        let state = &mut *guard;
+        let before = state.bytes;
+        let offset = id.offset();
+        if offset > state.floor {
+            if let Some(slot) = state.slots.get_mut((offset - state.floor - 1) as usize) {
+                *slot = match event {
+                    Some(event) => {
+                        state.bytes += event.len();
+                        Slot::Event(event)
+                    }
+                    None => Slot::Empty,
+                };
+            }
+        }
+        state.touched = now;
+        let mut wakers = Vec::new();
+        let settled = state.settled;
+        while let Some(slot) = state.slots.get((state.settled - state.floor) as usize) {
+            if matches!(slot, Slot::Reserved) {
+                break;
+            }
+            state.settled += 1;
+        }
+        if state.settled != settled {
+            self.version.fetch_add(1, Ordering::Release);
+            wakers = state.take_waiters();
+        }
+        state.evict(config.get_history_len(), config.get_history_bytes());
+        let delta = state.bytes as isize - before as isize;
+        (wakers, delta)
+    }
+
+    /// Drops the oldest settled events until at most `bytes` are kept (the
+    /// newest always stays); returns the bytes freed.
+    pub(crate) fn trim_to(&self, bytes: usize) -> usize {
+        let mut state = self.lock();
+        let before = state.bytes;
+        state.evict(usize::MAX, bytes);
+        before - state.bytes
+    }
+
+    /// Adds a subscriber from `cursor` (a client's `Last-Event-ID`), or `None`
+    /// when the topic was removed.
+    pub(crate) fn subscribe(&self, cursor: Option<&str>) -> Option<Joined> {
+        let mut state = self.lock();
+        if state.removed {
+            return None;
+        }
+        let exact = |offset| offset >= state.floor && offset <= state.settled;
+        let (start, reset) = match cursor.map(str::parse::<EventId>) {
+            None => (state.settled, None),
+            Some(Ok(id)) if id.epoch() == self.epoch && exact(id.offset()) => (id.offset(), None),
+            Some(_) => {
+                // `event: reset`, with the id after which what follows is complete.
+                let floor = self.id(state.floor).to_string();
+                let data = format!("{{\"after\":\"{floor}\"}}");
+                (state.floor, Some(notice("reset", &floor, data)))
+            }
         };
         let reader = Reader {
-            own,
-            at: Position::Log(state.next_seq()),
             waiter_round: 0,
             waiter_at: 0,
+            out: false,
         };
         state.subscribed += 1;
-        state.attached += 1;
         if state.waiters.len() > 2 * state.readers.len() + 64 {
-            // Many readers left since the last publish: drop their holes. The
+            // Many readers left since the last commit: drop their holes. The
             // indices change, so a new round starts (a reader that polls again
-            // before the next publish leaves its waker once more: woken twice).
+            // before the next commit leaves its waker once more: woken twice).
             state.waiters.retain(Option::is_some);
             state.round += 1;
         }
-        match state.free.pop() {
+        let slot = match state.free.pop() {
             Some(slot) => {
                 state.readers[slot] = Some(reader);
                 slot
@@ -212,44 +288,61 @@ impl Topic {
                 state.readers.push(Some(reader));
                 state.readers.len() - 1
             }
-        }
+        };
+        Some(Joined {
+            slot,
+            start,
+            position: self.id(state.settled),
+            reset,
+        })
     }
 
-    /// Removes the subscriber in `slot`; whether the topic is now without
-    /// subscribers.
-    pub(crate) fn unsubscribe(&self, slot: usize) -> bool {
+    /// Removes the subscriber in `slot`.
+    pub(crate) fn unsubscribe(&self, slot: usize) {
         let mut state = self.lock();
         if let Some(reader) = state.readers.get_mut(slot).and_then(Option::take) {
             state.free.push(slot);
-            if reader.waiter_round == state.round {
-                let at = reader.waiter_at as usize;
-                if let Some(left) = state.waiters.get_mut(at) {
-                    *left = None;
-                }
-            }
-            state.detach(reader.at.cursor());
-            if reader.at != Position::Closed {
+            state.forget_waker(reader);
+            if !reader.out {
                 state.subscribed -= 1;
             }
         }
-        state.subscribed == 0
     }
 
     pub(crate) fn subscriber_count(&self) -> usize {
         self.lock().subscribed
     }
 
-    /// Events waiting for the subscriber in `slot` in the topic (not counting what
-    /// it already took).
-    pub(crate) fn queued(&self, slot: usize) -> usize {
+    /// The id of the last settled event (offset `0` before the first).
+    pub(crate) fn position(&self) -> EventId {
+        self.id(self.lock().settled)
+    }
+
+    /// Bytes of history held.
+    pub(crate) fn bytes(&self) -> usize {
+        self.lock().bytes
+    }
+
+    /// When the topic was last published to, if it has no subscribers (and so
+    /// may be freed).
+    pub(crate) fn idle_since(&self) -> Option<Instant> {
         let state = self.lock();
-        let next = state.next_seq();
-        match state.readers.get(slot).and_then(Option::as_ref) {
-            Some(reader) => {
-                reader.own.len() + reader.at.cursor().map_or(0, |c| (next - c) as usize)
-            }
-            None => 0,
+        (state.subscribed == 0 && !state.removed).then_some(state.touched)
+    }
+
+    /// Marks the topic removed when it has no subscribers, no publish in flight,
+    /// and (unless `expired_before` is `None`) was last touched before
+    /// `expired_before`; returns the history bytes it held.
+    pub(crate) fn try_remove(&self, expired_before: Option<Instant>) -> Option<usize> {
+        let mut state = self.lock();
+        let in_flight = state.settled != state.floor + state.slots.len() as u64;
+        let old = expired_before.is_none_or(|limit| state.touched <= limit);
+        if state.subscribed > 0 || in_flight || state.removed || !old {
+            return None;
         }
+        state.removed = true;
+        state.slots = VecDeque::new();
+        Some(mem::take(&mut state.bytes))
     }
 
     /// Ends every subscriber's stream after what it has left to read (the hub is
@@ -261,14 +354,14 @@ impl Topic {
         state.take_waiters()
     }
 
-    /// The subscriber's side: takes everything it has to read at once (one lock per
-    /// burst) and leaves its waker. With nothing new since its last look and the
-    /// same waker, it answers `Pending` without the lock.
+    /// The subscriber's side: takes a batch of what it has to read in one lock,
+    /// and leaves its waker. With nothing new since its last look and the same
+    /// waker, it answers `Pending` without the lock.
     #[inline]
     pub(crate) fn poll_next(
         &self,
-        slot: usize,
         cursor: &mut Cursor,
+        config: &HubConfig,
         cx: &mut Context<'_>,
     ) -> Poll<Option<EncodedEvent>> {
         if let Some(event) = cursor.local.pop_front() {
@@ -277,10 +370,11 @@ impl Topic {
         if cursor.ended {
             return Poll::Ready(None);
         }
-        // The version only changes under the lock, after the change it announces:
-        // unchanged means no publish came since this reader left its waker, which
-        // is therefore still registered and will be woken.
-        if self.version.load(Ordering::Acquire) == cursor.seen
+        // The version changes only under the lock, after the change it announces:
+        // unchanged means nothing was settled since this reader looked, its waker
+        // is still registered and will be woken.
+        if cursor.at == cursor.available
+            && self.version.load(Ordering::Acquire) == cursor.seen
             && cursor
                 .registered
                 .as_ref()
@@ -288,7 +382,7 @@ impl Topic {
         {
             return Poll::Pending;
         }
-        self.poll_locked(slot, cursor, cx)
+        self.poll_locked(cursor, config, cx)
     }
 
     /// The rest of [`poll_next`](Self::poll_next), under the lock: kept out of
@@ -296,74 +390,63 @@ impl Topic {
     #[inline(never)]
     fn poll_locked(
         &self,
-        slot: usize,
         cursor: &mut Cursor,
+        config: &HubConfig,
         cx: &mut Context<'_>,
     ) -> Poll<Option<EncodedEvent>> {
         let mut guard = self.lock();
         let state = &mut *guard;
         cursor.seen = self.version.load(Ordering::Relaxed);
-        let next_seq = state.next_seq();
-        let Some(reader) = state.readers.get_mut(slot).and_then(Option::as_mut) else {
+        let Some(reader) = state.readers.get(cursor.slot).copied().flatten() else {
             cursor.ended = true;
             return Poll::Ready(None);
         };
-        // `local` is empty here. The first event is returned without going
-        // through it: with one new event (the common case) its buffer stays cold.
-        let mut first = reader.own.pop_front();
-        let local = &mut cursor.local;
-        if !reader.own.is_empty() {
-            local.append(&mut reader.own);
+        let behind = state.settled.saturating_sub(cursor.at);
+        let live_behind = state.settled.saturating_sub(cursor.at.max(cursor.replay_end));
+        if !reader.out && (cursor.at < state.floor || live_behind > config.get_queue_capacity() as u64)
+        {
+            match config.get_lag() {
+                Lag::Disconnect { retry } => {
+                    let hint = Event::default().comment("lagged").retry(retry).encode();
+                    cursor.local.push_back(hint);
+                    cursor.ended = true;
+                    state.cut_off(cursor.slot);
+                    return Poll::Ready(cursor.local.pop_front());
+                }
+                Lag::Skip => {
+                    let last = self.id(state.settled).to_string();
+                    let data = format!("{{\"skipped\":{behind}}}");
+                    cursor.local.push_back(notice("gap", &last, data));
+                    cursor.at = state.settled;
+                }
+            }
         }
-        let mut take = |event| match first {
-            None => first = Some(event),
-            Some(_) => local.push_back(event),
+        // Up to the greeting's offset while it waits, then the rest.
+        let end = match &cursor.greeting {
+            Some((at, _)) => state.settled.min(*at),
+            None => state.settled,
         };
-        match reader.at {
-            Position::Log(at) => {
-                let start = (at - state.head) as usize;
-                for entry in state.log.range_mut(start..) {
-                    take(entry.event.clone());
-                    entry.unread -= 1;
-                }
-                reader.at = Position::Log(next_seq);
+        let from = (cursor.at - state.floor) as usize;
+        let take = (end.saturating_sub(cursor.at) as usize).min(BATCH);
+        for slot in state.slots.range(from..from + take) {
+            if let Slot::Event(event) = slot {
+                cursor.local.push_back(event.clone());
             }
-            Position::Skipping(from) => {
-                // Back after skipping: say how many, then read the log again.
-                take(gap_notice(next_seq - from, state.last_id));
-                reader.at = Position::Log(next_seq);
-                state.attached += 1;
-            }
-            Position::Closed => {}
         }
-        cursor.ended = reader.at == Position::Closed || state.closed;
-        // Registered even when returning an event: the next poll (a body looking
-        // for more to put in the same frame) may then answer `Pending` unlocked.
-        if !cursor.ended {
-            let waker = match cursor.registered.take() {
-                Some(waker) if waker.will_wake(cx.waker()) => waker,
-                _ => cx.waker().clone(),
-            };
-            let left = (reader.waiter_round == state.round)
-                .then(|| state.waiters.get_mut(reader.waiter_at as usize))
-                .flatten();
-            match left {
-                Some(left) => {
-                    if !left.as_ref().is_some_and(|w| w.will_wake(&waker)) {
-                        *left = Some(waker.clone());
-                    }
-                }
-                None => {
-                    reader.waiter_round = state.round;
-                    // Over `u32::MAX` waiters (never), a new waker is pushed each time.
-                    reader.waiter_at = u32::try_from(state.waiters.len()).unwrap_or(u32::MAX);
-                    state.waiters.push(Some(waker.clone()));
-                }
+        cursor.at += take as u64;
+        if cursor.greeting.as_ref().is_some_and(|(at, _)| cursor.at >= *at) {
+            if let Some((_, greeting)) = cursor.greeting.take() {
+                cursor.local.push_back(greeting);
             }
-            cursor.registered = Some(waker);
         }
-        state.trim();
-        match first {
+        cursor.available = state.settled;
+        let done = state.closed && cursor.at == state.settled;
+        cursor.ended = done;
+        if !done {
+            state.register(cursor, cx.waker());
+        }
+        drop(guard);
+        match cursor.local.pop_front() {
             Some(event) => Poll::Ready(Some(event)),
             None if cursor.ended => Poll::Ready(None),
             None => Poll::Pending,
@@ -372,70 +455,86 @@ impl Topic {
 }
 
 impl State {
-    /// The sequence number the next live event will get.
-    fn next_seq(&self) -> u64 {
-        self.head + self.log.len() as u64
-    }
-
     fn take_waiters(&mut self) -> Vec<Option<Waker>> {
         self.round += 1;
         let capacity = self.waiters.len();
         mem::replace(&mut self.waiters, Vec::with_capacity(capacity))
     }
 
-    /// Drops the log's oldest entries that every reader has read.
-    fn trim(&mut self) {
-        while self.log.front().is_some_and(|entry| entry.unread == 0) {
-            self.log.pop_front();
-            self.head += 1;
+    fn evict(&mut self, max_len: usize, max_bytes: usize) {
+        while self.slots.len() > 1 && (self.slots.len() > max_len || self.bytes > max_bytes) {
+            // Only settled events leave: a reserved slot is still being built.
+            if self.floor >= self.settled {
+                break;
+            }
+            if let Some(Slot::Event(event)) = self.slots.pop_front() {
+                self.bytes -= event.len();
+            }
+            self.floor += 1;
         }
     }
 
-    /// A reader at `cursor` stops reading the log.
-    fn detach(&mut self, cursor: Option<u64>) {
-        if let Some(at) = cursor {
-            let start = (at - self.head) as usize;
-            for entry in self.log.range_mut(start..) {
-                entry.unread -= 1;
-            }
-            self.attached -= 1;
-            self.trim();
-        }
-    }
-
-    /// The log holds `capacity + 1` events: the readers that have not read the
-    /// oldest one are that far behind. Each gets the `capacity` oldest in its own
-    /// queue (the newest is not delivered to it), leaves the log, and `lag` applies.
-    fn lag(&mut self, capacity: usize, lag: Lag) {
-        let head = self.head;
-        let skipped = head + capacity as u64;
-        for reader in self.readers.iter_mut().flatten() {
-            if reader.at != Position::Log(head) {
-                continue;
-            }
-            self.attached -= 1;
-            for entry in self.log.iter_mut() {
-                entry.unread -= 1;
-            }
-            let behind = self.log.iter().take(capacity).map(|e| e.event.clone());
-            reader.own.extend(behind);
-            match lag {
-                Lag::Disconnect { retry } => {
-                    let hint = Event::default().comment("lagged").retry(retry).encode();
-                    reader.own.push_back(hint);
-                    reader.at = Position::Closed;
-                    self.subscribed -= 1;
+    /// Leaves (or refreshes) the reader's waker in `waiters`. Registered even
+    /// when the poll returns an event: the next poll (a body looking for more to
+    /// put in the same frame) may then answer `Pending` unlocked.
+    fn register(&mut self, cursor: &mut Cursor, waker: &Waker) {
+        let waker = match cursor.registered.take() {
+            Some(left) if left.will_wake(waker) => left,
+            _ => waker.clone(),
+        };
+        let round = self.round;
+        let Some(Some(reader)) = self.readers.get_mut(cursor.slot) else {
+            return;
+        };
+        let left = (reader.waiter_round == round)
+            .then(|| self.waiters.get_mut(reader.waiter_at as usize))
+            .flatten();
+        match left {
+            Some(left) => {
+                if !left.as_ref().is_some_and(|w| w.will_wake(&waker)) {
+                    *left = Some(waker.clone());
                 }
-                Lag::Skip => reader.at = Position::Skipping(skipped),
+            }
+            None => {
+                reader.waiter_round = round;
+                // Over `u32::MAX` waiters (never), the index saturates and the
+                // reader pushes a new waker each time: woken, never lost.
+                reader.waiter_at = u32::try_from(self.waiters.len()).unwrap_or(u32::MAX);
+                self.waiters.push(Some(waker.clone()));
             }
         }
-        self.trim();
+        cursor.registered = Some(waker);
+    }
+
+    fn forget_waker(&mut self, reader: Reader) {
+        if reader.waiter_round == self.round {
+            if let Some(left) = self.waiters.get_mut(reader.waiter_at as usize) {
+                *left = None;
+            }
+        }
+    }
+
+    /// A lagging reader under [`Lag::Disconnect`] no longer counts as a
+    /// subscriber; its slot stays taken until its `Subscriber` is dropped.
+    fn cut_off(&mut self, slot: usize) {
+        if let Some(Some(reader)) = self.readers.get_mut(slot) {
+            let left = *reader;
+            reader.out = true;
+            self.forget_waker(left);
+            self.subscribed -= 1;
+        }
     }
 }
 
-/// `event: gap`, the last skipped id, and how many were skipped.
-fn gap_notice(count: u64, last: u64) -> EncodedEvent {
-    notice("gap", last, format!("{{\"skipped\":{count}}}"))
+/// A notice the hub writes into a stream: `event: KIND`, `id: ID`, JSON `data`.
+/// The kind is a fixed word and the id an [`EventId`], so it is always valid.
+fn notice(kind: &'static str, id: &str, data: String) -> EncodedEvent {
+    Event::default()
+        .event(kind)
+        .and_then(|e| e.id(id))
+        .map(|e| e.data(data))
+        .unwrap_or_default()
+        .encode()
 }
 
 #[cfg(test)]
@@ -444,136 +543,125 @@ mod tests {
 
     use super::*;
 
-    fn topic(capacity: usize, lag: Lag) -> (Topic, HubConfig) {
-        let config = HubConfig::new().queue_capacity(capacity).lag(lag);
-        (Topic::new(Arc::from("t"), 0, &config), config)
+    fn config(capacity: usize, lag: Lag) -> HubConfig {
+        HubConfig::new().queue_capacity(capacity).lag(lag)
     }
 
-    fn poll(topic: &Topic, slot: usize, cursor: &mut Cursor) -> Poll<Option<String>> {
+    fn poll(topic: &Topic, cursor: &mut Cursor, config: &HubConfig) -> Poll<Option<String>> {
         let mut cx = Context::from_waker(futures_util::task::noop_waker_ref());
         topic
-            .poll_next(slot, cursor, &mut cx)
+            .poll_next(cursor, config, &mut cx)
             .map(|e| e.map(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
     }
 
-    fn publish(topic: &Topic, config: &HubConfig, id: u64) {
-        topic.publish(id, Event::message(id.to_string()).encode(), config);
+    fn publish(topic: &Topic, config: &HubConfig, data: &str) -> EventId {
+        let id = topic.reserve().unwrap();
+        let event = Event::message(data).id(id.to_string()).unwrap().encode();
+        let _ = topic.commit(id, Some(event), config, Instant::now());
+        id
     }
 
     #[test]
-    fn skip_policy_reports_the_gap_once_then_reads_the_log_again() {
-        let (t, config) = topic(2, Lag::Skip);
-        let slot = t.subscribe(None, 0);
-        let mut cursor = Cursor::default();
-        for id in 1..=5 {
-            publish(&t, &config, id);
+    fn out_of_order_commits_are_read_in_offset_order() {
+        let config = config(8, Lag::Skip);
+        let t = Topic::new(Arc::from("t"), Instant::now());
+        let joined = t.subscribe(None).unwrap();
+        let mut cursor = Cursor::new(&joined);
+        let first = t.reserve().unwrap();
+        let second = t.reserve().unwrap();
+        let (woken, _) = t.commit(second, Some(Event::message("2").encode()), &config, Instant::now());
+        assert!(woken.is_empty(), "nothing is readable while offset 1 is reserved");
+        assert_eq!(poll(&t, &mut cursor, &config), Poll::Pending);
+        // A removal must wait for the publish in flight.
+        assert_eq!(t.try_remove(None), None);
+        let _ = t.commit(first, Some(Event::message("1").encode()), &config, Instant::now());
+        assert_eq!(poll(&t, &mut cursor, &config), Poll::Ready(Some("data: 1\n\n".into())));
+        assert_eq!(poll(&t, &mut cursor, &config), Poll::Ready(Some("data: 2\n\n".into())));
+        // A publisher that panicked leaves an empty offset, skipped by readers.
+        let third = t.reserve().unwrap();
+        let _ = t.commit(third, None, &config, Instant::now());
+        publish(&t, &config, "4");
+        let got = poll(&t, &mut cursor, &config);
+        assert_eq!(got, Poll::Ready(Some(format!("id: {}\ndata: 4\n\n", t.id(4)))));
+    }
+
+    #[test]
+    fn skip_reports_the_gap_then_reads_on() {
+        let config = config(2, Lag::Skip);
+        let t = Topic::new(Arc::from("t"), Instant::now());
+        let mut cursor = Cursor::new(&t.subscribe(None).unwrap());
+        for n in 1..=5 {
+            publish(&t, &config, &n.to_string());
         }
-        // Detached: the log no longer keeps anything for it.
-        assert_eq!(t.lock().log.len(), 0);
-        assert_eq!(
-            poll(&t, slot, &mut cursor),
-            Poll::Ready(Some("data: 1\n\n".into()))
-        );
-        assert_eq!(
-            poll(&t, slot, &mut cursor),
-            Poll::Ready(Some("data: 2\n\n".into()))
-        );
-        assert_eq!(
-            poll(&t, slot, &mut cursor),
-            Poll::Ready(Some("event: gap\nid: 5\ndata: {\"skipped\":3}\n\n".into()))
-        );
-        assert_eq!(poll(&t, slot, &mut cursor), Poll::Pending);
-        publish(&t, &config, 6);
-        assert_eq!(
-            poll(&t, slot, &mut cursor),
-            Poll::Ready(Some("data: 6\n\n".into()))
-        );
-        assert_eq!(poll(&t, slot, &mut cursor), Poll::Pending);
+        let gap = format!("event: gap\nid: {}\ndata: {{\"skipped\":5}}\n\n", t.id(5));
+        assert_eq!(poll(&t, &mut cursor, &config), Poll::Ready(Some(gap)));
+        assert_eq!(poll(&t, &mut cursor, &config), Poll::Pending);
+        let six = publish(&t, &config, "6");
+        let got = poll(&t, &mut cursor, &config);
+        assert_eq!(got, Poll::Ready(Some(format!("id: {six}\ndata: 6\n\n"))));
         assert_eq!(t.subscriber_count(), 1);
     }
 
     #[test]
-    fn disconnect_policy_closes_after_what_was_waiting() {
+    fn disconnect_cuts_off_at_once_and_holds_nothing() {
         let lag = Lag::Disconnect {
             retry: Duration::from_millis(250),
         };
-        let (t, config) = topic(1, lag);
-        let stuck = t.subscribe(None, 0);
-        let reader = t.subscribe(None, 0);
-        let (mut stuck_cursor, mut reader_cursor) = (Cursor::default(), Cursor::default());
-        for id in 1..=3 {
-            publish(&t, &config, id);
-            let got = poll(&t, reader, &mut reader_cursor);
-            assert_eq!(got, Poll::Ready(Some(format!("data: {id}\n\n"))));
+        let config = config(1, lag);
+        let t = Topic::new(Arc::from("t"), Instant::now());
+        let mut stuck = Cursor::new(&t.subscribe(None).unwrap());
+        let mut reader = Cursor::new(&t.subscribe(None).unwrap());
+        for n in 1..=3 {
+            let id = publish(&t, &config, &n.to_string());
+            let got = poll(&t, &mut reader, &config);
+            assert_eq!(got, Poll::Ready(Some(format!("id: {id}\ndata: {n}\n\n"))));
         }
+        let lagged = ": lagged\nretry: 250\n\n".to_owned();
+        assert_eq!(poll(&t, &mut stuck, &config), Poll::Ready(Some(lagged)));
+        assert_eq!(poll(&t, &mut stuck, &config), Poll::Ready(None));
         assert_eq!(t.subscriber_count(), 1);
-        // Everything was read by the only reader left: the log is empty.
-        assert_eq!(t.lock().log.len(), 0);
-        let mut stuck_poll = || poll(&t, stuck, &mut stuck_cursor);
-        assert_eq!(stuck_poll(), Poll::Ready(Some("data: 1\n\n".into())));
-        assert_eq!(
-            stuck_poll(),
-            Poll::Ready(Some(": lagged\nretry: 250\n\n".into()))
-        );
-        assert_eq!(stuck_poll(), Poll::Ready(None));
-        assert_eq!(stuck_poll(), Poll::Ready(None));
+        // Its slot stays taken until its subscriber is dropped, then is reused.
+        t.unsubscribe(stuck.slot);
+        assert_eq!(t.subscriber_count(), 1);
+        assert_eq!(t.subscribe(None).unwrap().slot, stuck.slot);
     }
 
     #[test]
     fn readers_that_come_and_go_leave_no_wakers_behind() {
-        let (t, config) = topic(8, Lag::Skip);
-        let stays = t.subscribe(None, 0);
-        let mut stays_cursor = Cursor::default();
-        assert_eq!(poll(&t, stays, &mut stays_cursor), Poll::Pending);
+        let config = config(8, Lag::Skip);
+        let t = Topic::new(Arc::from("t"), Instant::now());
+        let mut stays = Cursor::new(&t.subscribe(None).unwrap());
+        assert_eq!(poll(&t, &mut stays, &config), Poll::Pending);
         for _ in 0..1000 {
-            let slot = t.subscribe(None, 0);
-            assert_eq!(poll(&t, slot, &mut Cursor::default()), Poll::Pending);
-            t.unsubscribe(slot);
+            let mut cursor = Cursor::new(&t.subscribe(None).unwrap());
+            assert_eq!(poll(&t, &mut cursor, &config), Poll::Pending);
+            t.unsubscribe(cursor.slot);
         }
-        let waiting = t.lock().waiters.iter().flatten().count();
-        assert_eq!(waiting, 1);
+        assert_eq!(t.lock().waiters.iter().flatten().count(), 1);
         assert!(t.lock().waiters.len() <= 2 * 2 + 64 + 1);
-        // The reader that stayed is still woken.
-        let woken = t.publish(1, Event::message("x").encode(), &config);
+        let id = t.reserve().unwrap();
+        let (woken, _) = t.commit(id, Some(Event::message("x").encode()), &config, Instant::now());
         assert_eq!(woken.iter().flatten().count(), 1);
-        assert_eq!(
-            poll(&t, stays, &mut stays_cursor),
-            Poll::Ready(Some("data: x\n\n".into()))
-        );
+        assert_eq!(poll(&t, &mut stays, &config), Poll::Ready(Some("data: x\n\n".into())));
     }
 
     #[test]
-    fn a_reader_is_one_cache_line() {
-        assert_eq!(std::mem::size_of::<Option<Reader>>(), 64);
-    }
-
-    #[test]
-    fn the_log_keeps_an_event_until_every_reader_has_it() {
-        let (t, config) = topic(8, Lag::Skip);
-        let a = t.subscribe(None, 0);
-        let b = t.subscribe(None, 0);
-        let (mut ca, mut cb) = (Cursor::default(), Cursor::default());
-        publish(&t, &config, 1);
-        publish(&t, &config, 2);
-        assert_eq!(
-            poll(&t, a, &mut ca),
-            Poll::Ready(Some("data: 1\n\n".into()))
-        );
-        assert_eq!(t.lock().log.len(), 2);
-        assert_eq!((t.queued(a), ca.local.len(), t.queued(b)), (0, 1, 2));
-        assert_eq!(
-            poll(&t, b, &mut cb),
-            Poll::Ready(Some("data: 1\n\n".into()))
-        );
-        assert_eq!(t.lock().log.len(), 0);
-        publish(&t, &config, 3);
-        // A reader that leaves releases what it had not read.
-        assert!(!t.unsubscribe(a));
-        assert_eq!(t.lock().log.len(), 1);
-        assert!(t.unsubscribe(b));
-        assert_eq!(t.lock().log.len(), 0);
-        // Nobody reads: publishing stores nothing in the log.
-        publish(&t, &config, 4);
-        assert_eq!(t.lock().log.len(), 0);
+    fn history_is_bounded_by_count_and_bytes_but_keeps_the_newest() {
+        let config = HubConfig::new().history_len(3).history_bytes(1000);
+        let t = Topic::new(Arc::from("t"), Instant::now());
+        for n in 1..=5 {
+            publish(&t, &config, &n.to_string());
+        }
+        let (floor, len) = {
+            let state = t.lock();
+            (state.floor, state.slots.len())
+        };
+        assert_eq!((floor, len), (2, 3));
+        let config = HubConfig::new().history_bytes(10);
+        let big = "x".repeat(100);
+        publish(&t, &config, &big);
+        assert_eq!(t.lock().slots.len(), 1, "the newest event stays");
+        assert!(t.bytes() > 100);
+        assert_eq!(t.trim_to(0), 0, "the newest event stays");
     }
 }

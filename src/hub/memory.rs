@@ -1,0 +1,364 @@
+//! [`MemoryStore`]: the hub's default store, in this process.
+//!
+//! Topics live in shards (a map each, behind its own lock) found by the topic
+//! name's hash: the shard lock is held only to look a topic up or create it,
+//! never while publishing, so publishes to different topics do not wait for
+//! each other, and those to one topic wait only for that topic's short critical
+//! sections. Expired topics are freed by a sweep, run by a background task when
+//! the hub was created inside a tokio runtime, and otherwise (or also) at most
+//! once per sweep interval by the next publish or subscribe.
+
+use std::{
+    collections::{hash_map::RandomState, HashMap},
+    fmt,
+    hash::BuildHasher,
+    sync::{
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+        Arc, Mutex, MutexGuard, PoisonError, Weak,
+    },
+    task::Waker,
+    time::{Duration, Instant},
+};
+
+use super::{
+    store::{HubError, MakeEvent, Store, StoreFuture},
+    topic::Topic,
+    EventId, HubConfig, Subscriber,
+};
+
+const SHARDS: usize = 32;
+
+/// The in-process [`Store`]: each topic's history in memory, bounded per topic
+/// by [`HubConfig`]'s count, bytes and TTL, and hub-wide by its topic and byte
+/// bounds. The default store of [`Hub::new`](super::Hub::new).
+#[derive(Clone)]
+pub struct MemoryStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Arc<HubConfig>,
+    shards: Box<[Mutex<HashMap<Arc<str>, Arc<Topic>>>]>,
+    hasher: RandomState,
+    topics: AtomicUsize,
+    bytes: AtomicUsize,
+    /// When the last sweep ran; locked only with `try_lock`, by one sweeper.
+    last_sweep: Mutex<Instant>,
+    closed: AtomicBool,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Maps and timestamps stay consistent across a panic elsewhere.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Now, on tokio's clock when the `tokio` feature is on (so paused time in tests
+/// drives retention), else the system's.
+fn now() -> Instant {
+    #[cfg(feature = "tokio")]
+    {
+        tokio::time::Instant::now().into_std()
+    }
+    #[cfg(not(feature = "tokio"))]
+    {
+        Instant::now()
+    }
+}
+
+impl MemoryStore {
+    /// A store bounded by `config`. Inside a tokio runtime (with the `tokio`
+    /// feature), it spawns the task that frees expired topics; the task ends
+    /// with the store.
+    pub fn new(config: HubConfig) -> Self {
+        let inner = Arc::new(Inner {
+            config: Arc::new(config),
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            hasher: RandomState::new(),
+            topics: AtomicUsize::new(0),
+            bytes: AtomicUsize::new(0),
+            last_sweep: Mutex::new(now()),
+            closed: AtomicBool::new(false),
+        });
+        #[cfg(feature = "tokio")]
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(sweeper(Arc::downgrade(&inner)));
+        }
+        Self { inner }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &HubConfig {
+        &self.inner.config
+    }
+
+    /// Bytes of history held across every topic.
+    pub fn history_bytes(&self) -> usize {
+        self.inner.bytes.load(Ordering::Relaxed)
+    }
+
+    /// Frees now the topics without subscribers whose retention has expired
+    /// (the background task or the next publish does it too; see the module).
+    pub fn sweep(&self) {
+        self.inner.sweep(now());
+    }
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new(HubConfig::new())
+    }
+}
+
+impl fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryStore")
+            .field("topics", &self.inner.topics.load(Ordering::Relaxed))
+            .field("history_bytes", &self.history_bytes())
+            .field("config", &self.inner.config)
+            .finish()
+    }
+}
+
+/// How often expired topics are looked for: an eighth of the TTL, between one
+/// second and one minute.
+fn sweep_interval(config: &HubConfig) -> Duration {
+    (config.get_history_ttl() / 8).clamp(Duration::from_secs(1), Duration::from_secs(60))
+}
+
+#[cfg(feature = "tokio")]
+async fn sweeper(inner: Weak<Inner>) {
+    let Some(interval) = inner.upgrade().map(|inner| sweep_interval(&inner.config)) else {
+        return;
+    };
+    loop {
+        tokio::time::sleep(interval).await;
+        match inner.upgrade() {
+            Some(inner) if !inner.closed.load(Ordering::Relaxed) => inner.sweep(now()),
+            _ => return,
+        }
+    }
+}
+
+impl Inner {
+    fn shard(&self, name: &str) -> &Mutex<HashMap<Arc<str>, Arc<Topic>>> {
+        &self.shards[self.hasher.hash_one(name) as usize % SHARDS]
+    }
+
+    /// The topic named `name`, created if missing.
+    fn topic(&self, name: &str) -> Arc<Topic> {
+        let created = {
+            let mut map = lock(self.shard(name));
+            if let Some(topic) = map.get(name) {
+                return topic.clone();
+            }
+            let topic = Arc::new(Topic::new(Arc::from(name), now()));
+            map.insert(topic.name().clone(), topic.clone());
+            topic
+        };
+        let count = self.topics.fetch_add(1, Ordering::Relaxed) + 1;
+        let max = self.config.get_max_topics();
+        if count > max {
+            // Down to 95% of the bound at once, so the scan is amortised.
+            self.evict_idle(count - max + max / 20, 0);
+        }
+        created
+    }
+
+    fn existing(&self, name: &str) -> Option<Arc<Topic>> {
+        lock(self.shard(name)).get(name).cloned()
+    }
+
+    /// Runs a sweep when the last one is older than the sweep interval.
+    fn maybe_sweep(&self, now: Instant) {
+        let due = match self.last_sweep.try_lock() {
+            Ok(mut last) if now.saturating_duration_since(*last) >= sweep_interval(&self.config) => {
+                *last = now;
+                true
+            }
+            _ => false,
+        };
+        if due {
+            self.sweep(now);
+        }
+    }
+
+    /// Frees the topics without subscribers last touched a TTL ago or more.
+    fn sweep(&self, now: Instant) {
+        let Some(limit) = now.checked_sub(self.config.get_history_ttl()) else {
+            return; // the TTL reaches before the clock's origin: nothing expired
+        };
+        for shard in self.shards.iter() {
+            let mut freed = 0;
+            let mut removed = 0;
+            lock(shard).retain(|_, topic| match topic.try_remove(Some(limit)) {
+                Some(bytes) => {
+                    freed += bytes;
+                    removed += 1;
+                    false
+                }
+                None => true,
+            });
+            self.bytes.fetch_sub(freed, Ordering::Relaxed);
+            self.topics.fetch_sub(removed, Ordering::Relaxed);
+        }
+    }
+
+    /// Frees topics without subscribers, oldest last publish first, until
+    /// `topics` of them are freed and at least `bytes` of history.
+    fn evict_idle(&self, topics: usize, bytes: usize) {
+        let mut idle: Vec<(Instant, Arc<Topic>)> = Vec::new();
+        for shard in self.shards.iter() {
+            let map = lock(shard);
+            idle.extend(
+                map.values()
+                    .filter_map(|topic| Some((topic.idle_since()?, topic.clone()))),
+            );
+        }
+        idle.sort_unstable_by_key(|(since, _)| *since);
+        let (mut freed_topics, mut freed_bytes) = (0, 0);
+        for (_, topic) in idle {
+            if freed_topics >= topics && freed_bytes >= bytes {
+                break;
+            }
+            let mut map = lock(self.shard(topic.name()));
+            let ours = map.get(topic.name()).is_some_and(|t| Arc::ptr_eq(t, &topic));
+            if !ours {
+                continue;
+            }
+            if let Some(held) = topic.try_remove(None) {
+                map.remove(topic.name());
+                freed_topics += 1;
+                freed_bytes += held;
+                self.bytes.fetch_sub(held, Ordering::Relaxed);
+                self.topics.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Keeps the history bytes across topics within the bound after `topic`
+    /// grew: idle topics go first, then `topic`'s own oldest events.
+    fn enforce_bytes(&self, topic: &Topic) {
+        let max = self.config.get_max_total_history_bytes();
+        let total = self.bytes.load(Ordering::Relaxed);
+        if total <= max {
+            return;
+        }
+        self.evict_idle(0, total - max + max / 20);
+        let total = self.bytes.load(Ordering::Relaxed);
+        if total > max {
+            let keep = topic.bytes().saturating_sub(total - max);
+            let freed = topic.trim_to(keep);
+            self.bytes.fetch_sub(freed, Ordering::Relaxed);
+        }
+    }
+
+    fn publish(&self, name: &str, make: MakeEvent<'_>) -> Result<EventId, HubError> {
+        if self.closed.load(Ordering::Relaxed) {
+            return Err(HubError::Closed);
+        }
+        let (topic, id) = loop {
+            let topic = self.topic(name);
+            // `None`: freed between the look-up and now; look it up again.
+            if let Some(id) = topic.reserve() {
+                break (topic, id);
+            }
+        };
+        // Outside every lock: the user's closure and the encoder. If the closure
+        // panics, the guard settles the offset as empty so readers move on.
+        let mut guard = Settle {
+            topic: &topic,
+            id,
+            config: &self.config,
+            bytes: &self.bytes,
+            event: None,
+        };
+        let event = make(&id);
+        // An `EventId` is digits, `-` and lowercase letters: always a valid id.
+        let event = event.id(id.to_string()).unwrap_or_default().encode();
+        guard.event = Some(event);
+        drop(guard);
+        self.enforce_bytes(&topic);
+        self.maybe_sweep(now());
+        Ok(id)
+    }
+
+    fn subscribe(&self, name: &str, cursor: Option<&str>) -> Result<Subscriber, HubError> {
+        if self.closed.load(Ordering::Relaxed) {
+            return Err(HubError::Closed);
+        }
+        self.maybe_sweep(now());
+        loop {
+            let topic = self.topic(name);
+            if let Some(joined) = topic.subscribe(cursor) {
+                return Ok(Subscriber::new(topic, joined, self.config.clone()));
+            }
+        }
+    }
+}
+
+/// Settles a reserved offset when dropped: with the event, or empty when the
+/// closure building it panicked.
+struct Settle<'a> {
+    topic: &'a Topic,
+    id: EventId,
+    config: &'a HubConfig,
+    bytes: &'a AtomicUsize,
+    event: Option<crate::EncodedEvent>,
+}
+
+impl Drop for Settle<'_> {
+    fn drop(&mut self) {
+        let (wakers, delta) = self
+            .topic
+            .commit(self.id, self.event.take(), self.config, now());
+        if delta >= 0 {
+            self.bytes.fetch_add(delta.unsigned_abs(), Ordering::Relaxed);
+        } else {
+            self.bytes.fetch_sub(delta.unsigned_abs(), Ordering::Relaxed);
+        }
+        wakers.into_iter().flatten().for_each(Waker::wake);
+    }
+}
+
+impl Store for MemoryStore {
+    fn publish<'a>(
+        &'a self,
+        topic: &'a str,
+        make: MakeEvent<'a>,
+    ) -> StoreFuture<'a, Result<EventId, HubError>> {
+        Box::pin(async move { self.inner.publish(topic, make) })
+    }
+
+    fn subscribe<'a>(
+        &'a self,
+        topic: &'a str,
+        last_event_id: Option<&'a str>,
+    ) -> StoreFuture<'a, Result<Subscriber, HubError>> {
+        Box::pin(async move { self.inner.subscribe(topic, last_event_id) })
+    }
+
+    fn subscriber_count(&self, topic: &str) -> usize {
+        self.inner
+            .existing(topic)
+            .map_or(0, |topic| topic.subscriber_count())
+    }
+
+    fn topic_count(&self) -> usize {
+        self.inner.topics.load(Ordering::Relaxed)
+    }
+
+    fn position(&self, topic: &str) -> Option<EventId> {
+        self.inner.existing(topic).map(|topic| topic.position())
+    }
+
+    fn close(&self) {
+        self.inner.closed.store(true, Ordering::Relaxed);
+        let mut wakers = Vec::new();
+        for shard in self.inner.shards.iter() {
+            for topic in lock(shard).values() {
+                wakers.extend(topic.close());
+            }
+        }
+        wakers.into_iter().flatten().for_each(Waker::wake);
+    }
+}
