@@ -190,7 +190,8 @@ impl Inner {
         for shard in self.shards.iter() {
             let mut freed = 0;
             let mut removed = 0;
-            lock(shard).retain(|_, topic| match topic.try_remove(Some(limit)) {
+            let mut map = lock(shard);
+            map.retain(|_, topic| match topic.try_remove(Some(limit)) {
                 Some(bytes) => {
                     freed += bytes;
                     removed += 1;
@@ -198,6 +199,11 @@ impl Inner {
                 }
                 None => true,
             });
+            // Give a burst's table back once the burst is gone.
+            if map.capacity() > 64 && map.len() < map.capacity() / 4 {
+                map.shrink_to_fit();
+            }
+            drop(map);
             self.bytes.fetch_sub(freed, Ordering::Relaxed);
             self.topics.fetch_sub(removed, Ordering::Relaxed);
         }
