@@ -16,34 +16,13 @@
 #[path = "../examples/chat.rs"]
 mod chat;
 
-use std::{net::SocketAddr, path::Path, process::Stdio, time::Duration};
+#[allow(dead_code)]
+mod browser_support;
 
+use std::{net::SocketAddr, time::Duration};
+
+use browser_support::{chromium, run};
 use tower_sse::Shutdown;
-
-/// Chromium's path, or `None` (after printing `SKIP`) when something the tests
-/// need is missing outside CI.
-fn chromium() -> Option<String> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
-    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    let node = std::process::Command::new("node")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    let missing = [
-        (!node).then_some("node is not installed"),
-        (!dir.join("node_modules/playwright-core").is_dir())
-            .then_some("tests/browser/node_modules is missing (run `npm ci` in tests/browser)"),
-        (!Path::new(&chromium).exists()).then_some("chromium is not installed"),
-    ];
-    let missing: Vec<_> = missing.into_iter().flatten().collect();
-    if !missing.is_empty() {
-        let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
-        assert!(!ci, "browser test cannot run in CI: {}", missing.join("; "));
-        eprintln!("SKIP browser test: {}", missing.join("; "));
-        return None;
-    }
-    Some(chromium)
-}
 
 /// Serves the chat on a fresh port, over TLS when `tls`.
 async fn serve_chat(tls: bool) -> SocketAddr {
@@ -59,33 +38,6 @@ async fn serve_chat(tls: bool) -> SocketAddr {
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     }
     addr
-}
-
-/// Runs `tests/browser/SCRIPT` against `url`; `screenshot` is a file name under
-/// `docs/`, written only with `UPDATE_SCREENSHOT`.
-async fn run(chromium: &str, script: &str, url: String, screenshot: Option<&str>) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
-    let mut cmd = tokio::process::Command::new("node");
-    cmd.arg(script)
-        .current_dir(&dir)
-        .env("CHAT_URL", url)
-        .env("CHROMIUM", chromium)
-        .stdout(Stdio::inherit())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true);
-    if let Some(name) = screenshot.filter(|_| std::env::var_os("UPDATE_SCREENSHOT").is_some()) {
-        cmd.arg(
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("docs")
-                .join(name),
-        );
-    }
-    // The script has its own two-minute guard; this one is for node itself.
-    let status = tokio::time::timeout(Duration::from_secs(180), cmd.status())
-        .await
-        .expect("hang guard: node did not finish")
-        .expect("node could not be started");
-    assert!(status.success(), "{script} failed: {status}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
