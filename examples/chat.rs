@@ -403,23 +403,35 @@ type PrivateKey = rustls::pki_types::PrivateKeyDer<'static>;
 /// The TLS settings from `TLS_CERT` and `TLS_KEY` (PEM files), or a self-signed
 /// certificate for `localhost` and `addr` made now.
 fn tls_config(addr: std::net::SocketAddr) -> std::io::Result<Arc<rustls::ServerConfig>> {
-    use rustls::pki_types::pem::PemObject;
     let invalid = |e: &dyn std::fmt::Display| {
         std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string())
     };
     let (certs, key) = match (std::env::var_os("TLS_CERT"), std::env::var_os("TLS_KEY")) {
-        (Some(cert), Some(key)) => {
-            let certs = rustls::pki_types::CertificateDer::pem_file_iter(&cert)
-                .and_then(|certs| certs.collect::<Result<CertChain, _>>())
-                .map_err(|e| invalid(&format_args!("TLS_CERT {cert:?}: {e}")))?;
-            let key = PrivateKey::from_pem_file(&key)
-                .map_err(|e| invalid(&format_args!("TLS_KEY {key:?}: {e}")))?;
-            (certs, key)
-        }
+        (Some(cert), Some(key)) => pem_files(cert.as_ref(), key.as_ref())?,
         (None, None) => self_signed(addr.ip()).map_err(|e| invalid(&e))?,
         _ => return Err(invalid(&"set both TLS_CERT and TLS_KEY, or neither")),
     };
     tls_server_config(certs, key)
+}
+
+/// A certificate chain and its private key from PEM files.
+pub fn pem_files(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> std::io::Result<(CertChain, PrivateKey)> {
+    use rustls::pki_types::pem::PemObject;
+    let invalid = |what: &str, path: &std::path::Path, e: &dyn std::fmt::Display| {
+        let message = format!("{what} {}: {e}", path.display());
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, message)
+    };
+    let certs = rustls::pki_types::CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect::<Result<CertChain, _>>())
+        .map_err(|e| invalid("TLS_CERT", cert, &e))?;
+    if certs.is_empty() {
+        return Err(invalid("TLS_CERT", cert, &"no certificate in the file"));
+    }
+    let key = PrivateKey::from_pem_file(key).map_err(|e| invalid("TLS_KEY", key, &e))?;
+    Ok((certs, key))
 }
 
 /// A certificate for `localhost`, `127.0.0.1`, `::1` and `ip`, signed by itself.

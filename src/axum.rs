@@ -4,7 +4,11 @@
 //!
 //! - [`SseBody`] is an `IntoResponse`: a handler declared `-> impl IntoResponse`
 //!   returns it as is (the headers of [`SseBody::into_response`], and the marker
-//!   that tells an `SseLayer` the body sends its own heartbeats).
+//!   that tells an `SseLayer` the body sends its own heartbeats). Method syntax
+//!   finds the inherent `body.into_response()` first, which returns an
+//!   `http::Response<SseBody<_>>`; where axum's `Response` is needed, write
+//!   `IntoResponse::into_response(body)`, or return `Result<impl IntoResponse,
+//!   Response>`.
 //! - [`EventError`] is an `IntoResponse` (`500`, a one-line `text/plain` body
 //!   naming the fault, never the event's data), so `?` works in a handler.
 //!   [`DecodeError`] is one too (`502`: a relay's upstream stream was bad).

@@ -282,3 +282,29 @@ async fn https_ends_streams_and_stops_on_shutdown() {
     guard("connection closed", conn).await.unwrap().unwrap();
     drop(sender);
 }
+
+#[test]
+fn certificate_and_key_from_pem_files() {
+    let dir = std::env::temp_dir().join(format!("tower-sse-chat-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let rcgen::CertifiedKey { cert, signing_key } =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert_path, cert.pem()).unwrap();
+    std::fs::write(&key_path, signing_key.serialize_pem()).unwrap();
+    let (certs, key) = chat::pem_files(&cert_path, &key_path).unwrap();
+    assert_eq!(certs, [cert.der().clone()]);
+    assert!(chat::tls_server_config(certs, key).is_ok());
+
+    // Missing, swapped or empty files are errors that name the file, not panics.
+    let missing = dir.join("missing.pem");
+    let err = chat::pem_files(&missing, &key_path).unwrap_err();
+    assert!(err.to_string().starts_with("TLS_CERT"), "{err}");
+    let err = chat::pem_files(&key_path, &cert_path).unwrap_err();
+    assert!(err.to_string().contains("TLS_CERT"), "{err}");
+    let empty = dir.join("empty.pem");
+    std::fs::write(&empty, "").unwrap();
+    let err = chat::pem_files(&cert_path, &empty).unwrap_err();
+    assert!(err.to_string().starts_with("TLS_KEY"), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
