@@ -157,6 +157,7 @@ mod shutdown;
 pub mod timer;
 
 #[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub use crate::axum::MissingLastEventId;
 pub use body::{BoxError, Infallibly, SseBody};
 pub use decode::{DecodeError, Decoder, EventStream, MessageEvent};

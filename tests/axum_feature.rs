@@ -207,3 +207,50 @@ async fn end_handle_without_the_layer() {
     assert_eq!(report.reason, EndReason::ClientGone);
     server.shutdown().await;
 }
+
+/// A body that sends heartbeats of its own, returned both ways.
+fn heartbeating() -> SseBody<tower_sse::Infallibly<stream::Pending<Event>>> {
+    SseBody::from_events(stream::pending()).keep_alive(
+        KeepAlive::new()
+            .interval(Duration::from_millis(5))
+            .text("body"),
+    )
+}
+
+#[tokio::test]
+async fn into_response_and_the_inherent_method_get_the_same_heartbeats() {
+    let app = Router::new()
+        .route("/trait", route(|| async { heartbeating() }))
+        .route(
+            "/inherent",
+            route(|| async { heartbeating().into_response() }),
+        )
+        .layer(
+            SseLayer::new().keep_alive(
+                KeepAlive::new()
+                    .interval(Duration::from_millis(5))
+                    .text("layer"),
+            ),
+        );
+    let server = serve(app).await;
+    let mut seen = Vec::new();
+    for path in ["/trait", "/inherent"] {
+        let mut client = get(server.addr, sse_request(path)).await;
+        assert_eq!(client.res.status(), StatusCode::OK);
+        let mut buf = Vec::new();
+        // Three heartbeats, whichever side sends them.
+        read_until(client.res.body_mut(), &mut buf, |b| {
+            b.windows(2).filter(|w| w == b"\n\n").count() >= 3
+        })
+        .await;
+        let text = String::from_utf8(buf).unwrap();
+        let beats: std::collections::BTreeSet<String> =
+            text.split("\n\n").take(3).map(str::to_owned).collect();
+        seen.push(beats);
+        client.conn.abort();
+    }
+    // Whichever rule decides who sends them, it is the same for both.
+    assert_eq!(seen[0], seen[1]);
+    assert_eq!(seen[0].len(), 1, "{seen:?}");
+    server.shutdown().await;
+}
