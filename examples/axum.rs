@@ -3,7 +3,7 @@
 //! cannot compress the streams) and `TraceLayer`.
 //!
 //! ```sh
-//! ADDR=127.0.0.1:3000 cargo run --example axum
+//! ADDR=127.0.0.1:3000 cargo run --example axum --features axum
 //! curl -N -H 'accept: text/event-stream' http://127.0.0.1:3000/sse
 //! curl -N -H 'accept: text/event-stream' http://127.0.0.1:3000/axum
 //! ```
@@ -13,7 +13,7 @@ use std::{convert::Infallible, time::Duration};
 use axum::{
     response::{sse, IntoResponse},
     routing::get,
-    Extension, Router,
+    Router,
 };
 use futures_util::StreamExt;
 use tokio_stream::wrappers::IntervalStream;
@@ -28,12 +28,8 @@ fn ticks() -> impl tokio_stream::Stream<Item = u64> {
 }
 
 /// Our body; resumes after the client's `Last-Event-ID` and watches for the end.
-async fn ours(
-    last: Option<Extension<LastEventId>>,
-    handle: Option<Extension<EndHandle>>,
-) -> impl IntoResponse {
-    let start = last.and_then(|Extension(id)| id.as_u64()).unwrap_or(0);
-    let handle = handle.map(|Extension(h)| h).unwrap_or_default();
+async fn ours(last: Option<LastEventId>, handle: EndHandle) -> impl IntoResponse {
+    let start = last.and_then(|id| id.as_u64()).unwrap_or(0);
     // A task that learns when the client leaves (or the stream ends otherwise).
     let watcher = handle.clone();
     tokio::spawn(async move {
@@ -42,7 +38,7 @@ async fn ours(
     });
     let events = ticks()
         .map(move |n| Event::message(format!("tick {}", start + n)).id((start + n).to_string()));
-    SseBody::new(events).with_end_handle(handle).into_response()
+    SseBody::new(events).with_end_handle(handle)
 }
 
 /// axum's own `Sse`: the layer adds heartbeats and headers, and reports its end.

@@ -5,8 +5,11 @@
 //! # then open http://127.0.0.1:3000 in two browser windows
 //! ```
 //!
-//! Environment: `ADDR` (default `127.0.0.1:3000`) and `HEARTBEAT_MS` (default
-//! `15000`).
+//! Environment: `ADDR` (default `127.0.0.1:3000`), `HEARTBEAT_MS` (default
+//! `15000`), and `TLS=1` to serve HTTPS with HTTP/2 on the same address (ALPN
+//! `h2` and `http/1.1`), so that a browser can keep more than six streams open to
+//! it: with a certificate generated at start (self-signed for `localhost` and the
+//! address), or the PEM files `TLS_CERT` and `TLS_KEY`.
 //!
 //! - `GET /`: the page (`examples/chat/index.html`, no CDN, no build step).
 //! - `GET /sse?room=ROOM&name=NAME`: the event stream, both parameters optional
@@ -16,6 +19,9 @@
 //!   `Last-Event-ID` (or `?lastEventId=`) gets what it missed first.
 //! - `POST /send` with `{"room", "name", "text"}`: `202 {"id": N}`; bad input gets
 //!   `400` (or `413`) `{"error": "..."}` and nothing is broadcast.
+//! - `GET /metrics`: Prometheus text (`chat_messages_posted_total`, and the
+//!   crate's own metrics when it is built with its `metrics` feature).
+//! - `GET /favicon.ico`: the icon.
 //!
 //! Only the crate's public API is used: [`Hub`] for rooms and replay,
 //! [`SseLayer`] for heartbeats and `Last-Event-ID`, [`SseBody::on_end`] for
@@ -68,17 +74,27 @@ async fn main() -> std::io::Result<()> {
         })?,
         Err(_) => 15_000,
     };
+    let tls = tls_wanted()?;
     let listener = tokio::net::TcpListener::bind(&addr).await?;
+    let local = listener.local_addr()?;
     let shutdown = Shutdown::new();
     let app = app(Duration::from_millis(heartbeat), &shutdown);
-    println!("listening on http://{}", listener.local_addr()?);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            let _ = tokio::signal::ctrl_c().await;
-            // Ends the open streams, so that graceful shutdown can complete.
-            shutdown.trigger();
-        })
-        .await
+    tokio::spawn(metrics_upkeep());
+    let stop = async move {
+        let _ = tokio::signal::ctrl_c().await;
+        // Ends the open streams, so that graceful shutdown can complete.
+        shutdown.trigger();
+    };
+    if tls {
+        let config = tls_config(local)?;
+        println!("listening on https://{local}");
+        serve_tls(listener, app, config, stop).await
+    } else {
+        println!("listening on http://{local}");
+        axum::serve(listener, app)
+            .with_graceful_shutdown(stop)
+            .await
+    }
 }
 
 /// The chat's routes, with heartbeats every `heartbeat`.
@@ -92,10 +108,16 @@ pub fn app(heartbeat: Duration, shutdown: &Shutdown) -> Router {
     let sse = SseLayer::new()
         .keep_alive(KeepAlive::new().interval(heartbeat))
         .with_shutdown(shutdown);
+    let prometheus = prometheus();
     Router::new()
         .route("/", get(|| async { Html(INDEX) }))
+        .route("/favicon.ico", get(favicon))
+        .route("/metrics", get(move || metrics(prometheus)))
         .route("/sse", get(subscribe).layer(sse))
-        .route("/send", post(send))
+        .route(
+            "/send",
+            post(send).layer(axum::middleware::map_response(count_posted)),
+        )
         .with_state(chat)
 }
 
@@ -299,4 +321,192 @@ fn error(status: StatusCode, message: &str) -> Response {
         header::HeaderValue::from_static("no-store"),
     );
     res
+}
+
+// Operations: the icon, metrics, and HTTPS with HTTP/2.
+
+/// `GET /favicon.ico`.
+async fn favicon() -> Response {
+    const ICON: &[u8] = include_bytes!("chat/favicon.ico");
+    (
+        [
+            (header::CONTENT_TYPE, "image/x-icon"),
+            (header::CACHE_CONTROL, "public, max-age=86400"),
+        ],
+        ICON,
+    )
+        .into_response()
+}
+
+/// The process's Prometheus recorder, installed on first use. When another
+/// recorder is installed already, a private one renders nothing but its own.
+fn prometheus() -> &'static metrics_exporter_prometheus::PrometheusHandle {
+    use metrics_exporter_prometheus::PrometheusBuilder;
+    static HANDLE: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandle> =
+        std::sync::OnceLock::new();
+    HANDLE.get_or_init(|| {
+        PrometheusBuilder::new()
+            .install_recorder()
+            .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder().handle())
+    })
+}
+
+/// Histograms' buckets are drained by upkeep; the exporter leaves its schedule
+/// to the application.
+async fn metrics_upkeep() {
+    let mut every = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        every.tick().await;
+        prometheus().run_upkeep();
+    }
+}
+
+/// `GET /metrics`: everything recorded through the `metrics` facade, in the
+/// Prometheus text format.
+async fn metrics(handle: &metrics_exporter_prometheus::PrometheusHandle) -> Response {
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            ),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        handle.render(),
+    )
+        .into_response()
+}
+
+/// Counts the messages `/send` accepted.
+async fn count_posted(res: Response) -> Response {
+    if res.status() == StatusCode::ACCEPTED {
+        metrics::counter!("chat_messages_posted_total").increment(1);
+    }
+    res
+}
+
+/// `TLS=1` turns HTTPS on; unset, empty or `0` leaves it off.
+fn tls_wanted() -> std::io::Result<bool> {
+    match std::env::var("TLS").as_deref() {
+        Err(_) | Ok("" | "0") => Ok(false),
+        Ok("1") => Ok(true),
+        Ok(other) => Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("TLS must be 1 or 0, not {other:?}"),
+        )),
+    }
+}
+
+type CertChain = Vec<rustls::pki_types::CertificateDer<'static>>;
+type PrivateKey = rustls::pki_types::PrivateKeyDer<'static>;
+
+/// The TLS settings from `TLS_CERT` and `TLS_KEY` (PEM files), or a self-signed
+/// certificate for `localhost` and `addr` made now.
+fn tls_config(addr: std::net::SocketAddr) -> std::io::Result<Arc<rustls::ServerConfig>> {
+    let invalid = |e: &dyn std::fmt::Display| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string())
+    };
+    let (certs, key) = match (std::env::var_os("TLS_CERT"), std::env::var_os("TLS_KEY")) {
+        (Some(cert), Some(key)) => pem_files(cert.as_ref(), key.as_ref())?,
+        (None, None) => self_signed(addr.ip()).map_err(|e| invalid(&e))?,
+        _ => return Err(invalid(&"set both TLS_CERT and TLS_KEY, or neither")),
+    };
+    tls_server_config(certs, key)
+}
+
+/// A certificate chain and its private key from PEM files.
+pub fn pem_files(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> std::io::Result<(CertChain, PrivateKey)> {
+    use rustls::pki_types::pem::PemObject;
+    let invalid = |what: &str, path: &std::path::Path, e: &dyn std::fmt::Display| {
+        let message = format!("{what} {}: {e}", path.display());
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, message)
+    };
+    let certs = rustls::pki_types::CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect::<Result<CertChain, _>>())
+        .map_err(|e| invalid("TLS_CERT", cert, &e))?;
+    if certs.is_empty() {
+        return Err(invalid("TLS_CERT", cert, &"no certificate in the file"));
+    }
+    let key = PrivateKey::from_pem_file(key).map_err(|e| invalid("TLS_KEY", key, &e))?;
+    Ok((certs, key))
+}
+
+/// A certificate for `localhost`, `127.0.0.1`, `::1` and `ip`, signed by itself.
+pub fn self_signed(ip: std::net::IpAddr) -> Result<(CertChain, PrivateKey), rcgen::Error> {
+    let mut names = vec![
+        "localhost".to_owned(),
+        "127.0.0.1".to_owned(),
+        "::1".to_owned(),
+    ];
+    if !ip.is_unspecified() && !names.contains(&ip.to_string()) {
+        names.push(ip.to_string());
+    }
+    let rcgen::CertifiedKey { cert, signing_key } = rcgen::generate_simple_self_signed(names)?;
+    let key = rustls::pki_types::PrivatePkcs8KeyDer::from(signing_key.serialize_der());
+    Ok((vec![cert.der().clone()], key.into()))
+}
+
+/// Server settings offering HTTP/2 and HTTP/1.1 by ALPN.
+pub fn tls_server_config(
+    certs: CertChain,
+    key: PrivateKey,
+) -> std::io::Result<Arc<rustls::ServerConfig>> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .and_then(|builder| builder.with_no_client_auth().with_single_cert(certs, key))
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Serves `app` over TLS, HTTP/2 or HTTP/1.1 as each client chooses, until
+/// `stop` completes; then waits for the open connections to close (trigger the
+/// app's `Shutdown` in `stop` so that its streams end).
+pub async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    config: Arc<rustls::ServerConfig>,
+    stop: impl std::future::Future<Output = ()>,
+) -> std::io::Result<()> {
+    use hyper_util::{
+        rt::{TokioExecutor, TokioIo},
+        server::{conn::auto, graceful::GracefulShutdown},
+        service::TowerToHyperService,
+    };
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    let graceful = GracefulShutdown::new();
+    let mut stop = std::pin::pin!(stop);
+    loop {
+        let tcp = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, _)) => tcp,
+                // Out of descriptors, or a connection reset while queued: the
+                // listener itself is fine; pause briefly rather than spin.
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut stop => break,
+        };
+        let acceptor = acceptor.clone();
+        let service = TowerToHyperService::new(app.clone());
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            // A client that never finishes its handshake, or fails it (plain
+            // HTTP, a refused certificate), costs only its own connection.
+            let handshake = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp));
+            let Ok(Ok(tls)) = handshake.await else { return };
+            let builder = auto::Builder::new(TokioExecutor::new());
+            let conn = builder.serve_connection(TokioIo::new(tls), service);
+            let _ = watcher.watch(conn.into_owned()).await;
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
 }

@@ -1,6 +1,47 @@
 //! Server-Sent Events for any HTTP stack built on `http` 1.x and Tower: hyper,
 //! axum, warp, tonic.
 //!
+//! # Example
+//!
+//! An axum handler (with the `axum` feature) that streams events, resumes after
+//! the client's `Last-Event-ID`, and learns when the client leaves; `SseLayer`
+//! adds heartbeats, a concurrency limit and keeps compression off the stream:
+//!
+//! ```
+//! # #[cfg(feature = "axum")] {
+//! use std::time::Duration;
+//!
+//! use axum::{response::IntoResponse, routing::get, Router};
+//! use futures_util::StreamExt;
+//! use tokio_stream::wrappers::IntervalStream;
+//! use tower_sse::{EndHandle, Event, LastEventId, SseBody, SseLayer};
+//!
+//! async fn sse_handler(last: Option<LastEventId>, end: EndHandle) -> impl IntoResponse {
+//!     // `Last-Event-ID` (or `?lastEventId=`) from a reconnecting client.
+//!     let after = last.and_then(|id| id.as_u64()).unwrap_or(0);
+//!     let ticks = IntervalStream::new(tokio::time::interval(Duration::from_secs(1)))
+//!         .zip(futures_util::stream::iter(after + 1..))
+//!         .map(|(_, n)| Event::message(format!("tick {n}")).id(n.to_string()));
+//!     let watcher = end.clone();
+//!     tokio::spawn(async move {
+//!         let report = watcher.ended().await; // client gone, shut down...
+//!         println!("{} after {} events", report.reason, report.events);
+//!     });
+//!     SseBody::new(ticks).with_end_handle(end)
+//! }
+//!
+//! let app: Router = Router::new()
+//!     .route("/sse", get(sse_handler))
+//!     .layer(SseLayer::new().max_streams(10_000, Duration::from_secs(5)));
+//! # }
+//! ```
+//!
+//! `Event::id` and `Event::event` return `Result<Event, EventError>`; with the
+//! `axum` feature `EventError` is a response too (`500`), so `?` works in a
+//! handler. The same body is an `http::Response` for hyper, warp or tonic
+//! ([`SseBody::into_response`]). Browsers, proxies, authentication and HTTP/2:
+//! see the [guide](https://github.com/tower-sse/tower-sse/blob/main/docs/guide.md).
+//!
 //! # The moving parts
 //!
 //! Data flows one way: **stream → encoder → body → layer → connection**.
@@ -42,7 +83,7 @@
 //! - **[`Hub`]** when many clients watch the same events.
 //! - **[`EventStream`]** to read a stream.
 //!
-//! # Example
+//! # Encoding and decoding, without a server
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -88,6 +129,9 @@
 //! - `tokio` (default): heartbeats and lifetimes use `tokio::time`. Without it,
 //!   give a [`timer::Timer`] to the body or layer, or heartbeats are off.
 //! - `json`: `Event::json_data`, from any `serde::Serialize`.
+//! - `axum`: axum 0.8 support through `axum-core`: [`SseBody`] and [`EventError`]
+//!   are `IntoResponse`, [`LastEventId`] (`Option<LastEventId>`) and
+//!   [`EndHandle`] are extractors (see `MissingLastEventId`).
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![warn(
@@ -97,6 +141,8 @@
     rust_2018_idioms
 )]
 
+#[cfg(feature = "axum")]
+mod axum;
 mod body;
 pub mod decode;
 mod encoded;
@@ -110,6 +156,9 @@ mod response;
 mod shutdown;
 pub mod timer;
 
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+pub use crate::axum::MissingLastEventId;
 pub use body::{BoxError, Infallibly, SseBody};
 pub use decode::{DecodeError, Decoder, EventStream, MessageEvent};
 pub use encoded::EncodedEvent;
@@ -123,3 +172,8 @@ pub use response::{
     is_event_stream, no_content, response, NO_CACHE, TEXT_EVENT_STREAM, X_ACCEL_BUFFERING,
 };
 pub use shutdown::{Drained, Shutdown};
+
+/// The README's Rust snippets, compiled and run as doctests.
+#[cfg(all(doctest, feature = "axum"))]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
