@@ -14,11 +14,16 @@
 //! - `GET /`: the page (`examples/chat/index.html`, no CDN, no build step).
 //! - `GET /sse?room=ROOM&name=NAME`: the event stream, both parameters optional
 //!   (room `lobby`, a generated guest name). Events: `members` (a snapshot for
-//!   this connection, no id), then `message`, `join`, `leave`, and the hub's
-//!   `reset`/`gap` notices, each with the topic's `id:`. A reconnect with
-//!   `Last-Event-ID` (or `?lastEventId=`) gets what it missed first.
-//! - `POST /send` with `{"room", "name", "text"}`: `202 {"id": N}`; bad input gets
-//!   `400` (or `413`) `{"error": "..."}` and nothing is broadcast.
+//!   this connection, `{"room","you","names","as_of"}`, whose `id:` is the room's
+//!   last id so a reconnect resumes from it), then `message`, `join`, `leave`,
+//!   and the hub's `reset`/`gap` notices, each with the room's `id:`. Ids are
+//!   opaque strings (`42-0fk3m9vq`: the room's offset and epoch). A reconnect
+//!   with `Last-Event-ID` (or `?lastEventId=`) gets what it missed first, then a
+//!   fresh `members` snapshot that supersedes the presence events before it. The
+//!   room's history outlives its members for ten minutes.
+//! - `POST /send` with `{"room", "name", "text"}`: `202 {"id": "..."}` once the
+//!   message is stored; bad input gets `400` (or `413`) `{"error": "..."}` and
+//!   nothing is broadcast; `503` when the hub cannot store it.
 //! - `GET /metrics`: Prometheus text (`chat_messages_posted_total`, and the
 //!   crate's own metrics when it is built with its `metrics` feature).
 //! - `GET /favicon.ico`: the icon.
@@ -45,11 +50,11 @@ use axum::{
     routing::{get, post},
     Json, Router,
 };
-use futures_util::{stream, StreamExt};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde_json::{json, Value};
 use tower_sse::{
-    EncodedEvent, Event, Hub, HubConfig, KeepAlive, LastEventId, Shutdown, SseBody, SseLayer,
+    Event, EventId, Hub, HubConfig, HubError, KeepAlive, LastEventId, Shutdown, SseBody,
+    SseLayer, Subscriber,
 };
 
 /// The page, compiled into the binary.
@@ -100,8 +105,7 @@ async fn main() -> std::io::Result<()> {
 /// The chat's routes, with heartbeats every `heartbeat`.
 pub fn app(heartbeat: Duration, shutdown: &Shutdown) -> Router {
     let chat = Arc::new(Chat {
-        // Room-sized queues: a join storm of a thousand members fits.
-        hub: Hub::with_config(HubConfig::new().queue_capacity(1024)),
+        hub: Hub::with_config(hub_config()),
         rooms: Mutex::new(HashMap::new()),
         guests: AtomicU64::new(0),
     });
@@ -121,68 +125,109 @@ pub fn app(heartbeat: Duration, shutdown: &Shutdown) -> Router {
         .with_state(chat)
 }
 
+/// Room-sized history: a join storm of 5 000 members is 5 000 `join` events,
+/// which a member that connected first reads from the shared history at its own
+/// pace (a cursor each, no copy), so the lag bound is the history, 16 384
+/// events or 8 MiB per room, shared by all its members.
+fn hub_config() -> HubConfig {
+    HubConfig::new()
+        .history_len(16 * 1024)
+        .history_bytes(8 * 1024 * 1024)
+        .queue_capacity(16 * 1024)
+}
+
 struct Chat {
     hub: Hub,
-    /// Members of each room: name -> open connections under that name. Joins and
-    /// leaves are published under this lock, so a snapshot and the events that
-    /// follow it never disagree.
-    rooms: Mutex<HashMap<String, HashMap<String, usize>>>,
+    /// The members of each room with someone in it.
+    rooms: Mutex<HashMap<String, Arc<Room>>>,
     guests: AtomicU64,
 }
 
+/// A room's members: name -> open connections under that name. A join (its
+/// snapshot, its subscription and its `join` event) and a leave run one at a
+/// time per room, so a snapshot and the events that follow it never disagree.
+#[derive(Default)]
+struct Room {
+    members: tokio::sync::Mutex<Members>,
+}
+
+#[derive(Default)]
+struct Members {
+    names: HashMap<String, usize>,
+    /// Removed from `Chat::rooms`: a join that finds it looks the room up again.
+    gone: bool,
+}
+
 impl Chat {
-    /// Subscribes, and announces the member: returns this connection's `members`
-    /// snapshot and its stream of room events.
-    fn join(
-        &self,
-        room: &str,
-        name: &str,
-        last: Option<&str>,
-    ) -> (EncodedEvent, tower_sse::Subscriber) {
+    fn room(&self, room: &str) -> Arc<Room> {
         let mut rooms = self.rooms.lock().unwrap_or_else(PoisonError::into_inner);
-        let subscriber = self.hub.subscribe_after(room, last);
-        let members = rooms.entry(room.to_owned()).or_default();
-        let mut names: Vec<&str> = members
-            .iter()
-            .flat_map(|(name, n)| std::iter::repeat_n(name.as_str(), *n))
-            .collect();
-        names.sort_unstable();
-        // Presence events up to this id are already in the snapshot.
-        let snapshot = json!({
-            "room": room, "you": name, "names": names, "as_of": self.hub.last_id(),
-        });
-        *members.entry(name.to_owned()).or_insert(0) += 1;
-        self.hub.publish_with(room, |id| {
-            named("join").data(json!({"id": id, "room": room, "name": name}).to_string())
-        });
-        (
-            named("members").data(snapshot.to_string()).encode(),
-            subscriber,
-        )
+        rooms.entry(room.to_owned()).or_default().clone()
     }
 
-    fn leave(&self, room: &str, name: &str) {
-        let mut rooms = self.rooms.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(members) = rooms.get_mut(room) {
-            if let Some(n) = members.get_mut(name) {
-                *n -= 1;
-                if *n == 0 {
-                    members.remove(name);
-                }
+    /// Subscribes after `last` and announces the member. The stream replays
+    /// what the client missed, then this connection's `members` snapshot (as of
+    /// the end of the replay, with that id), then live events.
+    async fn join(&self, room: &str, name: &str, last: Option<&str>) -> Result<Subscriber, HubError> {
+        loop {
+            let entry = self.room(room);
+            let mut members = entry.members.lock().await;
+            if members.gone {
+                continue;
             }
-            if members.is_empty() {
+            let subscriber = self.hub.subscribe(room, last).await?;
+            let position = subscriber.position().to_string();
+            let mut names: Vec<&str> = members
+                .names
+                .iter()
+                .flat_map(|(name, n)| std::iter::repeat_n(name.as_str(), *n))
+                .collect();
+            names.sort_unstable();
+            let snapshot = json!({"room": room, "you": name, "names": names, "as_of": position});
+            let snapshot = named("members")
+                .id(position)
+                .unwrap_or_default()
+                .data(snapshot.to_string());
+            self.hub
+                .publish_with(room, |id| presence("join", id, room, name))
+                .await?;
+            *members.names.entry(name.to_owned()).or_insert(0) += 1;
+            return Ok(subscriber.then(snapshot));
+        }
+    }
+
+    async fn leave(&self, room: &str, name: &str) {
+        let entry = self.room(room);
+        let mut members = entry.members.lock().await;
+        if let Some(n) = members.names.get_mut(name) {
+            *n -= 1;
+            if *n == 0 {
+                members.names.remove(name);
+            }
+        }
+        if members.names.is_empty() {
+            members.gone = true;
+            let mut rooms = self.rooms.lock().unwrap_or_else(PoisonError::into_inner);
+            if rooms.get(room).is_some_and(|r| Arc::ptr_eq(r, &entry)) {
                 rooms.remove(room);
             }
         }
-        self.hub.publish_with(room, |id| {
-            named("leave").data(json!({"id": id, "room": room, "name": name}).to_string())
-        });
+        // The history keeps it even when nobody is left to hear it now; a
+        // failure (a store that cannot be reached) leaves nothing to do here.
+        let _ = self
+            .hub
+            .publish_with(room, |id| presence("leave", id, room, name))
+            .await;
     }
 }
 
 /// An event of type `kind` (a fixed name, never a line break).
 fn named(kind: &str) -> Event {
     Event::default().event(kind).unwrap_or_default()
+}
+
+/// A `join` or `leave` event.
+fn presence(kind: &str, id: &EventId, room: &str, name: &str) -> Event {
+    named(kind).data(json!({"id": id.to_string(), "room": room, "name": name}).to_string())
 }
 
 /// `GET /sse?room=ROOM&name=NAME`.
@@ -219,12 +264,19 @@ async fn subscribe(
         .get::<LastEventId>()
         .cloned()
         .or_else(|| LastEventId::from_request(&req));
-    let (members, subscriber) = chat.join(&room, &name, last.as_deref());
-    let events = stream::once(async move { members }).chain(subscriber);
-    SseBody::from_events(events)
+    let subscriber = match chat.join(&room, &name, last.as_deref()).await {
+        Ok(subscriber) => subscriber,
+        Err(err) => return error(StatusCode::SERVICE_UNAVAILABLE, &err.to_string()),
+    };
+    SseBody::from_events(subscriber)
         // The layer sends the heartbeats.
         .keep_alive(KeepAlive::disabled())
-        .on_end(move |_| chat.leave(&room, &name))
+        .on_end(move |_| {
+            // Presence is published from a task: the body is being dropped.
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(async move { chat.leave(&room, &name).await });
+            }
+        })
         .into_response()
         .map(Body::new)
 }
@@ -249,11 +301,15 @@ async fn send(State(chat): State<Arc<Chat>>, body: Body) -> Response {
     let ts = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
-    let id = chat.hub.publish_with(&room, |id| {
+    let published = chat.hub.publish_with(&room, |id| {
+        let id = id.to_string();
         let data = json!({"id": id, "room": room, "name": name, "text": text, "ts": ts});
         named("message").data(data.to_string())
     });
-    (StatusCode::ACCEPTED, Json(json!({ "id": id }))).into_response()
+    match published.await {
+        Ok(id) => (StatusCode::ACCEPTED, Json(json!({ "id": id.to_string() }))).into_response(),
+        Err(err) => error(StatusCode::SERVICE_UNAVAILABLE, &err.to_string()),
+    }
 }
 
 struct Message {
