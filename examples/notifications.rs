@@ -15,10 +15,11 @@
 //!   user's topic: `403`. Both before any stream opens, so an `EventSource` stops
 //!   retrying (its `onerror` sees `readyState === CLOSED`).
 //! - `POST /notify` with `{"to": NAME, "text"}` (logged in) notifies NAME, and
-//!   `{"to": "*"}` posts an announcement: `202 {"id"}`. The hub keeps a topic
-//!   while someone listens: a tab that reconnects gets what it missed, but a
-//!   notification for a user with no tab open is not kept (an inbox that
-//!   outlives connections belongs in your database).
+//!   `{"to": "*"}` posts an announcement: `202 {"id"}`. The hub keeps each
+//!   topic's recent history for ten minutes after its last notification,
+//!   whether or not a tab is open: a tab that reconnects, or opens within that
+//!   time with the last id it saw, gets what it missed (an inbox that lasts
+//!   longer belongs in your database).
 //!
 //! The page opens `new EventSource('/events?topic=user:' + me, { withCredentials:
 //! true })`: `EventSource` cannot set headers, so the session travels in the
@@ -45,7 +46,7 @@ use axum::{
 };
 use serde::Deserialize;
 use serde_json::json;
-use tower_sse::{Event, Hub, LastEventId, SseBody, SseLayer, Subscriber};
+use tower_sse::{Event, Hub, HubError, LastEventId, SseBody, SseLayer, Subscriber};
 
 const MAX_NAME: usize = 32;
 const MAX_TEXT: usize = 2048;
@@ -91,13 +92,17 @@ struct Notifications {
 // The hub, in two functions: what a topic id looks like is the hub's business.
 
 /// Publishes `event` on `topic`; the event's id, for the client.
-fn publish(hub: &Hub, topic: &str, event: Event) -> String {
-    hub.publish(topic, event).to_string()
+async fn publish(hub: &Hub, topic: &str, event: Event) -> Result<String, HubError> {
+    Ok(hub.publish(topic, event).await?.to_string())
 }
 
 /// The stream of `topic`, after `last` when the client is resuming.
-fn subscribe(hub: &Hub, topic: &str, last: Option<&LastEventId>) -> Subscriber {
-    hub.subscribe_after(topic, last.map(LastEventId::as_str))
+async fn subscribe(
+    hub: &Hub,
+    topic: &str,
+    last: Option<&LastEventId>,
+) -> Result<Subscriber, HubError> {
+    hub.subscribe(topic, last.map(LastEventId::as_str)).await
 }
 
 impl Notifications {
@@ -171,11 +176,10 @@ async fn events(
     if !may_read(&user, &topic) {
         return Err(error(StatusCode::FORBIDDEN, "not your topic"));
     }
-    Ok(SseBody::from_events(subscribe(
-        &state.hub,
-        &topic,
-        last.as_ref(),
-    )))
+    match subscribe(&state.hub, &topic, last.as_ref()).await {
+        Ok(subscriber) => Ok(SseBody::from_events(subscriber)),
+        Err(err) => Err(error(StatusCode::SERVICE_UNAVAILABLE, &err.to_string())),
+    }
 }
 
 #[derive(Deserialize)]
@@ -208,10 +212,10 @@ async fn notify(
         .event("notification")
         .map(|event| event.data(data));
     match event {
-        Ok(event) => {
-            let id = publish(&state.hub, &topic, event);
-            (StatusCode::ACCEPTED, Json(json!({ "id": id }))).into_response()
-        }
+        Ok(event) => match publish(&state.hub, &topic, event).await {
+            Ok(id) => (StatusCode::ACCEPTED, Json(json!({ "id": id }))).into_response(),
+            Err(err) => error(StatusCode::SERVICE_UNAVAILABLE, &err.to_string()),
+        },
         Err(err) => err.into_response(),
     }
 }
