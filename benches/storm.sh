@@ -125,5 +125,7 @@ row "first post to last msg p50 (ms)" drain_p50_ms
 row "first post to last msg p99 (ms)" drain_p99_ms
 row "all snapshots after (s)" joined_s
 row "all clients done after (s)" done_s
+row "server CPU time (s)" server_cpu_s
+row "loadgen CPU time (s)" loadgen_cpu_s
 row "loadgen exit status" exit
 echo "logs: $OUT/"

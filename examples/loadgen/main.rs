@@ -72,6 +72,16 @@ fn proc_kib(pid: Option<u32>, key: &str) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// The CPU time (user and system) a process has used, in seconds, from
+/// `/proc/PID/stat` (counted in Linux's USER_HZ ticks of 1/100 s).
+fn cpu_secs(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses: utime is the 12th.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / 100.0)
+}
+
 /// What every client shares.
 pub(crate) struct Run {
     pub(crate) addr: SocketAddr,
@@ -108,6 +118,8 @@ async fn main() -> Result<(), Error> {
     });
 
     let rss_before = proc_kib(pid, "VmRSS:");
+    let server = pid.map(|p| p.to_string());
+    let cpu_before = [server.as_deref().and_then(cpu_secs), cpu_secs("self")];
     // `true` once a client has its snapshot, `false` if it gave up before.
     let (ready_tx, mut ready_rx) = mpsc::channel::<bool>(n.max(1));
     let (outcome_tx, mut outcome_rx) = mpsc::channel::<Outcome>(n.max(1));
@@ -154,11 +166,18 @@ async fn main() -> Result<(), Error> {
     let delivered_at = epoch.elapsed();
     let rss_after = proc_kib(pid, "VmRSS:");
     let hwm = proc_kib(pid, "VmHWM:");
+    let cpu_after = [server.as_deref().and_then(cpu_secs), cpu_secs("self")];
+    let cpu = [0, 1].map(|i| Some(cpu_after[i]? - cpu_before[i]?));
     let _ = done_tx.send(true);
 
-    report::report(&run, n, &outcomes, (joined_at, posted_at, delivered_at), {
-        [rss_before, rss_joined, rss_after, hwm]
-    })
+    report::report(
+        &run,
+        n,
+        &outcomes,
+        (joined_at, posted_at, delivered_at),
+        [rss_before, rss_joined, rss_after, hwm],
+        cpu,
+    )
 }
 
 async fn post(addr: SocketAddr, room: &str, text: &str) -> Result<(), Error> {

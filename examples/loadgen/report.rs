@@ -11,6 +11,7 @@ pub(crate) fn report(
     outcomes: &[Outcome],
     (joined_at, posted_at, delivered_at): (Duration, Duration, Duration),
     [rss_before, rss_joined, rss_after, hwm]: [Option<u64>; 4],
+    [server_cpu, own_cpu]: [Option<f64>; 2],
 ) -> Result<(), Error> {
     let m = run.m;
     let sum = |f: fn(&Outcome) -> usize| outcomes.iter().map(f).sum::<usize>();
@@ -90,11 +91,18 @@ pub(crate) fn report(
         ),
         _ => println!("server memory: not measured (set SERVER_PID)"),
     }
+    let secs = |s: Option<f64>| s.unwrap_or(f64::NAN);
+    println!(
+        "CPU time from the first connection to the last delivery: server {:.1} s, loadgen {:.1} s",
+        secs(server_cpu),
+        secs(own_cpu)
+    );
     println!(
         "RESULT n={n} m={m} complete={complete} unfinished={unfinished} dups={dups} lost={lost} \
          cut_clients={cut_clients} cutoffs={cutoffs} reconnects={reconnects} \
          p50_ms={:.1} p99_ms={:.1} max_ms={:.1} drain_p50_ms={:.1} drain_p99_ms={:.1} rss_kib_per_client={:.1} \
-         peak_kib_per_client={:.1} joined_s={:.2} done_s={:.2}",
+         peak_kib_per_client={:.1} joined_s={:.2} done_s={:.2} server_cpu_s={:.1} \
+         loadgen_cpu_s={:.1}",
         pct(&last, 0.50),
         pct(&last, 0.99),
         pct(&last, 1.0),
@@ -104,6 +112,8 @@ pub(crate) fn report(
         per_client(hwm),
         joined_at.as_secs_f64(),
         delivered_at.as_secs_f64(),
+        secs(server_cpu),
+        secs(own_cpu),
     );
     if dups > 0 || lost > 0 || unfinished > 0 {
         return Err(format!(
