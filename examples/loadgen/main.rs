@@ -46,7 +46,7 @@ use std::{
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::Request;
+use hyper::{client::conn::http1::SendRequest, Request};
 use hyper_util::rt::TokioIo;
 use tokio::{
     net::TcpStream,
@@ -153,11 +153,30 @@ async fn main() -> Result<(), Error> {
     sleep(Duration::from_secs(env("SETTLE_S", 3))).await;
 
     let posted_at = epoch.elapsed();
-    for k in 0..m {
-        let text = format!("{k} {}", epoch.elapsed().as_micros());
-        post(addr, &run.room, &text).await?;
-        sleep(interval).await;
-    }
+    // On a thread and runtime of its own, over one kept-alive connection, so
+    // that the posts keep their pace however busy the clients keep this
+    // process: their timing depends on the server alone.
+    let room = run.room.clone();
+    let poster = std::thread::spawn(move || -> Result<(), String> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        rt.block_on(async {
+            let mut conn = None;
+            for k in 0..m {
+                let text = format!("{k} {}", epoch.elapsed().as_micros());
+                post(addr, &mut conn, &room, &text)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                sleep(interval).await;
+            }
+            Ok(())
+        })
+    });
+    tokio::task::spawn_blocking(move || poster.join())
+        .await?
+        .map_err(|_| "the poster thread panicked")??;
 
     let mut outcomes = Vec::with_capacity(n);
     while let Some(outcome) = outcome_rx.recv().await {
@@ -180,18 +199,33 @@ async fn main() -> Result<(), Error> {
     )
 }
 
-async fn post(addr: SocketAddr, room: &str, text: &str) -> Result<(), Error> {
-    let stream = TcpStream::connect(addr).await?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-    tokio::spawn(conn);
+/// Posts one message on `conn`, opening it first if it is not open.
+async fn post(
+    addr: SocketAddr,
+    conn: &mut Option<SendRequest<Full<Bytes>>>,
+    room: &str,
+    text: &str,
+) -> Result<(), Error> {
+    let sender = match conn.take().filter(|s| !s.is_closed()) {
+        Some(sender) => conn.insert(sender),
+        None => {
+            let stream = TcpStream::connect(addr).await?;
+            let (sender, io) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+            tokio::spawn(io);
+            conn.insert(sender)
+        }
+    };
+    sender.ready().await?;
     let body = serde_json::json!({"room": room, "name": "loadgen", "text": text}).to_string();
     let req = Request::post("/send")
         .header("host", addr.to_string())
         .header("content-type", "application/json")
         .body(Full::new(Bytes::from(body)))?;
     let res = sender.send_request(req).await?;
-    if res.status() != 202 {
-        let body = res.into_body().collect().await?.to_bytes();
+    let status = res.status();
+    // Read to the end, so the connection can carry the next post.
+    let body = res.into_body().collect().await?.to_bytes();
+    if status != 202 {
         return Err(format!("post answered {}", String::from_utf8_lossy(&body)).into());
     }
     Ok(())
