@@ -63,9 +63,12 @@
 //!   [`layer`] module for the details and a comparison with axum, warp and
 //!   actix-web-lab.
 //! - [`Hub`] is the broadcast hub: named topics, each event encoded once and
-//!   shared with every [`Subscriber`], ids and a bounded history for
-//!   `Last-Event-ID` replay with no gap and no duplicate, and bounded queues with
-//!   a [`Lag`] policy so a slow client never holds up the rest.
+//!   shared with every [`Subscriber`]; per-topic [`EventId`]s with an epoch and a
+//!   bounded history that outlives subscribers, for `Last-Event-ID` replay with
+//!   no gap, no duplicate and never from the wrong place; every subscriber a
+//!   cursor into that history, with a [`Lag`] policy so a slow client never
+//!   holds up the rest. Where history lives is a [`hub::Store`]: in memory by
+//!   default.
 //! - [`Decoder`] and [`EventStream`] are the reading side: a WHATWG-exact parser
 //!   with bounded memory, for clients, relays and tests (see [`decode`]).
 //!
