@@ -135,27 +135,35 @@ fn throughput(c: &mut Criterion) {
             .iter()
             .map(|t| hub.subscribe(t, None).now_or_never().unwrap().unwrap())
             .collect();
-        group.bench_with_input(BenchmarkId::new("tower-sse Hub", topics), &topics, |b, _| {
-            b.iter_custom(|iters| {
-                two_threads(iters, |thread, i| {
-                    let topic = &names[(i as usize * 2 + thread) % topics];
-                    let published = hub.publish(topic, Event::message(DATA)).now_or_never();
-                    black_box(published.unwrap().unwrap());
+        group.bench_with_input(
+            BenchmarkId::new("tower-sse Hub", topics),
+            &topics,
+            |b, _| {
+                b.iter_custom(|iters| {
+                    two_threads(iters, |thread, i| {
+                        let topic = &names[(i as usize * 2 + thread) % topics];
+                        let published = hub.publish(topic, Event::message(DATA)).now_or_never();
+                        black_box(published.unwrap().unwrap());
+                    })
                 })
-            })
-        });
+            },
+        );
 
         let channels: Vec<_> = (0..topics)
             .map(|_| tokio::sync::broadcast::channel::<tower_sse::EncodedEvent>(1_024))
             .collect();
-        group.bench_with_input(BenchmarkId::new("tokio broadcast", topics), &topics, |b, _| {
-            b.iter_custom(|iters| {
-                two_threads(iters, |thread, i| {
-                    let (tx, _) = &channels[(i as usize * 2 + thread) % topics];
-                    black_box(tx.send(Event::message(DATA).encode()).unwrap());
+        group.bench_with_input(
+            BenchmarkId::new("tokio broadcast", topics),
+            &topics,
+            |b, _| {
+                b.iter_custom(|iters| {
+                    two_threads(iters, |thread, i| {
+                        let (tx, _) = &channels[(i as usize * 2 + thread) % topics];
+                        black_box(tx.send(Event::message(DATA).encode()).unwrap());
+                    })
                 })
-            })
-        });
+            },
+        );
     }
     group.finish();
 }

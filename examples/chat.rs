@@ -53,8 +53,8 @@ use axum::{
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde_json::{json, Value};
 use tower_sse::{
-    Event, EventId, Hub, HubConfig, HubError, KeepAlive, LastEventId, Shutdown, SseBody,
-    SseLayer, Subscriber,
+    Event, EventId, Hub, HubConfig, HubError, KeepAlive, LastEventId, Shutdown, SseBody, SseLayer,
+    Subscriber,
 };
 
 /// The page, compiled into the binary.
@@ -167,7 +167,12 @@ impl Chat {
     /// Subscribes after `last` and announces the member. The stream replays
     /// what the client missed, then this connection's `members` snapshot (as of
     /// the end of the replay, with that id), then live events.
-    async fn join(&self, room: &str, name: &str, last: Option<&str>) -> Result<Subscriber, HubError> {
+    async fn join(
+        &self,
+        room: &str,
+        name: &str,
+        last: Option<&str>,
+    ) -> Result<Subscriber, HubError> {
         loop {
             let entry = self.room(room);
             let mut members = entry.members.lock().await;

@@ -242,7 +242,10 @@ async fn two_subscribers_and_a_poster() {
         snapshot.data,
         json!({"room": "r1", "you": "alice", "names": [], "as_of": e})
     );
-    assert_eq!(alice.next().await, presence("join", &nth(&e, 1), "r1", "alice"));
+    assert_eq!(
+        alice.next().await,
+        presence("join", &nth(&e, 1), "r1", "alice")
+    );
 
     let mut bob = connect(addr, "/sse?room=r1&name=bob").await;
     let snapshot = bob.expect("members").await;
@@ -252,13 +255,23 @@ async fn two_subscribers_and_a_poster() {
         json!({"room": "r1", "you": "bob", "names": ["alice"], "as_of": nth(&e, 1)})
     );
     assert_eq!(bob.next().await, presence("join", &nth(&e, 2), "r1", "bob"));
-    assert_eq!(alice.next().await, presence("join", &nth(&e, 2), "r1", "bob"));
+    assert_eq!(
+        alice.next().await,
+        presence("join", &nth(&e, 2), "r1", "bob")
+    );
 
     // Someone in another room sees nothing of r1; ids count per room.
     let mut other = connect(addr, "/sse?room=r2&name=zed").await;
     let z = other.expect("members").await.id;
-    assert_ne!(z.split('-').nth(1), e.split('-').nth(1), "another room, another epoch");
-    assert_eq!(other.next().await, presence("join", &nth(&z, 1), "r2", "zed"));
+    assert_ne!(
+        z.split('-').nth(1),
+        e.split('-').nth(1),
+        "another room, another epoch"
+    );
+    assert_eq!(
+        other.next().await,
+        presence("join", &nth(&z, 1), "r2", "zed")
+    );
 
     let id = say(addr, "r1", "carol", "hello <b>world</b> ✓").await;
     assert_eq!(id, nth(&e, 3));
@@ -289,13 +302,19 @@ async fn bare_sse_joins_the_lobby_as_a_guest() {
     assert_eq!(snapshot.data["room"], "lobby");
     assert_eq!(snapshot.data["you"], "guest-1");
     let e = snapshot.id;
-    assert_eq!(first.next().await, presence("join", &nth(&e, 1), "lobby", "guest-1"));
+    assert_eq!(
+        first.next().await,
+        presence("join", &nth(&e, 1), "lobby", "guest-1")
+    );
     let mut second = connect(addr, "/sse?name=%20%20").await;
     assert_eq!(
         second.expect("members").await.data["names"],
         json!(["guest-1"])
     );
-    assert_eq!(second.next().await, presence("join", &nth(&e, 2), "lobby", "guest-2"));
+    assert_eq!(
+        second.next().await,
+        presence("join", &nth(&e, 2), "lobby", "guest-2")
+    );
 }
 
 #[tokio::test]
@@ -307,20 +326,32 @@ async fn leave_follows_the_connection() {
     let mut bob = connect(addr, "/sse?room=p&name=bob").await;
     bob.expect("members").await;
     bob.expect("join").await;
-    assert_eq!(alice.next().await, presence("join", &nth(&e, 2), "p", "bob"));
+    assert_eq!(
+        alice.next().await,
+        presence("join", &nth(&e, 2), "p", "bob")
+    );
 
     // Closing the connection (what `eventSource.close()` does) is a leave at once:
     // the heartbeat here is an hour, so only the closed socket can have told.
     drop(bob);
-    assert_eq!(alice.next().await, presence("leave", &nth(&e, 3), "p", "bob"));
+    assert_eq!(
+        alice.next().await,
+        presence("leave", &nth(&e, 3), "p", "bob")
+    );
 
     // Twice the same name: one leave per connection, the snapshot counts both.
     let mut a2 = connect(addr, "/sse?room=p&name=alice").await;
     assert_eq!(a2.expect("members").await.data["names"], json!(["alice"]));
     assert_eq!(a2.next().await, presence("join", &nth(&e, 4), "p", "alice"));
-    assert_eq!(alice.next().await, presence("join", &nth(&e, 4), "p", "alice"));
+    assert_eq!(
+        alice.next().await,
+        presence("join", &nth(&e, 4), "p", "alice")
+    );
     drop(a2);
-    assert_eq!(alice.next().await, presence("leave", &nth(&e, 5), "p", "alice"));
+    assert_eq!(
+        alice.next().await,
+        presence("leave", &nth(&e, 5), "p", "alice")
+    );
 }
 
 #[tokio::test]
@@ -336,12 +367,18 @@ async fn an_aborted_connection_is_a_leave() {
     )
     .await
     .unwrap();
-    assert_eq!(alice.next().await, presence("join", &nth(&e, 2), "h", "ghost"));
+    assert_eq!(
+        alice.next().await,
+        presence("join", &nth(&e, 2), "h", "ghost")
+    );
     // Linger zero makes the close a reset, and does not block.
     #[allow(deprecated)]
     raw.set_linger(Some(Duration::ZERO)).unwrap();
     drop(raw);
-    assert_eq!(alice.next().await, presence("leave", &nth(&e, 3), "h", "ghost"));
+    assert_eq!(
+        alice.next().await,
+        presence("leave", &nth(&e, 3), "h", "ghost")
+    );
 }
 
 #[tokio::test]
@@ -355,7 +392,10 @@ async fn reconnect_with_last_event_id_replays_what_was_missed() {
     bob.expect("join").await;
     let first = say(addr, "r", "alice", "one").await;
     check_message(&bob.next().await, "r", "alice", "one");
-    assert_eq!(alice.next().await, presence("join", &nth(&e, 2), "r", "bob"));
+    assert_eq!(
+        alice.next().await,
+        presence("join", &nth(&e, 2), "r", "bob")
+    );
     check_message(&alice.next().await, "r", "alice", "one");
     drop(bob);
     let left = nth(&e, off(&first) + 1);
@@ -369,7 +409,10 @@ async fn reconnect_with_last_event_id_replays_what_was_missed() {
     // replay (superseding the presence events before it); then live.
     assert_eq!(bob.next().await, presence("leave", &left, "r", "bob"));
     assert_eq!(check_message(&bob.next().await, "r", "alice", "two"), two);
-    assert_eq!(check_message(&bob.next().await, "r", "alice", "three"), three);
+    assert_eq!(
+        check_message(&bob.next().await, "r", "alice", "three"),
+        three
+    );
     let snapshot = bob.expect("members").await;
     assert_eq!(snapshot.data["names"], json!(["alice"]));
     assert_eq!(snapshot.data["as_of"], three);
@@ -383,7 +426,10 @@ async fn reconnect_with_last_event_id_replays_what_was_missed() {
     let path = format!("/sse?room=r&name=carol&lastEventId={three}");
     let mut carol = connect(addr, &path).await;
     assert_eq!(carol.next().await, presence("join", &joined, "r", "bob"));
-    assert_eq!(check_message(&carol.next().await, "r", "alice", "four"), four);
+    assert_eq!(
+        check_message(&carol.next().await, "r", "alice", "four"),
+        four
+    );
     let names = carol.expect("members").await.data["names"].clone();
     assert_eq!(names, json!(["alice", "bob"]));
     carol.expect("join").await;
@@ -451,7 +497,11 @@ async fn stale_or_hostile_cursors_get_a_reset_and_a_working_stream() {
     // Cursors that are not this room's: a reset (the history is complete after
     // offset 0), then the history, then the snapshot, then live.
     let mut last = 2;
-    let other = if epoch == "00000000" { "11111111" } else { "00000000" };
+    let other = if epoch == "00000000" {
+        "11111111"
+    } else {
+        "00000000"
+    };
     let foreign = format!("1-{other}");
     let max = format!("18446744073709551615-{epoch}");
     let future = nth(&e, 1000);
@@ -477,8 +527,14 @@ async fn stale_or_hostile_cursors_get_a_reset_and_a_working_stream() {
         let own = c.next().await;
         assert_eq!(own, presence("join", &nth(&e, last + 1), "s", "x"));
         drop(c);
-        assert_eq!(back.next().await, presence("join", &nth(&e, last + 1), "s", "x"));
-        assert_eq!(back.next().await, presence("leave", &nth(&e, last + 2), "s", "x"));
+        assert_eq!(
+            back.next().await,
+            presence("join", &nth(&e, last + 1), "s", "x")
+        );
+        assert_eq!(
+            back.next().await,
+            presence("leave", &nth(&e, last + 2), "s", "x")
+        );
         last += 2;
     }
     // Values the server treats as absent: live only, no replay.

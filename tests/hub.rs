@@ -58,7 +58,10 @@ fn one_encoding_shared_by_every_subscriber_and_ids_per_topic() {
         .map(|s| std::iter::from_fn(|| s.next().now_or_never().flatten()).collect())
         .collect();
     for events in &got {
-        assert_eq!(events.iter().map(text).collect::<Vec<_>>(), [msg(a, "hello"), msg(b, "again")]);
+        assert_eq!(
+            events.iter().map(text).collect::<Vec<_>>(),
+            [msg(a, "hello"), msg(b, "again")]
+        );
     }
     // The same bytes, not copies.
     let ptr = |e: &EncodedEvent| e.as_bytes().as_ptr();
@@ -69,7 +72,9 @@ fn one_encoding_shared_by_every_subscriber_and_ids_per_topic() {
 #[test]
 fn replay_is_exact_then_live() {
     let hub = Hub::new();
-    let ids: Vec<_> = (1..=5).map(|n| publish(&hub, "t", &format!("m{n}"))).collect();
+    let ids: Vec<_> = (1..=5)
+        .map(|n| publish(&hub, "t", &format!("m{n}")))
+        .collect();
     let mut sub = subscribe(&hub, "t", Some(&ids[1].to_string()));
     assert_eq!(sub.position(), ids[4]);
     let six = publish(&hub, "t", "m6");
@@ -99,10 +104,16 @@ fn a_snapshot_follows_the_replay_and_precedes_live_events() {
     let snapshot = Event::message("snapshot").encode();
     let mut sub = subscribe(&hub, "t", Some(&one.to_string())).then(snapshot.clone());
     let three = publish(&hub, "t", "3");
-    assert_eq!(drain(&mut sub), [msg(two, "2"), "data: snapshot\n\n".into(), msg(three, "3")]);
+    assert_eq!(
+        drain(&mut sub),
+        [msg(two, "2"), "data: snapshot\n\n".into(), msg(three, "3")]
+    );
     let mut fresh = subscribe(&hub, "t", None).then(snapshot);
     let four = publish(&hub, "t", "4");
-    assert_eq!(drain(&mut fresh), ["data: snapshot\n\n".to_owned(), msg(four, "4")]);
+    assert_eq!(
+        drain(&mut fresh),
+        ["data: snapshot\n\n".to_owned(), msg(four, "4")]
+    );
 }
 
 #[test]
@@ -121,7 +132,9 @@ fn history_outlives_subscribers() {
 #[test]
 fn cursors_that_cannot_be_honoured_get_a_reset_then_the_history() {
     let hub = Hub::with_config(HubConfig::new().history_len(3));
-    let ids: Vec<_> = (1..=5).map(|n| publish(&hub, "t", &format!("m{n}"))).collect();
+    let ids: Vec<_> = (1..=5)
+        .map(|n| publish(&hub, "t", &format!("m{n}")))
+        .collect();
     let floor = EventId::new(2, ids[0].epoch());
     let reset = format!("event: reset\nid: {floor}\ndata: {{\"after\":\"{floor}\"}}\n\n");
     let history = [msg(ids[2], "m3"), msg(ids[3], "m4"), msg(ids[4], "m5")];
@@ -130,7 +143,7 @@ fn cursors_that_cannot_be_honoured_get_a_reset_then_the_history() {
     let future = EventId::new(6, ids[0].epoch());
     let max = EventId::new(u64::MAX, ids[0].epoch());
     for cursor in [
-        ids[0].to_string(), // evicted
+        ids[0].to_string(),                           // evicted
         EventId::new(1, foreign.epoch()).to_string(), // in range, wrong epoch
         foreign.to_string(),
         future.to_string(),
@@ -146,17 +159,25 @@ fn cursors_that_cannot_be_honoured_get_a_reset_then_the_history() {
         assert_eq!(got[1..], history, "{cursor:?}");
     }
     // At the floor, the replay is still exact.
-    assert_eq!(drain(&mut subscribe(&hub, "t", Some(&floor.to_string()))), history);
+    assert_eq!(
+        drain(&mut subscribe(&hub, "t", Some(&floor.to_string()))),
+        history
+    );
 }
 
 #[test]
 fn history_is_bounded_by_bytes() {
     let hub = Hub::with_config(HubConfig::new().history_bytes(100));
-    let ids: Vec<_> = (0..10).map(|_| publish(&hub, "t", &"x".repeat(10))).collect();
+    let ids: Vec<_> = (0..10)
+        .map(|_| publish(&hub, "t", &"x".repeat(10)))
+        .collect();
     // Each event is `id: N-EEEEEEEE\ndata: xxxxxxxxxx\n\n`, 33 or 34 bytes: 3 fit.
     let got = drain(&mut subscribe(&hub, "t", Some(&ids[0].to_string())));
     assert!(got[0].starts_with("event: reset\n"));
-    let kept: Vec<_> = ids[7..].iter().map(|id| msg(*id, &"x".repeat(10))).collect();
+    let kept: Vec<_> = ids[7..]
+        .iter()
+        .map(|id| msg(*id, &"x".repeat(10)))
+        .collect();
     assert_eq!(got[1..], kept);
 }
 
@@ -171,7 +192,11 @@ async fn retention_expires_after_the_last_publish_then_a_new_epoch_starts() {
     assert_eq!(hub.topic_count(), 2, "within retention");
     let last = hub.publish("t", Event::message("c")).await.unwrap();
     tokio::time::sleep(ttl / 2 + Duration::from_secs(1)).await;
-    assert_eq!(hub.topic_count(), 2, "retention counts from the last publish");
+    assert_eq!(
+        hub.topic_count(),
+        2,
+        "retention counts from the last publish"
+    );
     // The background sweeper frees it within a sweep interval of expiry.
     tokio::time::sleep(ttl).await;
     assert_eq!(hub.topic_count(), 1, "a topic with a subscriber is kept");
@@ -253,7 +278,9 @@ fn a_subscriber_that_never_reads_is_cut_off_and_resumes_from_history() {
 fn skip_policy_sends_a_gap_notice() {
     let hub = Hub::with_config(HubConfig::new().queue_capacity(2).lag(Lag::Skip));
     let mut slow = subscribe(&hub, "t", None);
-    let ids: Vec<_> = (1..=6).map(|n| publish(&hub, "t", &n.to_string())).collect();
+    let ids: Vec<_> = (1..=6)
+        .map(|n| publish(&hub, "t", &n.to_string()))
+        .collect();
     let gap = format!("event: gap\nid: {}\ndata: {{\"skipped\":6}}\n\n", ids[5]);
     assert_eq!(drain(&mut slow), [gap]);
     let seven = publish(&hub, "t", "7");
@@ -277,7 +304,13 @@ fn publish_with_runs_outside_locks_so_it_may_call_back_into_the_hub() {
     assert_eq!(id.offset(), 1);
     let got = drain(&mut sub);
     let nested = EventId::new(2, id.epoch());
-    assert_eq!(got, [msg(id, &format!("outer {id} after {nested}")), msg(nested, "nested")]);
+    assert_eq!(
+        got,
+        [
+            msg(id, &format!("outer {id} after {nested}")),
+            msg(nested, "nested")
+        ]
+    );
 }
 
 #[test]
@@ -314,7 +347,11 @@ fn dropping_the_hub_ends_every_stream() {
 fn stress_publishers_and_subscribers_on_threads() {
     const TOPICS: usize = 4;
     const PER_PUBLISHER: usize = 2_000;
-    let hub = Hub::with_config(HubConfig::new().history_len(100_000).queue_capacity(100_000));
+    let hub = Hub::with_config(
+        HubConfig::new()
+            .history_len(100_000)
+            .queue_capacity(100_000),
+    );
     let start: Vec<_> = (0..TOPICS)
         .map(|t| publish(&hub, &format!("t{t}"), "start"))
         .collect();
@@ -375,21 +412,31 @@ async fn a_waiting_subscriber_is_woken_across_tasks() {
     let mut readers = Vec::new();
     for _ in 0..50 {
         let sub = hub.subscribe("t", None).await.unwrap();
-        readers.push(tokio::spawn(sub.take(100).map(|e| text(&e)).collect::<Vec<_>>()));
+        readers.push(tokio::spawn(
+            sub.take(100).map(|e| text(&e)).collect::<Vec<_>>(),
+        ));
     }
     let publisher = {
         let hub = hub.clone();
         tokio::spawn(async move {
             let mut ids = Vec::new();
             for n in 1..=100 {
-                ids.push(hub.publish("t", Event::message(n.to_string())).await.unwrap());
+                ids.push(
+                    hub.publish("t", Event::message(n.to_string()))
+                        .await
+                        .unwrap(),
+                );
                 tokio::task::yield_now().await;
             }
             ids
         })
     };
     let ids = publisher.await.unwrap();
-    let expected: Vec<_> = ids.iter().zip(1..).map(|(id, n)| msg(*id, &n.to_string())).collect();
+    let expected: Vec<_> = ids
+        .iter()
+        .zip(1..)
+        .map(|(id, n)| msg(*id, &n.to_string()))
+        .collect();
     for reader in readers {
         let got = tokio::time::timeout(Duration::from_secs(30), reader)
             .await

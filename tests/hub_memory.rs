@@ -53,7 +53,10 @@ async fn memory_returns_to_the_idle_baseline_after_retention() {
             drop(sub);
         }
         let held = LIVE.load(Ordering::Relaxed) - baseline;
-        assert!(held > 5_000 * 100, "round {round}: histories are retained ({held} B)");
+        assert!(
+            held > 5_000 * 100,
+            "round {round}: histories are retained ({held} B)"
+        );
         assert_eq!(hub.topic_count(), 5_000);
         // Past the TTL plus one sweep interval, everything is freed.
         tokio::time::sleep(ttl + Duration::from_secs(60)).await;

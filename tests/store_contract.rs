@@ -36,7 +36,9 @@ fn parse(event: &EncodedEvent) -> (Option<EventId>, String, String) {
 async fn take(sub: &mut Subscriber, n: usize) -> Vec<EncodedEvent> {
     let mut got = Vec::with_capacity(n);
     while got.len() < n {
-        let next = tokio::time::timeout(GUARD, sub.next()).await.expect("hang guard");
+        let next = tokio::time::timeout(GUARD, sub.next())
+            .await
+            .expect("hang guard");
         got.push(next.expect("stream ended"));
     }
     got
@@ -47,14 +49,20 @@ pub async fn one_order_per_topic(hub: Hub, topic: &str) {
     let start = hub.publish(topic, Event::message("start")).await.unwrap();
     let mut readers = Vec::new();
     for _ in 0..3 {
-        readers.push(hub.subscribe(topic, Some(&start.to_string())).await.unwrap());
+        readers.push(
+            hub.subscribe(topic, Some(&start.to_string()))
+                .await
+                .unwrap(),
+        );
     }
     let publishers: Vec<_> = (0..3)
         .map(|p| {
             let (hub, topic) = (hub.clone(), topic.to_owned());
             tokio::spawn(async move {
                 for n in 0..80 {
-                    hub.publish(&topic, Event::message(format!("{p}:{n}"))).await.unwrap();
+                    hub.publish(&topic, Event::message(format!("{p}:{n}")))
+                        .await
+                        .unwrap();
                 }
             })
         })
@@ -69,7 +77,10 @@ pub async fn one_order_per_topic(hub: Hub, topic: &str) {
         for (i, event) in got.iter().enumerate() {
             let (id, _, data) = parse(event);
             let id = id.unwrap();
-            assert_eq!((id.offset(), id.epoch()), (start.offset() + 1 + i as u64, start.epoch()));
+            assert_eq!(
+                (id.offset(), id.epoch()),
+                (start.offset() + 1 + i as u64, start.epoch())
+            );
             let (p, n) = data.split_once(':').unwrap();
             let (p, n): (usize, usize) = (p.parse().unwrap(), n.parse().unwrap());
             assert_eq!(n, next[p]);
@@ -82,8 +93,14 @@ pub async fn one_order_per_topic(hub: Hub, topic: &str) {
 
 /// A publish to a topic nobody is subscribed to is stored and replayable.
 pub async fn acknowledged_means_stored(hub: Hub, topic: &str) {
-    let first = hub.publish(topic, Event::message("to nobody")).await.unwrap();
-    let second = hub.publish(topic, Event::message("still nobody")).await.unwrap();
+    let first = hub
+        .publish(topic, Event::message("to nobody"))
+        .await
+        .unwrap();
+    let second = hub
+        .publish(topic, Event::message("still nobody"))
+        .await
+        .unwrap();
     assert_eq!(second.offset(), first.offset() + 1);
     let before = EventId::new(first.offset() - 1, first.epoch()).to_string();
     let mut sub = hub.subscribe(topic, Some(&before)).await.unwrap();
@@ -96,8 +113,14 @@ pub async fn acknowledged_means_stored(hub: Hub, topic: &str) {
 pub async fn other_epochs_get_a_reset(hub: Hub, topic: &str) {
     let id = hub.publish(topic, Event::message("a")).await.unwrap();
     let other = tower_sse::hub::Epoch::from_bits(id.epoch().bits() ^ 1);
-    for cursor in [EventId::new(id.offset(), other), EventId::new(id.offset() + 5, id.epoch())] {
-        let mut sub = hub.subscribe(topic, Some(&cursor.to_string())).await.unwrap();
+    for cursor in [
+        EventId::new(id.offset(), other),
+        EventId::new(id.offset() + 5, id.epoch()),
+    ] {
+        let mut sub = hub
+            .subscribe(topic, Some(&cursor.to_string()))
+            .await
+            .unwrap();
         let (reset_id, kind, data) = parse(&take(&mut sub, 1).await[0]);
         assert_eq!(kind, "reset", "{cursor}");
         let reset_id = reset_id.unwrap();
@@ -115,7 +138,9 @@ pub async fn replay_then_live(hub: Hub, topic: &str) {
         tokio::spawn(async move {
             for n in 1..=200 {
                 // Within the lag bound even if no reader has run yet.
-                hub.publish(&topic, Event::message(n.to_string())).await.unwrap();
+                hub.publish(&topic, Event::message(n.to_string()))
+                    .await
+                    .unwrap();
                 if n % 20 == 0 {
                     tokio::task::yield_now().await;
                 }
@@ -124,7 +149,11 @@ pub async fn replay_then_live(hub: Hub, topic: &str) {
     };
     let mut subs = Vec::new();
     for _ in 0..5 {
-        subs.push(hub.subscribe(topic, Some(&start.to_string())).await.unwrap());
+        subs.push(
+            hub.subscribe(topic, Some(&start.to_string()))
+                .await
+                .unwrap(),
+        );
         tokio::task::yield_now().await;
     }
     publisher.await.unwrap();
@@ -140,14 +169,21 @@ pub async fn lag_never_blocks(hub: Hub, topic: &str) {
     let mut stuck = hub.subscribe(topic, None).await.unwrap();
     let mut reader = hub.subscribe(topic, None).await.unwrap();
     for i in 0..3 * CAPACITY {
-        let published = tokio::time::timeout(GUARD, hub.publish(topic, Event::message(i.to_string())));
-        published.await.expect("publish never waits for readers").unwrap();
+        let published =
+            tokio::time::timeout(GUARD, hub.publish(topic, Event::message(i.to_string())));
+        published
+            .await
+            .expect("publish never waits for readers")
+            .unwrap();
         assert_eq!(parse(&take(&mut reader, 1).await[0]).2, i.to_string());
     }
     let rest: Vec<_> = tokio::time::timeout(GUARD, stuck.by_ref().collect::<Vec<_>>())
         .await
         .expect("the stuck subscriber's stream ends");
-    assert_eq!(rest.last().map(text).as_deref(), Some(": lagged\nretry: 1000\n\n"));
+    assert_eq!(
+        rest.last().map(text).as_deref(),
+        Some(": lagged\nretry: 1000\n\n")
+    );
 }
 
 /// The lag bound of the tested hubs; the history holds four times as much.
@@ -155,7 +191,9 @@ const CAPACITY: usize = 256;
 
 /// The hub configuration every store is tested with.
 pub fn config() -> HubConfig {
-    HubConfig::new().queue_capacity(CAPACITY).history_len(4 * CAPACITY)
+    HubConfig::new()
+        .queue_capacity(CAPACITY)
+        .history_len(4 * CAPACITY)
 }
 
 /// One test per promise for the store that `$hub` (an async expression) builds.
@@ -169,7 +207,11 @@ macro_rules! contract_tests {
             }
 
             fn topic(name: &str) -> String {
-                format!("contract-{}-{}-{name}", stringify!($store), std::process::id())
+                format!(
+                    "contract-{}-{}-{name}",
+                    stringify!($store),
+                    std::process::id()
+                )
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

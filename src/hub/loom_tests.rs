@@ -142,7 +142,10 @@ fn a_lagging_reader_is_cut_off_with_notice_never_silently() {
         // A prefix of the events in order, then (if it fell behind) the notice
         // and the end; never a silent hole.
         let events: Vec<_> = got.iter().take_while(|e| **e != lagged).cloned().collect();
-        assert_eq!(events, (1..=events.len() as u32).map(data).collect::<Vec<_>>());
+        assert_eq!(
+            events,
+            (1..=events.len() as u32).map(data).collect::<Vec<_>>()
+        );
         if events.len() < 3 {
             assert_eq!(got.last(), Some(&lagged));
             assert_eq!(topic.subscriber_count(), 0);

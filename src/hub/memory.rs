@@ -28,6 +28,9 @@ use super::{
 
 const SHARDS: usize = 32;
 
+/// One shard: the topics whose name hashes to it.
+type Shard = Mutex<HashMap<Arc<str>, Arc<Topic>>>;
+
 /// The in-process [`Store`]: each topic's history in memory, bounded per topic
 /// by [`HubConfig`]'s count, bytes and TTL, and hub-wide by its topic and byte
 /// bounds. The default store of [`Hub::new`](super::Hub::new).
@@ -38,7 +41,7 @@ pub struct MemoryStore {
 
 struct Inner {
     config: Arc<HubConfig>,
-    shards: Box<[Mutex<HashMap<Arc<str>, Arc<Topic>>>]>,
+    shards: Box<[Shard]>,
     hasher: RandomState,
     topics: AtomicUsize,
     bytes: AtomicUsize,
@@ -140,7 +143,7 @@ async fn sweeper(inner: Weak<Inner>) {
 }
 
 impl Inner {
-    fn shard(&self, name: &str) -> &Mutex<HashMap<Arc<str>, Arc<Topic>>> {
+    fn shard(&self, name: &str) -> &Shard {
         &self.shards[self.hasher.hash_one(name) as usize % SHARDS]
     }
 
@@ -171,7 +174,9 @@ impl Inner {
     /// Runs a sweep when the last one is older than the sweep interval.
     fn maybe_sweep(&self, now: Instant) {
         let due = match self.last_sweep.try_lock() {
-            Ok(mut last) if now.saturating_duration_since(*last) >= sweep_interval(&self.config) => {
+            Ok(mut last)
+                if now.saturating_duration_since(*last) >= sweep_interval(&self.config) =>
+            {
                 *last = now;
                 true
             }
@@ -227,7 +232,9 @@ impl Inner {
                 break;
             }
             let mut map = lock(self.shard(topic.name()));
-            let ours = map.get(topic.name()).is_some_and(|t| Arc::ptr_eq(t, &topic));
+            let ours = map
+                .get(topic.name())
+                .is_some_and(|t| Arc::ptr_eq(t, &topic));
             if !ours {
                 continue;
             }
@@ -318,9 +325,11 @@ impl Drop for Settle<'_> {
             .topic
             .commit(self.id, self.event.take(), self.config, now());
         if delta >= 0 {
-            self.bytes.fetch_add(delta.unsigned_abs(), Ordering::Relaxed);
+            self.bytes
+                .fetch_add(delta.unsigned_abs(), Ordering::Relaxed);
         } else {
-            self.bytes.fetch_sub(delta.unsigned_abs(), Ordering::Relaxed);
+            self.bytes
+                .fetch_sub(delta.unsigned_abs(), Ordering::Relaxed);
         }
         wakers.into_iter().flatten().for_each(Waker::wake);
     }

@@ -169,7 +169,9 @@ impl Topic {
     fn lock(&self) -> MutexGuard<'_, State> {
         // Every critical section completes its update before anything that can
         // panic, so a poisoned lock still guards consistent state.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub(crate) fn name(&self) -> &Arc<str> {
@@ -402,8 +404,11 @@ impl Topic {
             return Poll::Ready(None);
         };
         let behind = state.settled.saturating_sub(cursor.at);
-        let live_behind = state.settled.saturating_sub(cursor.at.max(cursor.replay_end));
-        if !reader.out && (cursor.at < state.floor || live_behind > config.get_queue_capacity() as u64)
+        let live_behind = state
+            .settled
+            .saturating_sub(cursor.at.max(cursor.replay_end));
+        if !reader.out
+            && (cursor.at < state.floor || live_behind > config.get_queue_capacity() as u64)
         {
             match config.get_lag() {
                 Lag::Disconnect { retry } => {
@@ -434,7 +439,11 @@ impl Topic {
             }
         }
         cursor.at += take as u64;
-        if cursor.greeting.as_ref().is_some_and(|(at, _)| cursor.at >= *at) {
+        if cursor
+            .greeting
+            .as_ref()
+            .is_some_and(|(at, _)| cursor.at >= *at)
+        {
             if let Some((_, greeting)) = cursor.greeting.take() {
                 cursor.local.push_back(greeting);
             }
@@ -569,20 +578,42 @@ mod tests {
         let mut cursor = Cursor::new(&joined);
         let first = t.reserve().unwrap();
         let second = t.reserve().unwrap();
-        let (woken, _) = t.commit(second, Some(Event::message("2").encode()), &config, Instant::now());
-        assert!(woken.is_empty(), "nothing is readable while offset 1 is reserved");
+        let (woken, _) = t.commit(
+            second,
+            Some(Event::message("2").encode()),
+            &config,
+            Instant::now(),
+        );
+        assert!(
+            woken.is_empty(),
+            "nothing is readable while offset 1 is reserved"
+        );
         assert_eq!(poll(&t, &mut cursor, &config), Poll::Pending);
         // A removal must wait for the publish in flight.
         assert_eq!(t.try_remove(None), None);
-        let _ = t.commit(first, Some(Event::message("1").encode()), &config, Instant::now());
-        assert_eq!(poll(&t, &mut cursor, &config), Poll::Ready(Some("data: 1\n\n".into())));
-        assert_eq!(poll(&t, &mut cursor, &config), Poll::Ready(Some("data: 2\n\n".into())));
+        let _ = t.commit(
+            first,
+            Some(Event::message("1").encode()),
+            &config,
+            Instant::now(),
+        );
+        assert_eq!(
+            poll(&t, &mut cursor, &config),
+            Poll::Ready(Some("data: 1\n\n".into()))
+        );
+        assert_eq!(
+            poll(&t, &mut cursor, &config),
+            Poll::Ready(Some("data: 2\n\n".into()))
+        );
         // A publisher that panicked leaves an empty offset, skipped by readers.
         let third = t.reserve().unwrap();
         let _ = t.commit(third, None, &config, Instant::now());
         publish(&t, &config, "4");
         let got = poll(&t, &mut cursor, &config);
-        assert_eq!(got, Poll::Ready(Some(format!("id: {}\ndata: 4\n\n", t.id(4)))));
+        assert_eq!(
+            got,
+            Poll::Ready(Some(format!("id: {}\ndata: 4\n\n", t.id(4))))
+        );
     }
 
     #[test]
@@ -640,9 +671,17 @@ mod tests {
         assert_eq!(t.lock().waiters.iter().flatten().count(), 1);
         assert!(t.lock().waiters.len() <= 2 * 2 + 64 + 1);
         let id = t.reserve().unwrap();
-        let (woken, _) = t.commit(id, Some(Event::message("x").encode()), &config, Instant::now());
+        let (woken, _) = t.commit(
+            id,
+            Some(Event::message("x").encode()),
+            &config,
+            Instant::now(),
+        );
         assert_eq!(woken.iter().flatten().count(), 1);
-        assert_eq!(poll(&t, &mut stays, &config), Poll::Ready(Some("data: x\n\n".into())));
+        assert_eq!(
+            poll(&t, &mut stays, &config),
+            Poll::Ready(Some("data: x\n\n".into()))
+        );
     }
 
     #[test]
