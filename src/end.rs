@@ -16,6 +16,8 @@ use std::{
     time::{Duration, Instant},
 };
 
+use crate::{link::Link, metrics::StreamMetrics, trace::StreamSpan, RequestInfo};
+
 /// Why a stream ended.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
@@ -74,14 +76,21 @@ pub struct EndReport {
     pub heartbeats: u64,
     /// Bytes handed to the connection, heartbeats included.
     pub bytes: u64,
-    /// From the body's creation to its end.
+    /// From the body's creation (under the layer: from the request) to its end.
     pub duration: Duration,
+    /// The request the stream answered, when known: always under
+    /// [`SseLayer`](crate::SseLayer); for an [`SseBody`](crate::SseBody) alone,
+    /// when given with [`SseBody::request_info`](crate::SseBody::request_info).
+    pub request: Option<Arc<RequestInfo>>,
 }
 
 #[derive(Default)]
 struct Shared {
     report: Option<EndReport>,
-    wakers: Vec<Waker>,
+    /// The wakers of pending [`Ended`] futures, by key; each removes its own when
+    /// dropped, so a handle polled by many short-lived futures stays small.
+    wakers: Vec<(u64, Waker)>,
+    next_key: u64,
 }
 
 /// A cloneable handle that learns how a stream ended.
@@ -132,6 +141,7 @@ impl EndHandle {
     pub fn ended(&self) -> Ended {
         Ended {
             handle: self.clone(),
+            key: None,
         }
     }
 
@@ -150,7 +160,7 @@ impl EndHandle {
             shared.report = Some(report.clone());
             std::mem::take(&mut shared.wakers)
         };
-        wakers.into_iter().for_each(Waker::wake);
+        wakers.into_iter().for_each(|(_, waker)| waker.wake());
         true
     }
 }
@@ -168,20 +178,47 @@ impl fmt::Debug for EndHandle {
 #[must_use = "futures do nothing unless polled"]
 pub struct Ended {
     handle: EndHandle,
+    /// Where this future's waker is in the handle's list, once registered.
+    key: Option<u64>,
 }
 
 impl Future for Ended {
     type Output = EndReport;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<EndReport> {
-        let mut shared = self.handle.lock();
+        let this = self.get_mut();
+        let mut shared = this.handle.lock();
         if let Some(report) = &shared.report {
             return Poll::Ready(report.clone());
         }
-        if !shared.wakers.iter().any(|w| w.will_wake(cx.waker())) {
-            shared.wakers.push(cx.waker().clone());
+        let registered = this
+            .key
+            .and_then(|key| shared.wakers.iter_mut().find(|(k, _)| *k == key));
+        match registered {
+            Some((_, waker)) => {
+                if !waker.will_wake(cx.waker()) {
+                    waker.clone_from(cx.waker());
+                }
+            }
+            None => {
+                let key = shared.next_key;
+                shared.next_key += 1;
+                shared.wakers.push((key, cx.waker().clone()));
+                this.key = Some(key);
+            }
         }
         Poll::Pending
+    }
+}
+
+impl Drop for Ended {
+    fn drop(&mut self) {
+        if let Some(key) = self.key {
+            let mut shared = self.handle.lock();
+            if let Some(at) = shared.wakers.iter().position(|(k, _)| *k == key) {
+                shared.wakers.swap_remove(at);
+            }
+        }
     }
 }
 
@@ -201,6 +238,11 @@ pub(crate) struct Tracker {
     heartbeats: u64,
     bytes: u64,
     finished: bool,
+    /// Shared with the layer or the body on the other side of it, if any.
+    link: Option<Arc<Link>>,
+    request: Option<Arc<RequestInfo>>,
+    /// Metrics and span, for the one tracker of a stream that observes it.
+    observer: Option<Box<(StreamMetrics, StreamSpan)>>,
 }
 
 impl Tracker {
@@ -220,6 +262,29 @@ impl Tracker {
             heartbeats: 0,
             bytes: 0,
             finished: false,
+            link: None,
+            request: None,
+            observer: None,
+        }
+    }
+
+    pub(crate) fn set_link(&mut self, link: Arc<Link>) {
+        self.link = Some(link);
+    }
+
+    pub(crate) fn link(&self) -> Option<&Arc<Link>> {
+        self.link.as_ref()
+    }
+
+    pub(crate) fn set_request(&mut self, request: Arc<RequestInfo>) {
+        self.request = Some(request);
+    }
+
+    /// Starts the stream's metrics and span; only the first call has an effect.
+    pub(crate) fn observe(&mut self) {
+        if self.observer.is_none() && !self.finished {
+            let span = StreamSpan::open(self.request.as_deref());
+            self.observer = Some(Box::new((StreamMetrics::open(), span)));
         }
     }
 
@@ -249,11 +314,17 @@ impl Tracker {
     pub(crate) fn sent(&mut self, events: u64, bytes: usize) {
         self.events += events;
         self.bytes += bytes as u64;
+        if let Some(observer) = &self.observer {
+            observer.0.sent(events, bytes as u64);
+        }
     }
 
     pub(crate) fn heartbeat(&mut self, bytes: usize) {
         self.heartbeats += 1;
         self.bytes += bytes as u64;
+        if let Some(observer) = &self.observer {
+            observer.0.heartbeat(bytes as u64);
+        }
     }
 
     pub(crate) fn is_finished(&self) -> bool {
@@ -265,13 +336,23 @@ impl Tracker {
         if std::mem::replace(&mut self.finished, true) {
             return;
         }
+        let reason = match &self.link {
+            Some(link) => link.settle(reason),
+            None => reason,
+        };
         let report = EndReport {
             reason,
             events: self.events,
             heartbeats: self.heartbeats,
             bytes: self.bytes,
             duration: self.started.elapsed(),
+            request: self.request.clone(),
         };
+        if let Some(observer) = self.observer.take() {
+            let (metrics, span) = *observer;
+            metrics.ended(&report.reason);
+            span.ended(&report);
+        }
         if let Some(handle) = self.handle.get() {
             handle.complete(&report);
         }
@@ -347,5 +428,36 @@ mod tests {
         }
         drop(tracker);
         assert_eq!(calls.load(Ordering::SeqCst), 3);
+    }
+
+    #[test]
+    fn dropped_ended_futures_leave_no_waker_behind() {
+        let handle = EndHandle::new();
+        for _ in 0..100 {
+            let mut ended = Box::pin(handle.ended());
+            // A fresh waker each time, as a new task awaiting the handle would have.
+            let waker = std::task::Waker::from(Arc::new(Flag));
+            assert!(ended
+                .as_mut()
+                .poll(&mut Context::from_waker(&waker))
+                .is_pending());
+        }
+        assert_eq!(handle.lock().wakers.len(), 0);
+        // One that stays registered is woken, and re-polling keeps one entry.
+        let mut ended = Box::pin(handle.ended());
+        let waker = std::task::Waker::from(Arc::new(Flag));
+        let mut cx = Context::from_waker(&waker);
+        for _ in 0..3 {
+            assert!(ended.as_mut().poll(&mut cx).is_pending());
+        }
+        assert_eq!(handle.lock().wakers.len(), 1);
+        Tracker::new(handle.clone()).finish(EndReason::Completed);
+        assert!(ended.as_mut().poll(&mut cx).is_ready());
+    }
+
+    struct Flag;
+
+    impl std::task::Wake for Flag {
+        fn wake(self: Arc<Self>) {}
     }
 }

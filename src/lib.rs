@@ -106,9 +106,14 @@ mod hub;
 mod keep_alive;
 mod last_event_id;
 pub mod layer;
+mod lifecycle;
+mod link;
+pub mod metrics;
+mod request_info;
 mod response;
 mod shutdown;
 pub mod timer;
+mod trace;
 
 pub use body::{BoxError, Infallibly, SseBody};
 pub use decode::{DecodeError, Decoder, EventStream, MessageEvent};
@@ -118,7 +123,8 @@ pub use event::{Event, EventError};
 pub use hub::{Hub, HubConfig, Lag, Subscriber};
 pub use keep_alive::KeepAlive;
 pub use last_event_id::{LastEventId, MAX_LAST_EVENT_ID_LEN};
-pub use layer::{ResponseBody, ResponseFuture, Sse, SseLayer};
+pub use layer::SseLayer;
+pub use request_info::RequestInfo;
 pub use response::{
     is_event_stream, no_content, response, NO_CACHE, TEXT_EVENT_STREAM, X_ACCEL_BUFFERING,
 };

@@ -188,4 +188,10 @@ mod future;
 mod layer;
 mod service;
 
-pub use self::{body::ResponseBody, future::ResponseFuture, layer::SseLayer, service::Sse};
+pub(crate) use self::config::Permit;
+pub use self::{
+    body::{BodyError, ResponseBody},
+    future::ResponseFuture,
+    layer::SseLayer,
+    service::Sse,
+};

@@ -1,0 +1,111 @@
+//! The link between an [`SseBody`](crate::SseBody) and the layer around it, so a
+//! stream has one heartbeat writer and one true end reason.
+//!
+//! The layer makes a link per stream request and offers it, while its inner
+//! service handles the request, to the first `SseBody` made on that thread (so a
+//! body built by any constructor, `SseBody::new`, `response(body)` or
+//! `into_response`, is found). [`SseBody::into_response`](crate::SseBody::into_response)
+//! also puts the body's link in the response's extensions, for bodies made
+//! elsewhere (a spawned task). Through the link:
+//!
+//! - the layer hands the body its [`KeepAlive`], used unless the body was given
+//!   one itself, and writes no heartbeat of its own once the body is polled;
+//! - the end reason is shared: the layer's reason (shutdown, lifetime) replaces
+//!   the `ClientGone` the inner body reports when it is dropped, and the inner
+//!   body's reason (a failure, its own shutdown) is the layer's when the body ends.
+
+use std::{
+    cell::RefCell,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex, OnceLock, PoisonError,
+    },
+};
+
+use crate::{EndReason, KeepAlive};
+
+#[derive(Debug, Default)]
+pub(crate) struct Link {
+    /// The body has been polled: it is inside the response, and writes heartbeats.
+    polled: AtomicBool,
+    /// A layer wraps the stream: it records the stream's metrics and span.
+    layered: AtomicBool,
+    /// The layer's heartbeat, for a body that was given none.
+    keep_alive: OnceLock<KeepAlive>,
+    /// The first end reason either side recorded.
+    reason: Mutex<Option<EndReason>>,
+}
+
+/// A response extension carrying the body's link (set by `into_response`).
+#[derive(Clone, Debug)]
+pub(crate) struct LinkExt(pub(crate) Arc<Link>);
+
+thread_local! {
+    static OFFERED: RefCell<Option<Arc<Link>>> = const { RefCell::new(None) };
+}
+
+impl Link {
+    pub(crate) fn mark_polled(&self) {
+        self.polled.store(true, Ordering::Release);
+    }
+
+    pub(crate) fn is_polled(&self) -> bool {
+        self.polled.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn mark_layered(&self, keep_alive: &KeepAlive) {
+        let _ = self.keep_alive.set(keep_alive.clone());
+        self.layered.store(true, Ordering::Release);
+    }
+
+    pub(crate) fn is_layered(&self) -> bool {
+        self.layered.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn keep_alive(&self) -> Option<&KeepAlive> {
+        self.keep_alive.get()
+    }
+
+    /// The reason recorded so far, if any.
+    pub(crate) fn reason(&self) -> Option<EndReason> {
+        self.reason
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Records the end: `ClientGone` (a dropped body) gives way to a reason the
+    /// other side recorded first; any other reason is kept if it is the first.
+    pub(crate) fn settle(&self, reason: EndReason) -> EndReason {
+        let mut slot = self.reason.lock().unwrap_or_else(PoisonError::into_inner);
+        match &*slot {
+            Some(first) if reason.is_client_gone() => first.clone(),
+            Some(_) => reason,
+            None => {
+                if !reason.is_client_gone() {
+                    *slot = Some(reason.clone());
+                }
+                reason
+            }
+        }
+    }
+
+    /// Runs `f` with `link` offered to the bodies made meanwhile on this thread.
+    pub(crate) fn offer<R>(link: &Arc<Link>, f: impl FnOnce() -> R) -> R {
+        struct Restore(Option<Arc<Link>>);
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                let prev = self.0.take();
+                OFFERED.with(|o| *o.borrow_mut() = prev);
+            }
+        }
+        let prev = OFFERED.with(|o| o.borrow_mut().replace(link.clone()));
+        let _restore = Restore(prev);
+        f()
+    }
+
+    /// Takes the link offered to this thread, if any (the first body gets it).
+    pub(crate) fn claim() -> Option<Arc<Link>> {
+        OFFERED.with(|o| o.borrow_mut().take())
+    }
+}
