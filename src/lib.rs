@@ -111,6 +111,9 @@ mod link;
 pub mod metrics;
 mod request_info;
 mod response;
+#[cfg(feature = "serve")]
+#[cfg_attr(docsrs, doc(cfg(feature = "serve")))]
+pub mod serve;
 mod shutdown;
 pub mod timer;
 mod trace;
@@ -128,4 +131,4 @@ pub use request_info::RequestInfo;
 pub use response::{
     is_event_stream, no_content, response, NO_CACHE, TEXT_EVENT_STREAM, X_ACCEL_BUFFERING,
 };
-pub use shutdown::{Drained, Shutdown};
+pub use shutdown::{Drained, Shutdown, Triggered};

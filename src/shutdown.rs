@@ -59,6 +59,20 @@ impl Default for Inner {
     }
 }
 
+impl Inner {
+    /// A wake-up slot woken by the trigger.
+    fn new_slot(&self) -> Arc<Slot> {
+        let slot = Arc::new(Slot::default());
+        let mut slots = lock(&self.slots);
+        // Drop the slots of ended streams now and then, keeping the list bounded.
+        if slots.len() >= 64 && slots.len() == slots.capacity() {
+            slots.retain(|s| s.strong_count() > 0);
+        }
+        slots.push(Arc::downgrade(&slot));
+        slot
+    }
+}
+
 fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
@@ -168,20 +182,20 @@ impl Shutdown {
         }
     }
 
-    pub(crate) fn listener(&self) -> ShutdownListener {
-        let slot = Arc::new(Slot::default());
-        self.inner.live.fetch_add(1, Ordering::AcqRel);
-        {
-            let mut slots = lock(&self.inner.slots);
-            // Drop the slots of ended streams now and then, keeping the list bounded.
-            if slots.len() >= 64 && slots.len() == slots.capacity() {
-                slots.retain(|s| s.strong_count() > 0);
-            }
-            slots.push(Arc::downgrade(&slot));
+    /// A future that resolves once a shutdown is triggered (at once if it was),
+    /// for a server's accept loop or any task that must stop with the streams.
+    pub fn triggered(&self) -> Triggered {
+        Triggered {
+            inner: self.inner.clone(),
+            slot: None,
         }
+    }
+
+    pub(crate) fn listener(&self) -> ShutdownListener {
+        self.inner.live.fetch_add(1, Ordering::AcqRel);
         ShutdownListener {
             inner: self.inner.clone(),
-            slot,
+            slot: self.inner.new_slot(),
         }
     }
 
@@ -257,6 +271,41 @@ impl Drop for Drained {
                 drained.1.swap_remove(at);
             }
         }
+    }
+}
+
+/// Future returned by [`Shutdown::triggered`].
+#[must_use = "futures do nothing unless polled"]
+pub struct Triggered {
+    inner: Arc<Inner>,
+    slot: Option<Arc<Slot>>,
+}
+
+impl Future for Triggered {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        if this.inner.triggered.load(Ordering::Acquire) {
+            return Poll::Ready(());
+        }
+        let inner = &this.inner;
+        let slot = this.slot.get_or_insert_with(|| inner.new_slot());
+        *lock(&slot.waker) = Some(cx.waker().clone());
+        // Checked again: the trigger may have taken the wakers meanwhile.
+        if this.inner.triggered.load(Ordering::Acquire) {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
+impl fmt::Debug for Triggered {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Triggered")
+            .field("triggered", &self.inner.triggered.load(Ordering::Acquire))
+            .finish()
     }
 }
 
