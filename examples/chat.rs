@@ -72,12 +72,18 @@ async fn main() -> std::io::Result<()> {
     let shutdown = Shutdown::new();
     let app = app(Duration::from_millis(heartbeat), &shutdown);
     println!("listening on http://{}", listener.local_addr()?);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            let _ = tokio::signal::ctrl_c().await;
-            // Ends the open streams, so that graceful shutdown can complete.
-            shutdown.trigger();
-        })
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        let _ = tokio::signal::ctrl_c().await;
+        // Ends the open streams, so that graceful shutdown can complete; a
+        // connection still open after the grace period (10 s) is closed.
+        stop.trigger();
+    });
+    // A vanished member's `leave` within heartbeat + 30 s, a header read
+    // timeout, bounded buffers: the crate's serving defaults.
+    tower_sse::serve::Server::new()
+        .with_shutdown(&shutdown)
+        .serve(listener, app)
         .await
 }
 
