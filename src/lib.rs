@@ -36,7 +36,8 @@
 //! - **[`SseLayer`] alone** when the streams come from elsewhere (axum's `Sse`,
 //!   warp, a proxy) and you want them all made safe in one place.
 //! - **Both**, the usual production setup: the body writes typed, coalesced events
-//!   with its own heartbeats (the layer sees that and adds none); the layer adds
+//!   and the heartbeats ([one rule](layer#one-heartbeat-rule): the body's
+//!   setting, else the layer's); the layer adds
 //!   the concurrency limit, compression safety, and one `on_end`, `Shutdown` and
 //!   lifetime for every route.
 //! - **[`Hub`]** when many clients watch the same events.
@@ -88,6 +89,16 @@
 //! - `tokio` (default): heartbeats and lifetimes use `tokio::time`. Without it,
 //!   give a [`timer::Timer`] to the body or layer, or heartbeats are off.
 //! - `json`: `Event::json_data`, from any `serde::Serialize`.
+//! - `serve`: `serve::Server` and `serve::TcpOptions`, the serving defaults
+//!   long-lived streams need on hyper and axum: a vanished client reported
+//!   within heartbeat + 30 s (`TCP_USER_TIMEOUT`, keepalive), a header read
+//!   timeout, bounded buffers, a connection cap, graceful shutdown with a
+//!   deadline.
+//! - `tracing`: a span per stream (`sse_stream`, with the request's method,
+//!   path, route and request id) and an event for its end report.
+//! - `metrics`: stream (and hub) metrics through the `metrics` facade; the
+//!   names are in [`metrics`], all in one place.
+//! - `axum`: the route of [`RequestInfo`] from axum's `MatchedPath`.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![warn(
