@@ -66,7 +66,7 @@ impl TcpOptions {
 
     /// How long written data may stay unacknowledged before the connection
     /// fails (`None`: the kernel's default, many minutes). Values are rounded
-    /// down to milliseconds and capped at `u32::MAX` ms (about 49 days).
+    /// down to milliseconds and capped at `i32::MAX` ms (about 24 days).
     pub const fn user_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.user_timeout = timeout;
         self
@@ -129,7 +129,8 @@ impl TcpOptions {
         }
         #[cfg(any(target_os = "linux", target_os = "android"))]
         if let Some(timeout) = self.user_timeout {
-            let ms = timeout.as_millis().min(u128::from(u32::MAX));
+            // Linux takes a signed int of milliseconds.
+            let ms = timeout.as_millis().min(i32::MAX as u128);
             socket.set_tcp_user_timeout(Some(Duration::from_millis(ms as u64)))?;
         }
         Ok(())
