@@ -76,7 +76,7 @@ pub struct EndReport {
     pub heartbeats: u64,
     /// Bytes handed to the connection, heartbeats included.
     pub bytes: u64,
-    /// From the body's creation (under the layer: from the request) to its end.
+    /// From the body's creation (under the layer: from the response) to its end.
     pub duration: Duration,
     /// The request the stream answered, when known: always under
     /// [`SseLayer`](crate::SseLayer); for an [`SseBody`](crate::SseBody) alone,
@@ -148,6 +148,18 @@ impl EndHandle {
     fn lock(&self) -> std::sync::MutexGuard<'_, Shared> {
         // A panic while holding the lock cannot leave `Shared` inconsistent.
         self.shared.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Resolves the handle with `reason` and zero counts (no stream was sent).
+    pub(crate) fn resolve_empty(&self, reason: EndReason) {
+        self.complete(&EndReport {
+            reason,
+            events: 0,
+            heartbeats: 0,
+            bytes: 0,
+            duration: Duration::ZERO,
+            request: None,
+        });
     }
 
     /// Publishes the report; only the first call has an effect.

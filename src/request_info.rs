@@ -62,6 +62,36 @@ impl RequestInfo {
     }
 }
 
+/// What the layer keeps of every request (clones of shared parts, no
+/// allocation), made into a [`RequestInfo`] only if the answer is a stream.
+#[derive(Debug)]
+pub(crate) struct RequestSeed {
+    method: Method,
+    uri: http::Uri,
+    request_id: Option<HeaderValue>,
+    route: Option<Arc<str>>,
+}
+
+impl RequestSeed {
+    pub(crate) fn new<B>(req: &Request<B>) -> Self {
+        Self {
+            method: req.method().clone(),
+            uri: req.uri().clone(),
+            request_id: req.headers().get("x-request-id").cloned(),
+            route: route(req.extensions()),
+        }
+    }
+
+    pub(crate) fn into_info(self) -> RequestInfo {
+        RequestInfo {
+            method: self.method,
+            path: self.uri.path().to_owned(),
+            route: self.route,
+            request_id: self.request_id,
+        }
+    }
+}
+
 #[cfg(feature = "axum")]
 fn route(extensions: &http::Extensions) -> Option<Arc<str>> {
     extensions

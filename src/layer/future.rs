@@ -16,7 +16,8 @@ use super::{
 use crate::{
     end::Tracker,
     link::{Link, LinkExt},
-    EndReason,
+    request_info::RequestSeed,
+    EndHandle, EndReason,
 };
 
 pin_project! {
@@ -47,19 +48,27 @@ pin_project! {
     }
 }
 
-/// What the service set up for a request: its end report (which reports
-/// `ClientGone` if dropped unanswered), and for a request that asked for a
-/// stream, its slot and its link to the body.
+/// What the service set up for a request: its end handle (resolved with
+/// `ClientGone` if dropped unanswered), what the report will say of the
+/// request, and for a request that asked for a stream, its slot and its link to
+/// the body.
 pub(crate) struct StreamRequest {
-    tracker: Tracker,
+    handle: Option<EndHandle>,
+    seed: Option<RequestSeed>,
     permit: Option<Permit>,
     link: Option<Arc<Link>>,
 }
 
 impl StreamRequest {
-    pub(crate) fn new(tracker: Tracker, permit: Option<Permit>, link: Option<Arc<Link>>) -> Self {
+    pub(crate) fn new(
+        handle: EndHandle,
+        seed: RequestSeed,
+        permit: Option<Permit>,
+        link: Option<Arc<Link>>,
+    ) -> Self {
         Self {
-            tracker,
+            handle: Some(handle),
+            seed: Some(seed),
             permit,
             link,
         }
@@ -68,7 +77,27 @@ impl StreamRequest {
     /// The response is no stream (or none came): the handle resolves at once, so
     /// that nothing waits on it forever.
     fn not_a_stream(mut self) {
-        self.tracker.finish(EndReason::Completed);
+        if let Some(handle) = self.handle.take() {
+            handle.resolve_empty(EndReason::Completed);
+        }
+    }
+
+    /// The response is a stream: its end report starts now.
+    fn tracker(&mut self) -> Tracker {
+        let mut tracker = Tracker::new(self.handle.take().unwrap_or_default());
+        if let Some(seed) = self.seed.take() {
+            tracker.set_request(Arc::new(seed.into_info()));
+        }
+        tracker
+    }
+}
+
+impl Drop for StreamRequest {
+    fn drop(&mut self) {
+        // Dropped before the response (the future was dropped): the client left.
+        if let Some(handle) = self.handle.take() {
+            handle.resolve_empty(EndReason::ClientGone);
+        }
     }
 }
 
@@ -143,12 +172,9 @@ fn wrap<B>(
         stream.not_a_stream();
         return res.map(ResponseBody::plain);
     }
-    let StreamRequest {
-        mut tracker,
-        permit,
-        link,
-    } = stream;
-    let permit = match permit {
+    let mut stream = stream;
+    let mut tracker = stream.tracker();
+    let permit = match stream.permit.take() {
         Some(permit) => permit,
         // The request did not say it wanted a stream: its slot is taken now.
         None => match config.try_acquire() {
@@ -162,7 +188,7 @@ fn wrap<B>(
     // The body's own link (`into_response`) or the one offered to the handler.
     let link = match res.extensions_mut().remove::<LinkExt>() {
         Some(LinkExt(link)) => link,
-        None => link.unwrap_or_default(),
+        None => stream.link.take().unwrap_or_default(),
     };
     link.mark_layered(&config.keep_alive);
     tracker.set_link(link.clone());

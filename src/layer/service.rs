@@ -7,7 +7,7 @@ use http::{header, HeaderMap, Request, Response};
 use tower_service::Service;
 
 use super::{config::Config, future::StreamRequest, ResponseBody, ResponseFuture, SseLayer};
-use crate::{end::Tracker, link::Link, EndHandle, EndReason, LastEventId, RequestInfo};
+use crate::{link::Link, request_info::RequestSeed, EndHandle, EndReason, LastEventId};
 
 /// Middleware that makes the SSE responses of the inner service production-safe;
 /// see the [module docs](crate::layer). Made by [`SseLayer`].
@@ -71,21 +71,20 @@ where
         // resolves at once when the answer is not a stream.
         let handle = EndHandle::new();
         req.extensions_mut().insert(handle.clone());
-        let mut tracker = Tracker::new(handle);
-        tracker.set_request(Arc::new(RequestInfo::new(&req)));
+        let seed = RequestSeed::new(&req);
         if !accepts_event_stream(req.headers()) {
-            let stream = StreamRequest::new(tracker, None, None);
+            let stream = StreamRequest::new(handle, seed, None, None);
             return ResponseFuture::called(self.inner.call(req), self.config.clone(), stream);
         }
         // Decided before the inner service runs, so a refused stream costs it nothing.
         let Some(permit) = self.config.try_acquire() else {
-            tracker.finish(EndReason::Completed);
+            handle.resolve_empty(EndReason::Completed);
             return ResponseFuture::rejected(&self.config);
         };
         req.headers_mut().remove(header::ACCEPT_ENCODING);
         // Offered to the `SseBody` the handler makes, whatever builds the response.
         let link = Arc::new(Link::default());
-        let stream = StreamRequest::new(tracker, Some(permit), Some(link.clone()));
+        let stream = StreamRequest::new(handle, seed, Some(permit), Some(link.clone()));
         let future = Link::offer(&link, || self.inner.call(req));
         ResponseFuture::called(future, self.config.clone(), stream)
     }
