@@ -16,12 +16,13 @@ use http_body::{Body, Frame};
 use pin_project_lite::pin_project;
 
 use crate::{
-    end::{EndHandle, EndReason, EndReport, Tracker},
+    end::{EndHandle, EndReason, EndReport},
     keep_alive::{Heartbeat, KeepAlive},
     lifecycle::{Control, Lifecycle},
     link::{Link, LinkExt},
     shutdown::Shutdown,
     timer::{default_timer, Timer},
+    tracker::Tracker,
     EncodedEvent, Event, RequestInfo,
 };
 

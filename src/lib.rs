@@ -128,6 +128,7 @@ pub mod serve;
 mod shutdown;
 pub mod timer;
 mod trace;
+mod tracker;
 
 pub use body::{BoxError, Infallibly, SseBody};
 pub use decode::{DecodeError, Decoder, EventStream, MessageEvent};

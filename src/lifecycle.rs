@@ -22,11 +22,11 @@ use std::{sync::Arc, task::Context, time::Duration};
 use bytes::Bytes;
 
 use crate::{
-    end::Tracker,
     keep_alive::Heartbeat,
     layer::Permit,
     shutdown::ShutdownListener,
     timer::{Deadline, Timer},
+    tracker::Tracker,
     EndReason,
 };
 

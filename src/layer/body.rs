@@ -15,10 +15,10 @@ use super::{
     config::{Config, Permit},
 };
 use crate::{
-    end::Tracker,
     keep_alive::Heartbeat,
     lifecycle::{Control, Lifecycle},
     link::Link,
+    tracker::Tracker,
     BoxError, EndReason, Event,
 };
 

@@ -14,9 +14,9 @@ use super::{
     ResponseBody,
 };
 use crate::{
-    end::Tracker,
     link::{Link, LinkExt},
     request_info::RequestSeed,
+    tracker::Tracker,
     EndHandle, EndReason,
 };
 
