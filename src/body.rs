@@ -10,12 +10,13 @@ use std::{
     time::Duration,
 };
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_core::Stream;
 use http_body::{Body, Frame};
 use pin_project_lite::pin_project;
 
 use crate::{
+    coalesce::coalesce,
     end::{EndHandle, EndReason, EndReport},
     keep_alive::{Heartbeat, KeepAlive},
     lifecycle::{Control, Lifecycle},
@@ -29,7 +30,8 @@ use crate::{
 /// The error type a stream may yield: anything that converts into this box.
 pub type BoxError = Box<dyn Error + Send + Sync>;
 
-type OnError = Box<dyn Fn(&(dyn Error + Send + Sync + 'static)) -> Option<Event> + Send + Sync>;
+pub(crate) type OnError =
+    Box<dyn Fn(&(dyn Error + Send + Sync + 'static)) -> Option<Event> + Send + Sync>;
 
 /// Ready events are joined into one frame up to this many bytes by default.
 const DEFAULT_COALESCE: usize = 16 * 1024;
@@ -424,71 +426,8 @@ fn written(control: Control) -> Option<Result<Frame<Bytes>, Infallible>> {
     }
 }
 
-/// Pulls the events that are ready right now into one frame of at most `max` bytes.
-fn coalesce<S, T, E>(
-    mut stream: Pin<&mut S>,
-    cx: &mut Context<'_>,
-    first: Bytes,
-    max: usize,
-    pending: &mut Option<(Bytes, u64)>,
-    ending: &mut Option<EndReason>,
-    on_error: &Option<OnError>,
-) -> (Bytes, u64)
-where
-    S: Stream<Item = Result<T, E>>,
-    T: Into<EncodedEvent>,
-    E: Into<BoxError>,
-{
-    let mut buf: Option<BytesMut> = None;
-    let mut events = 1;
-    let mut len = first.len();
-    while len < max {
-        let next = match stream.as_mut().poll_next(cx) {
-            Poll::Ready(Some(Ok(item))) => item.into().into_bytes(),
-            Poll::Ready(Some(Err(err))) => {
-                let (last, reason) = failure(err.into(), on_error);
-                *ending = Some(reason);
-                match last {
-                    Some(last) if len + last.len() <= max => {
-                        append(&mut buf, &first, &last);
-                        events += 1;
-                    }
-                    Some(last) => *pending = Some((last, 1)),
-                    None => {}
-                }
-                break;
-            }
-            Poll::Ready(None) => {
-                *ending = Some(EndReason::Completed);
-                break;
-            }
-            Poll::Pending => break,
-        };
-        if len + next.len() > max {
-            *pending = Some((next, 1));
-            break;
-        }
-        len += next.len();
-        append(&mut buf, &first, &next);
-        events += 1;
-    }
-    match buf {
-        Some(buf) => (buf.freeze(), events),
-        None => (first, events),
-    }
-}
-
-fn append(buf: &mut Option<BytesMut>, first: &Bytes, next: &[u8]) {
-    buf.get_or_insert_with(|| {
-        let mut buf = BytesMut::with_capacity((first.len() + next.len()) * 2);
-        buf.extend_from_slice(first);
-        buf
-    })
-    .extend_from_slice(next);
-}
-
 /// The event to write for a stream error, and the reason to report.
-fn failure(err: BoxError, on_error: &Option<OnError>) -> (Option<Bytes>, EndReason) {
+pub(crate) fn failure(err: BoxError, on_error: &Option<OnError>) -> (Option<Bytes>, EndReason) {
     let last = on_error
         .as_ref()
         .and_then(|f| f(&*err))

@@ -109,6 +109,7 @@
 )]
 
 mod body;
+mod coalesce;
 pub mod decode;
 mod encoded;
 mod end;
