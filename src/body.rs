@@ -117,6 +117,7 @@ impl<S> SseBody<S> {
     pub fn new(stream: S) -> Self {
         let mut tracker = Tracker::without_handle();
         if let Some(link) = Link::claim() {
+            // Made in a handler under `SseLayer`: see `link.rs`.
             tracker.set_link(link);
         }
         let mut lifecycle = Lifecycle::new(tracker, default_timer());

@@ -1,10 +1,10 @@
 //! The link between an [`SseBody`](crate::SseBody) and the layer around it, so a
 //! stream has one heartbeat writer and one true end reason.
 //!
-//! The layer makes a link per stream request and offers it, while its inner
-//! service handles the request, to the first `SseBody` made on that thread (so a
-//! body built by any constructor, `SseBody::new`, `response(body)` or
-//! `into_response`, is found). [`SseBody::into_response`](crate::SseBody::into_response)
+//! While its inner service handles a request (its `call` and each poll of its
+//! future), the layer listens on the thread: the first `SseBody` made then
+//! links itself, so a body built by any constructor (`SseBody::new`,
+//! `response(body)`, `into_response`, axum's `IntoResponse`) is found. [`SseBody::into_response`](crate::SseBody::into_response)
 //! also puts the body's link in the response's extensions, for bodies made
 //! elsewhere (a spawned task). Through the link:
 //!
@@ -40,8 +40,18 @@ pub(crate) struct Link {
 #[derive(Clone, Debug)]
 pub(crate) struct LinkExt(pub(crate) Arc<Link>);
 
+/// What the layer listening on this thread has seen.
+enum Offer {
+    /// No layer is handling a request here.
+    Closed,
+    /// A layer is handling a request; no body has been made yet.
+    Open,
+    /// The first body made has linked itself (or the layer already has a body).
+    Taken(Option<Arc<Link>>),
+}
+
 thread_local! {
-    static OFFERED: RefCell<Option<Arc<Link>>> = const { RefCell::new(None) };
+    static OFFER: RefCell<Offer> = const { RefCell::new(Offer::Closed) };
 }
 
 impl Link {
@@ -90,22 +100,45 @@ impl Link {
         }
     }
 
-    /// Runs `f` with `link` offered to the bodies made meanwhile on this thread.
-    pub(crate) fn offer<R>(link: &Arc<Link>, f: impl FnOnce() -> R) -> R {
-        struct Restore(Option<Arc<Link>>);
-        impl Drop for Restore {
+    /// Runs `f` (the inner service's `call`, or a poll of its future) with a
+    /// link open to the first body made meanwhile on this thread; that body's
+    /// link ends up in `found`. Costs no allocation when no body is made.
+    pub(crate) fn listen<R>(found: &mut Option<Arc<Link>>, f: impl FnOnce() -> R) -> R {
+        struct Restore<'a> {
+            prev: Option<Offer>,
+            found: &'a mut Option<Arc<Link>>,
+        }
+        impl Drop for Restore<'_> {
             fn drop(&mut self) {
-                let prev = self.0.take();
-                OFFERED.with(|o| *o.borrow_mut() = prev);
+                let prev = self.prev.take().unwrap_or(Offer::Closed);
+                let seen = OFFER.with(|o| o.replace(prev));
+                if let (Offer::Taken(Some(link)), None) = (seen, &self.found) {
+                    *self.found = Some(link);
+                }
             }
         }
-        let prev = OFFERED.with(|o| o.borrow_mut().replace(link.clone()));
-        let _restore = Restore(prev);
+        let offer = match found {
+            Some(_) => Offer::Taken(None),
+            None => Offer::Open,
+        };
+        let prev = OFFER.with(|o| o.replace(offer));
+        let _restore = Restore {
+            prev: Some(prev),
+            found,
+        };
         f()
     }
 
-    /// Takes the link offered to this thread, if any (the first body gets it).
+    /// A link for a body being made while a layer listens (the first body only).
     pub(crate) fn claim() -> Option<Arc<Link>> {
-        OFFERED.with(|o| o.borrow_mut().take())
+        OFFER.with(|o| {
+            let mut offer = o.borrow_mut();
+            if !matches!(*offer, Offer::Open) {
+                return None;
+            }
+            let link = Arc::new(Link::default());
+            *offer = Offer::Taken(Some(link.clone()));
+            Some(link)
+        })
     }
 }

@@ -229,16 +229,19 @@ async fn one_heartbeat_rule_whatever_built_the_response() {
                 .service(svc),
         )
         .await;
-        let mut c = get(server.addr, sse_request("/sse")).await;
-        let mut buf = Vec::new();
-        // Used to be `:` comments from the body every 15 s, plus (with `response`)
-        // the layer's own: two writers.
-        read_until(c.res.body_mut(), &mut buf, |b| b.len() >= 36).await;
-        assert_eq!(
-            buf, b": layer\n\n: layer\n\n: layer\n\n: layer\n\n",
-            "{constructor}"
-        );
-        c.conn.abort();
+        // A browser's `EventSource`, and curl (no `accept: text/event-stream`).
+        for req in [sse_request("/sse"), Request::get("/sse")] {
+            let mut c = get(server.addr, req).await;
+            let mut buf = Vec::new();
+            // Used to be `:` comments from the body every 15 s, plus (with
+            // `response`) the layer's own: two writers.
+            read_until(c.res.body_mut(), &mut buf, |b| b.len() >= 36).await;
+            assert_eq!(
+                buf, b": layer\n\n: layer\n\n: layer\n\n: layer\n\n",
+                "{constructor}"
+            );
+            c.conn.abort();
+        }
         server.shutdown().await;
     }
 }

@@ -133,14 +133,13 @@ where
                 config,
                 stream,
             } => {
-                let link = stream.as_ref().and_then(|s| s.link.clone());
-                let output = match &link {
-                    // A body made while the handler runs finds the link.
-                    Some(link) => ready!(Link::offer(link, || future.poll(cx))),
-                    None => ready!(future.poll(cx)),
-                };
-                let Some(stream) = stream.take() else {
+                let Some(request) = stream.as_mut() else {
                     // Polled after completion: a broken contract, answered quietly.
+                    return Poll::Pending;
+                };
+                // A body made while the handler runs links itself to the layer.
+                let output = ready!(Link::listen(&mut request.link, || future.poll(cx)));
+                let Some(stream) = stream.take() else {
                     return Poll::Pending;
                 };
                 match output {

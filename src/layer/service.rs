@@ -72,9 +72,12 @@ where
         let handle = EndHandle::new();
         req.extensions_mut().insert(handle.clone());
         let seed = RequestSeed::new(&req);
+        // Listens for the `SseBody` the handler makes, whatever builds the response.
+        let mut link = None;
         if !accepts_event_stream(req.headers()) {
-            let stream = StreamRequest::new(handle, seed, None, None);
-            return ResponseFuture::called(self.inner.call(req), self.config.clone(), stream);
+            let future = Link::listen(&mut link, || self.inner.call(req));
+            let stream = StreamRequest::new(handle, seed, None, link);
+            return ResponseFuture::called(future, self.config.clone(), stream);
         }
         // Decided before the inner service runs, so a refused stream costs it nothing.
         let Some(permit) = self.config.try_acquire() else {
@@ -82,10 +85,8 @@ where
             return ResponseFuture::rejected(&self.config);
         };
         req.headers_mut().remove(header::ACCEPT_ENCODING);
-        // Offered to the `SseBody` the handler makes, whatever builds the response.
-        let link = Arc::new(Link::default());
-        let stream = StreamRequest::new(handle, seed, Some(permit), Some(link.clone()));
-        let future = Link::offer(&link, || self.inner.call(req));
+        let future = Link::listen(&mut link, || self.inner.call(req));
+        let stream = StreamRequest::new(handle, seed, Some(permit), link);
         ResponseFuture::called(future, self.config.clone(), stream)
     }
 }
