@@ -29,7 +29,9 @@ pub enum EndReason {
     Completed,
     /// The event stream yielded an error; the body ended cleanly after it.
     Failed(Arc<dyn Error + Send + Sync>),
-    /// A [`Shutdown`](crate::Shutdown) was triggered.
+    /// A [`Shutdown`](crate::Shutdown) was triggered (also when the body was
+    /// dropped unfinished after the trigger, as a server does to connections
+    /// still open at the end of the grace period).
     Shutdown,
     /// The stream reached its maximum lifetime.
     Lifetime,

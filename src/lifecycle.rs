@@ -227,6 +227,18 @@ impl Lifecycle {
     }
 }
 
+impl Drop for Lifecycle {
+    fn drop(&mut self) {
+        // Dropped unfinished after a shutdown was triggered: the server closed the
+        // connection at the end of the grace period (a client that stopped
+        // reading), or the client left meanwhile; either way the stream ended
+        // because of the shutdown. (Otherwise the tracker reports `ClientGone`.)
+        if !self.tracker.is_finished() && self.shutdown_triggered() {
+            self.finish(EndReason::Shutdown);
+        }
+    }
+}
+
 impl std::fmt::Debug for Lifecycle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Lifecycle")

@@ -60,10 +60,17 @@ use futures_util::StreamExt;
 async fn start(
     server: Server,
     shutdown: Shutdown,
-) -> (SocketAddr, JoinHandle<std::io::Result<()>>) {
+) -> (
+    SocketAddr,
+    JoinHandle<std::io::Result<()>>,
+    tokio::sync::mpsc::UnboundedReceiver<tower_sse::EndReport>,
+) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let layer = SseLayer::new().with_shutdown(&shutdown);
+    let (tx, reports) = tokio::sync::mpsc::unbounded_channel();
+    let layer = SseLayer::new()
+        .with_shutdown(&shutdown)
+        .on_end(move |r| drop(tx.send(r)));
     let shutdown_for_server = shutdown.clone();
     let svc = tower::ServiceBuilder::new()
         .layer(layer)
@@ -80,6 +87,7 @@ async fn start(
                 .with_shutdown(&shutdown_for_server)
                 .serve(listener, svc),
         ),
+        reports,
     )
 }
 
@@ -110,7 +118,8 @@ async fn closed_after(mut tcp: TcpStream, since: Instant) -> Duration {
 async fn half_sent_heads_are_closed_and_the_server_keeps_serving() {
     let timeout = Duration::from_secs(1);
     let shutdown = Shutdown::new();
-    let (addr, server) = start(Server::new().header_read_timeout(timeout), shutdown.clone()).await;
+    let (addr, server, _) =
+        start(Server::new().header_read_timeout(timeout), shutdown.clone()).await;
     let started = Instant::now();
     let mut waits = Vec::new();
     // Half a request head, nothing at all, and half an HTTP/2 preface.
@@ -141,7 +150,7 @@ async fn half_sent_heads_are_closed_and_the_server_keeps_serving() {
 #[tokio::test]
 async fn a_frozen_reader_does_not_hold_shutdown_beyond_the_grace_period() {
     let shutdown = Shutdown::new().grace(Duration::from_secs(1));
-    let (addr, server) = start(Server::new(), shutdown.clone()).await;
+    let (addr, server, mut reports) = start(Server::new(), shutdown.clone()).await;
     // A client that asks for an endless stream of big events and never reads:
     // the server's buffers fill, and hyper stops polling the body, so the body
     // cannot see the shutdown.
@@ -159,6 +168,9 @@ async fn a_frozen_reader_does_not_hold_shutdown_beyond_the_grace_period() {
         "frozen reader: serve returned {:?} after the trigger",
         triggered.elapsed()
     );
+    // Closed by the server at the deadline: reported as ended by the shutdown.
+    let report = guard("the report", reports.recv()).await.unwrap();
+    assert_eq!(report.reason, tower_sse::EndReason::Shutdown);
     drop(frozen);
 }
 
@@ -173,7 +185,7 @@ fn cpu_time() -> Option<Duration> {
 #[tokio::test]
 async fn a_stream_stalled_mid_event_does_not_hold_shutdown_or_spin() {
     let shutdown = Shutdown::new().grace(Duration::from_secs(1));
-    let (addr, server) = start(Server::new(), shutdown.clone()).await;
+    let (addr, server, mut reports) = start(Server::new(), shutdown.clone()).await;
     let mut tcp = TcpStream::connect(addr).await.unwrap();
     tcp.write_all(b"GET /stall HTTP/1.1\r\nhost: x\r\naccept: text/event-stream\r\n\r\n")
         .await
@@ -197,12 +209,14 @@ async fn a_stream_stalled_mid_event_does_not_hold_shutdown_or_spin() {
         );
     }
     assert_eq!(shutdown.live_streams(), 0);
+    let report = guard("the report", reports.recv()).await.unwrap();
+    assert_eq!(report.reason, tower_sse::EndReason::Shutdown);
 }
 
 #[tokio::test]
 async fn past_the_connection_cap_clients_wait_for_a_free_slot() {
     let shutdown = Shutdown::new().grace(Duration::from_millis(200));
-    let (addr, server) = start(Server::new().max_connections(2), shutdown.clone()).await;
+    let (addr, server, _) = start(Server::new().max_connections(2), shutdown.clone()).await;
     let open = |path: &'static str| async move {
         let mut tcp = TcpStream::connect(addr).await.unwrap();
         let head = format!("GET {path} HTTP/1.1\r\nhost: x\r\naccept: text/event-stream\r\n\r\n");
