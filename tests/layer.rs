@@ -666,3 +666,29 @@ async fn any_buf_and_any_error_and_the_error_is_kept() {
     // Used to be flattened into a string.
     assert!(cause.is::<Broken>());
 }
+
+/// With the `axum` feature, the report names the route that matched.
+#[cfg(feature = "axum")]
+#[tokio::test]
+async fn the_report_names_axums_matched_route() {
+    use axum::{routing::get, Router};
+    let (on_end, mut ended) = reports();
+    let app: Router = Router::new()
+        .route(
+            "/rooms/{id}",
+            get(|| async {
+                let events = futures_util::stream::iter([Event::message("hi")]);
+                SseBody::from_events(events).into_response()
+            }),
+        )
+        .layer(SseLayer::new().on_end(on_end));
+    let req = sse_request("/rooms/7")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let res = app.oneshot(req).await.unwrap();
+    res.into_body().collect().await.unwrap();
+    let report = guard("the report", ended.recv()).await.unwrap();
+    let request = report.request.unwrap();
+    assert_eq!(request.path, "/rooms/7");
+    assert_eq!(request.route.as_deref(), Some("/rooms/{id}"));
+}
