@@ -154,6 +154,11 @@ impl EndHandle {
 
     /// Resolves the handle with `reason` and zero counts (no stream was sent).
     pub(crate) fn resolve_empty(&self, reason: EndReason) {
+        if Arc::strong_count(&self.shared) == 1 {
+            // No clone left (the handler dropped the request): nobody can learn
+            // the report, so it is not written (the common case for plain pages).
+            return;
+        }
         self.complete(&EndReport {
             reason,
             events: 0,

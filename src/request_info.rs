@@ -51,7 +51,7 @@ impl RequestInfo {
             method: method.clone(),
             path: uri.path().to_owned(),
             route: route(extensions),
-            request_id: headers.get("x-request-id").cloned(),
+            request_id: headers.get(X_REQUEST_ID).cloned(),
         }
     }
 
@@ -61,6 +61,9 @@ impl RequestInfo {
         self
     }
 }
+
+/// Made once: a `&str` name would be parsed on every lookup.
+const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
 
 /// What the layer keeps of every request (clones of shared parts, no
 /// allocation), made into a [`RequestInfo`] only if the answer is a stream.
@@ -77,7 +80,7 @@ impl RequestSeed {
         Self {
             method: req.method().clone(),
             uri: req.uri().clone(),
-            request_id: req.headers().get("x-request-id").cloned(),
+            request_id: req.headers().get(X_REQUEST_ID).cloned(),
             route: route(req.extensions()),
         }
     }
