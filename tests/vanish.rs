@@ -51,6 +51,7 @@ fn ip(args: &[&str]) -> bool {
 /// The client's namespace and its veth pair, removed on drop.
 struct Net {
     ns: String,
+    host_if: String,
     client_if: String,
     host_ip: String,
     client_ip: String,
@@ -60,13 +61,14 @@ impl Net {
     fn create() -> Option<Self> {
         let pid = std::process::id();
         let (a, b) = (pid % 200 + 20, (pid / 200) % 250 + 1);
+        let host_if = format!("tsh{pid}");
         let net = Self {
             ns: format!("tsse{pid}"),
+            host_if: host_if.clone(),
             client_if: format!("tsc{pid}"),
             host_ip: format!("10.{a}.{b}.1"),
             client_ip: format!("10.{a}.{b}.2"),
         };
-        let host_if = format!("tsh{pid}");
         let ok = ip(&["netns", "add", &net.ns])
             && ip(&[
                 "link",
@@ -97,8 +99,7 @@ impl Net {
             && net.exec_ip(&["link", "set", &net.client_if, "up"])
             && net.exec_ip(&["link", "set", "lo", "up"]);
         if !ok {
-            // Whatever was made goes with the namespace (and the pair with it).
-            let _ = ip(&["link", "del", &host_if]);
+            // Whatever was made goes on drop.
             drop(net);
             return None;
         }
@@ -135,6 +136,9 @@ impl Net {
 
 impl Drop for Net {
     fn drop(&mut self) {
+        // The pair goes first: the namespace may outlive its name while the cut
+        // client's sockets retransmit, and would keep the pair with it.
+        let _ = ip(&["link", "del", &self.host_if]);
         let _ = ip(&["netns", "del", &self.ns]);
     }
 }
