@@ -10,6 +10,7 @@
 
 use std::{convert::Infallible, time::Duration};
 
+use axum::serve::ListenerExt;
 use axum::{
     response::{sse, IntoResponse},
     routing::get,
@@ -19,7 +20,7 @@ use futures_util::StreamExt;
 use tokio_stream::wrappers::IntervalStream;
 use tower::ServiceBuilder;
 use tower_http::{compression::CompressionLayer, trace::TraceLayer};
-use tower_sse::{EndHandle, Event, LastEventId, SseBody, SseLayer};
+use tower_sse::{serve::TcpOptions, EndHandle, Event, LastEventId, SseBody, SseLayer};
 
 fn ticks() -> impl tokio_stream::Stream<Item = u64> {
     IntervalStream::new(tokio::time::interval(Duration::from_secs(1)))
@@ -61,7 +62,16 @@ async fn main() {
                 // Compress everything: the layer above keeps the streams out of it.
                 .layer(CompressionLayer::new().compress_when(|_, _, _: &_, _: &_| true)),
         );
-    let listener = tokio::net::TcpListener::bind(&addr).await.unwrap();
+    // With `axum::serve`, the crate's socket options go on through `tap_io`, so
+    // a vanished client is reported within heartbeat + 30 s. (`tower_sse::serve::Server`
+    // also sets a header read timeout and bounded buffers; see the chat example.)
+    let options = TcpOptions::new();
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .unwrap()
+        .tap_io(move |tcp| {
+            let _ = options.apply(tcp);
+        });
     println!("listening on http://{addr}");
     axum::serve(listener, app).await.unwrap();
 }

@@ -85,19 +85,24 @@ async fn main() -> std::io::Result<()> {
     let shutdown = Shutdown::new();
     let app = app(Duration::from_millis(heartbeat), &shutdown);
     tokio::spawn(metrics_upkeep());
-    let stop = async move {
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
         let _ = tokio::signal::ctrl_c().await;
-        // Ends the open streams, so that graceful shutdown can complete.
-        shutdown.trigger();
-    };
+        // Ends the open streams, so that graceful shutdown can complete; a
+        // connection still open after the grace period (10 s) is closed.
+        stop.trigger();
+    });
     if tls {
         let config = tls_config(local)?;
         println!("listening on https://{local}");
-        serve_tls(listener, app, config, stop).await
+        serve_tls(listener, app, config, shutdown.triggered()).await
     } else {
         println!("listening on http://{local}");
-        axum::serve(listener, app)
-            .with_graceful_shutdown(stop)
+        // A vanished member's `leave` within heartbeat + 30 s, a header read
+        // timeout, bounded buffers: the crate's serving defaults.
+        tower_sse::serve::Server::new()
+            .with_shutdown(&shutdown)
+            .serve(listener, app)
             .await
     }
 }
@@ -554,6 +559,8 @@ pub async fn serve_tls(
             },
             () = &mut stop => break,
         };
+        // The serving defaults' socket options: a vanished peer is noticed.
+        let _ = tower_sse::serve::TcpOptions::default().apply(&tcp);
         let acceptor = acceptor.clone();
         let service = TowerToHyperService::new(app.clone());
         let watcher = graceful.watcher();

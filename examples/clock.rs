@@ -12,10 +12,9 @@ use std::{
 
 use http::{Request, Response, StatusCode};
 use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full};
-use hyper::{body::Incoming, service::service_fn};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper::body::Incoming;
 use tokio_stream::{wrappers::IntervalStream, StreamExt};
-use tower_sse::{Event, SseBody};
+use tower_sse::{serve::Server, Event, SseBody};
 
 type Body = UnsyncBoxBody<bytes::Bytes, Infallible>;
 
@@ -50,16 +49,9 @@ async fn main() -> std::io::Result<()> {
     let addr = std::env::var("ADDR").unwrap_or_else(|_| "127.0.0.1:3000".into());
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     println!("listening on http://{}", listener.local_addr()?);
-    loop {
-        let (tcp, _) = listener.accept().await?;
-        tokio::spawn(async move {
-            let conn = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            if let Err(err) = conn
-                .serve_connection(TokioIo::new(tcp), service_fn(handle))
-                .await
-            {
-                eprintln!("connection error: {err}");
-            }
-        });
-    }
+    // Socket options that report a vanished client within heartbeat + 30 s, a
+    // header read timeout, bounded buffers: see `tower_sse::serve`.
+    Server::new()
+        .serve(listener, tower::service_fn(handle))
+        .await
 }

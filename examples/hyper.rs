@@ -12,14 +12,9 @@ use futures_util::StreamExt;
 use http::{Request, Response, StatusCode};
 use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full};
 use hyper::body::Incoming;
-use hyper_util::{
-    rt::{TokioExecutor, TokioIo},
-    server::{conn::auto, graceful::GracefulShutdown},
-    service::TowerToHyperService,
-};
 use tokio_stream::wrappers::IntervalStream;
 use tower::ServiceBuilder;
-use tower_sse::{EndHandle, Event, LastEventId, Shutdown, SseBody, SseLayer};
+use tower_sse::{serve::Server, EndHandle, Event, LastEventId, Shutdown, SseBody, SseLayer};
 
 type Body = UnsyncBoxBody<bytes::Bytes, Infallible>;
 
@@ -29,7 +24,7 @@ async fn handle(req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
         *res.status_mut() = StatusCode::NOT_FOUND;
         return Ok(res);
     }
-    // Both set by the layer (the handle for requests that accept text/event-stream).
+    // Both set by the layer.
     let start = req
         .extensions()
         .get::<LastEventId>()
@@ -67,22 +62,16 @@ async fn main() {
     let service = ServiceBuilder::new().layer(layer).service_fn(handle);
     println!("listening on http://{addr}");
 
-    let graceful = GracefulShutdown::new();
-    let ctrl_c = tokio::signal::ctrl_c();
-    tokio::pin!(ctrl_c);
-    loop {
-        tokio::select! {
-            Ok((tcp, _)) = listener.accept() => {
-                let svc = TowerToHyperService::new(service.clone());
-                let conn = auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(tcp), svc)
-                    .into_owned();
-                tokio::spawn(graceful.watch(conn));
-            }
-            _ = &mut ctrl_c => break,
-        }
-    }
-    // End every stream (clients come back in 2 s), then let hyper finish.
-    shutdown.trigger_with(Event::default().retry(Duration::from_secs(2)).encode());
-    graceful.shutdown().await;
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        let _ = tokio::signal::ctrl_c().await;
+        // End every stream (clients come back in 2 s); connections still open
+        // after the grace period (10 s) are closed.
+        stop.trigger_with(Event::default().retry(Duration::from_secs(2)).encode());
+    });
+    Server::new()
+        .with_shutdown(&shutdown)
+        .serve(listener, service)
+        .await
+        .unwrap();
 }

@@ -26,13 +26,12 @@ use http_body_util::Empty;
 use hyper::body::Incoming;
 use hyper_util::{
     client::legacy::{connect::HttpConnector, Client},
-    rt::{TokioExecutor, TokioIo},
-    server::conn::auto,
+    rt::TokioExecutor,
 };
 use tokio::net::TcpListener;
 use tower_sse::{
-    decode::BodyDataStream, is_event_stream, BoxError, DecodeError, Decoder, Event, EventStream,
-    LastEventId, MessageEvent, SseBody,
+    decode::BodyDataStream, is_event_stream, serve::Server, BoxError, DecodeError, Decoder, Event,
+    EventStream, LastEventId, MessageEvent, SseBody,
 };
 
 /// What the relay does with each upstream event: forward it (possibly changed) or drop it.
@@ -184,33 +183,19 @@ pub fn events(
     })
 }
 
-/// Serves the relay on `listener`, one upstream request per downstream client, until dropped.
+/// Serves the relay on `listener`, one upstream request per downstream client, until dropped,
+/// with the crate's serving defaults (`tower_sse::serve`).
 pub async fn serve(listener: TcpListener, relay: Relay) {
     let relay = Arc::new(relay);
-    loop {
-        let (tcp, _) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(err) => {
-                eprintln!("accept failed: {err}");
-                continue;
-            }
-        };
-        let relay = relay.clone();
-        let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-            let last_id = LastEventId::from_request(&req)
-                .map(LastEventId::into_string)
-                .unwrap_or_default();
-            let body = SseBody::new(Box::pin(events(relay.clone(), last_id)));
-            std::future::ready(Ok::<_, Infallible>(body.into_response()))
-        });
-        tokio::spawn(async move {
-            let conn = auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(tcp), service)
-                .into_owned();
-            if let Err(err) = conn.await {
-                eprintln!("connection error: {err}");
-            }
-        });
+    let service = tower::service_fn(move |req: Request<Incoming>| {
+        let last_id = LastEventId::from_request(&req)
+            .map(LastEventId::into_string)
+            .unwrap_or_default();
+        let body = SseBody::new(Box::pin(events(relay.clone(), last_id)));
+        std::future::ready(Ok::<_, Infallible>(body.into_response()))
+    });
+    if let Err(err) = Server::new().serve(listener, service).await {
+        eprintln!("server failed: {err}");
     }
 }
 

@@ -13,7 +13,7 @@ use std::time::Duration;
 use axum::{routing::get, Router};
 use futures_util::StreamExt;
 use tokio_stream::wrappers::IntervalStream;
-use tower_sse::{Event, SseBody, SseLayer};
+use tower_sse::{serve::Server, Event, SseBody, SseLayer};
 
 #[tokio::main]
 async fn main() {
@@ -35,6 +35,6 @@ async fn main() {
     let app = sse.merge(grpc);
     let listener = tokio::net::TcpListener::bind(&addr).await.unwrap();
     println!("listening on http://{addr}");
-    // axum::serve speaks HTTP/1.1 and h2c, which gRPC needs.
-    axum::serve(listener, app).await.unwrap();
+    // HTTP/1.1 and h2c (which gRPC needs), with the crate's serving defaults.
+    Server::new().serve(listener, app).await.unwrap();
 }

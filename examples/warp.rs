@@ -8,14 +8,9 @@
 use std::{convert::Infallible, time::Duration};
 
 use futures_util::StreamExt;
-use hyper_util::{
-    rt::{TokioExecutor, TokioIo},
-    server::conn::auto,
-    service::TowerToHyperService,
-};
 use tokio_stream::wrappers::IntervalStream;
 use tower::ServiceBuilder;
-use tower_sse::SseLayer;
+use tower_sse::{serve::Server, SseLayer};
 use warp::Filter;
 
 #[tokio::main]
@@ -39,15 +34,6 @@ async fn main() {
         .service(warp::service(route));
     let listener = tokio::net::TcpListener::bind(&addr).await.unwrap();
     println!("listening on http://{addr}");
-    loop {
-        let Ok((tcp, _)) = listener.accept().await else {
-            continue;
-        };
-        let svc = TowerToHyperService::new(service.clone());
-        tokio::spawn(async move {
-            let _ = auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(tcp), svc)
-                .await;
-        });
-    }
+    // The crate's serving defaults (see `tower_sse::serve`).
+    Server::new().serve(listener, service).await.unwrap();
 }

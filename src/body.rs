@@ -10,24 +10,28 @@ use std::{
     time::Duration,
 };
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_core::Stream;
 use http_body::{Body, Frame};
 use pin_project_lite::pin_project;
 
 use crate::{
-    end::{EndHandle, EndReason, EndReport, Tracker},
+    coalesce::coalesce,
+    end::{EndHandle, EndReason, EndReport},
     keep_alive::{Heartbeat, KeepAlive},
-    response::OwnHeartbeat,
-    shutdown::{Shutdown, ShutdownListener},
-    timer::{default_timer, Deadline, Timer},
-    EncodedEvent, Event,
+    lifecycle::{Control, Lifecycle},
+    link::{Link, LinkExt},
+    shutdown::Shutdown,
+    timer::{default_timer, Timer},
+    tracker::Tracker,
+    EncodedEvent, Event, RequestInfo,
 };
 
 /// The error type a stream may yield: anything that converts into this box.
 pub type BoxError = Box<dyn Error + Send + Sync>;
 
-type OnError = Box<dyn Fn(&(dyn Error + Send + Sync + 'static)) -> Option<Event> + Send + Sync>;
+pub(crate) type OnError =
+    Box<dyn Fn(&(dyn Error + Send + Sync + 'static)) -> Option<Event> + Send + Sync>;
 
 /// Ready events are joined into one frame up to this many bytes by default.
 const DEFAULT_COALESCE: usize = 16 * 1024;
@@ -86,11 +90,8 @@ pin_project! {
     pub struct SseBody<S> {
         #[pin]
         stream: S,
-        heartbeat: Heartbeat,
-        timer: Option<Arc<dyn Timer>>,
-        tracker: Tracker,
-        shutdown: Option<ShutdownListener>,
-        lifetime: Option<Deadline>,
+        // Heartbeats, shutdown, lifetime and the end report: shared with the layer.
+        lifecycle: Lifecycle,
         on_error: Option<OnError>,
         // Written before anything else: the retry hint and opening comment (boxed:
         // rarely set, and an `Event` is large).
@@ -99,35 +100,47 @@ pin_project! {
         retry: Option<Duration>,
         // A frame owed before the stream is polled again, with its event count.
         pending: Option<(Bytes, u64)>,
-        // Set when the stream has ended but a frame may still be owed.
-        ending: Option<EndReason>,
         coalesce: usize,
+        // The heartbeat was set on the body (it then wins over the layer's).
+        keep_alive_set: bool,
+        polled: bool,
     }
 }
 
 impl<S> SseBody<S> {
     /// A body for a stream of `Result`s. See [`from_events`](Self::from_events) for
     /// streams that cannot fail.
+    ///
+    /// Made while an [`SseLayer`](crate::SseLayer)'s service handles a request
+    /// (in the handler), the body is linked to the layer; see
+    /// [the heartbeat rule](crate::layer#one-heartbeat-rule).
     pub fn new(stream: S) -> Self {
+        let mut tracker = Tracker::without_handle();
+        if let Some(link) = Link::claim() {
+            // Made in a handler under `SseLayer`: see `link.rs`.
+            tracker.set_link(link);
+        }
+        let mut lifecycle = Lifecycle::new(tracker, default_timer());
+        lifecycle.set_heartbeat(Some(Heartbeat::new(KeepAlive::new())));
         Self {
             stream,
-            heartbeat: Heartbeat::new(KeepAlive::new()),
-            timer: default_timer(),
-            tracker: Tracker::without_handle(),
-            shutdown: None,
-            lifetime: None,
+            lifecycle,
             on_error: None,
             first: None,
             retry: None,
             pending: None,
-            ending: None,
             coalesce: DEFAULT_COALESCE,
+            keep_alive_set: false,
+            polled: false,
         }
     }
 
-    /// Sets the heartbeat; [`KeepAlive::disabled`] turns it off.
+    /// Sets the heartbeat; [`KeepAlive::disabled`] turns it off. A heartbeat set
+    /// here wins over an [`SseLayer`](crate::SseLayer)'s.
     pub fn keep_alive(mut self, keep_alive: KeepAlive) -> Self {
-        self.heartbeat = Heartbeat::new(keep_alive);
+        self.lifecycle
+            .set_heartbeat(Some(Heartbeat::new(keep_alive)));
+        self.keep_alive_set = true;
         self
     }
 
@@ -135,7 +148,7 @@ impl<S> SseBody<S> {
     /// (default) tokio's timer is used; without it, and without a timer set here,
     /// heartbeats and the lifetime are off.
     pub fn timer(mut self, timer: Arc<dyn Timer>) -> Self {
-        self.timer = Some(timer);
+        self.lifecycle.set_timer(timer);
         self
     }
 
@@ -145,6 +158,9 @@ impl<S> SseBody<S> {
         let first = self.first.take().unwrap_or_default();
         self.first = Some(Box::new(first.retry(retry)));
         self.retry = Some(retry);
+        if let Some(frame) = self.lifecycle.lifetime_frame_mut() {
+            *frame = Some(retry_frame(retry));
+        }
         self
     }
 
@@ -187,25 +203,25 @@ impl<S> SseBody<S> {
     /// The callback runs where the body ends or is dropped (usually the
     /// connection's task): keep it short, or send the report to a channel.
     pub fn on_end(mut self, f: impl FnOnce(EndReport) + Send + 'static) -> Self {
-        self.tracker.on_end(f);
+        self.lifecycle.tracker.on_end(f);
         self
     }
 
     /// A handle that learns how the stream ended; see [`EndHandle`].
     pub fn end_handle(&self) -> EndHandle {
-        self.tracker.handle().clone()
+        self.lifecycle.tracker.handle().clone()
     }
 
     /// Reports the end to `handle`, one created before the body (for example by
     /// the layer, or by a handler that hands it to its event producer first).
     pub fn with_end_handle(mut self, handle: EndHandle) -> Self {
-        self.tracker.set_handle(handle);
+        self.lifecycle.tracker.set_handle(handle);
         self
     }
 
     /// Ends the stream when `shutdown` is triggered, after writing its last event.
     pub fn with_shutdown(mut self, shutdown: &Shutdown) -> Self {
-        self.shutdown = Some(shutdown.listener());
+        self.lifecycle.set_shutdown(shutdown.listener());
         self
     }
 
@@ -213,7 +229,16 @@ impl<S> SseBody<S> {
     /// `retry:` hint if [`retry`](Self::retry) was set, so the client comes back,
     /// possibly to another server.
     pub fn max_lifetime(mut self, lifetime: Duration) -> Self {
-        self.lifetime = Some(Deadline::new(lifetime));
+        let frame = self.retry.map(retry_frame);
+        self.lifecycle.set_lifetime(lifetime, frame);
+        self
+    }
+
+    /// Which request the stream answers, for its [`EndReport`] and tracing span.
+    /// Under an [`SseLayer`](crate::SseLayer) the layer's report carries it
+    /// already.
+    pub fn request_info(mut self, info: RequestInfo) -> Self {
+        self.lifecycle.tracker.set_request(Arc::new(info));
         self
     }
 
@@ -230,16 +255,47 @@ impl<S> SseBody<S> {
     /// Wraps the body in a response with the SSE headers; see
     /// [`response`](crate::response()).
     ///
-    /// The response also carries a private marker when the body sends heartbeats,
-    /// so that an `SseLayer` around the service does not add its own.
-    pub fn into_response(self) -> http::Response<Self> {
-        let own_heartbeat = self.heartbeat.is_enabled() && self.timer.is_some();
+    /// The response also carries the body's link to an
+    /// [`SseLayer`](crate::SseLayer) around the service, so that the stream has
+    /// one heartbeat writer even when the body was made outside the handler.
+    pub fn into_response(mut self) -> http::Response<Self> {
+        let link = match self.lifecycle.tracker.link() {
+            Some(link) => link.clone(),
+            None => {
+                let link = Arc::new(Link::default());
+                self.lifecycle.tracker.set_link(link.clone());
+                link
+            }
+        };
         let mut res = crate::response(self);
-        if own_heartbeat {
-            res.extensions_mut().insert(OwnHeartbeat);
-        }
+        res.extensions_mut().insert(LinkExt(link));
         res
     }
+}
+
+/// The first poll: settles what the link to a layer decides.
+fn start(lifecycle: &mut Lifecycle, keep_alive_set: bool) {
+    let layered = match lifecycle.tracker.link().cloned() {
+        Some(link) => {
+            link.mark_polled();
+            if !keep_alive_set {
+                if let Some(keep_alive) = link.keep_alive() {
+                    let heartbeat = Heartbeat::new(keep_alive.clone());
+                    lifecycle.set_heartbeat(Some(heartbeat));
+                }
+            }
+            link.is_layered()
+        }
+        None => false,
+    };
+    if !layered {
+        // Under a layer, the layer observes the stream (it sees every byte).
+        lifecycle.tracker.observe();
+    }
+}
+
+fn retry_frame(retry: Duration) -> Bytes {
+    Event::default().retry(retry).encode().into_bytes()
 }
 
 pin_project! {
@@ -284,20 +340,25 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         let mut this = self.project();
-        if this.tracker.is_finished() {
+        let lifecycle = this.lifecycle;
+        if !*this.polled {
+            *this.polled = true;
+            start(lifecycle, *this.keep_alive_set);
+        }
+        if lifecycle.is_finished() {
             return Poll::Ready(None);
         }
         if let Some(first) = this.first.take() {
             let bytes = first.encode().into_bytes();
-            this.tracker.sent(0, bytes.len());
+            lifecycle.tracker.sent(0, bytes.len());
             return Poll::Ready(Some(Ok(Frame::data(bytes))));
         }
         if let Some((bytes, events)) = this.pending.take() {
             // An event that did not fit in the last frame starts the next one, unless
             // the stream is over or a shutdown is due: then it goes alone.
-            let more = this.ending.is_none()
+            let more = lifecycle.ending.is_none()
                 && bytes.len() < *this.coalesce
-                && !this.shutdown.as_ref().is_some_and(|l| l.is_triggered());
+                && !lifecycle.shutdown_triggered();
             let (bytes, events) = if more {
                 coalesce(
                     this.stream,
@@ -305,47 +366,22 @@ where
                     bytes,
                     *this.coalesce,
                     this.pending,
-                    this.ending,
+                    &mut lifecycle.ending,
                     this.on_error,
                 )
             } else {
                 (bytes, events)
             };
-            this.tracker.sent(events, bytes.len());
+            lifecycle.data(events, bytes.len());
             return Poll::Ready(Some(Ok(Frame::data(bytes))));
         }
-        if let Some(reason) = this.ending.take() {
-            return Poll::Ready(finish(this.tracker, this.shutdown, reason));
-        }
-        if let Some(listener) = this.shutdown.as_ref().filter(|l| l.is_triggered()) {
-            let last = listener.final_frame().map(|bytes| (bytes, 1));
-            return Poll::Ready(end_with(
-                this.tracker,
-                this.shutdown,
-                this.ending,
-                last,
-                EndReason::Shutdown,
-            ));
-        }
-        if let Some(deadline) = this.lifetime.as_mut() {
-            if deadline.poll_expired(this.timer.as_ref(), cx).is_ready() {
-                // Repeat the retry hint, so the client comes back when it was asked to.
-                let hint = this
-                    .retry
-                    .map(|retry| (Event::default().retry(retry).encode().into_bytes(), 0));
-                return Poll::Ready(end_with(
-                    this.tracker,
-                    this.shutdown,
-                    this.ending,
-                    hint,
-                    EndReason::Lifetime,
-                ));
-            }
+        // Between two polls the body is always at an event boundary.
+        if let Some(control) = lifecycle.poll_control(true, cx) {
+            return Poll::Ready(written(control));
         }
 
         match this.stream.as_mut().poll_next(cx) {
             Poll::Ready(Some(Ok(item))) => {
-                this.heartbeat.activity();
                 let first: Bytes = item.into().into_bytes();
                 let (bytes, events) = if first.len() < *this.coalesce {
                     coalesce(
@@ -354,112 +390,45 @@ where
                         first,
                         *this.coalesce,
                         this.pending,
-                        this.ending,
+                        &mut lifecycle.ending,
                         this.on_error,
                     )
                 } else {
                     (first, 1)
                 };
-                this.tracker.sent(events, bytes.len());
+                lifecycle.data(events, bytes.len());
                 Poll::Ready(Some(Ok(Frame::data(bytes))))
             }
             Poll::Ready(Some(Err(err))) => {
                 let (last, reason) = failure(err.into(), this.on_error);
                 let last = last.map(|bytes| (bytes, 1));
-                Poll::Ready(end_with(
-                    this.tracker,
-                    this.shutdown,
-                    this.ending,
-                    last,
-                    reason,
-                ))
+                Poll::Ready(written(lifecycle.end_with(last, reason)))
             }
             Poll::Ready(None) => {
-                Poll::Ready(finish(this.tracker, this.shutdown, EndReason::Completed))
+                lifecycle.finish(EndReason::Completed);
+                Poll::Ready(None)
             }
-            Poll::Pending => {
-                if let Some(beat) = this.heartbeat.poll_due(this.timer.as_ref(), cx) {
-                    this.tracker.heartbeat(beat.len());
-                    return Poll::Ready(Some(Ok(Frame::data(beat))));
-                }
-                if let Some(listener) = this.shutdown.as_ref() {
-                    listener.register(cx);
-                }
-                Poll::Pending
-            }
+            Poll::Pending => match lifecycle.poll_idle(true, cx) {
+                Some(beat) => Poll::Ready(Some(Ok(Frame::data(beat)))),
+                None => Poll::Pending,
+            },
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.tracker.is_finished()
+        self.lifecycle.is_finished()
     }
 }
 
-/// Pulls the events that are ready right now into one frame of at most `max` bytes.
-fn coalesce<S, T, E>(
-    mut stream: Pin<&mut S>,
-    cx: &mut Context<'_>,
-    first: Bytes,
-    max: usize,
-    pending: &mut Option<(Bytes, u64)>,
-    ending: &mut Option<EndReason>,
-    on_error: &Option<OnError>,
-) -> (Bytes, u64)
-where
-    S: Stream<Item = Result<T, E>>,
-    T: Into<EncodedEvent>,
-    E: Into<BoxError>,
-{
-    let mut buf: Option<BytesMut> = None;
-    let mut events = 1;
-    let mut len = first.len();
-    while len < max {
-        let next = match stream.as_mut().poll_next(cx) {
-            Poll::Ready(Some(Ok(item))) => item.into().into_bytes(),
-            Poll::Ready(Some(Err(err))) => {
-                let (last, reason) = failure(err.into(), on_error);
-                *ending = Some(reason);
-                match last {
-                    Some(last) if len + last.len() <= max => {
-                        append(&mut buf, &first, &last);
-                        events += 1;
-                    }
-                    Some(last) => *pending = Some((last, 1)),
-                    None => {}
-                }
-                break;
-            }
-            Poll::Ready(None) => {
-                *ending = Some(EndReason::Completed);
-                break;
-            }
-            Poll::Pending => break,
-        };
-        if len + next.len() > max {
-            *pending = Some((next, 1));
-            break;
-        }
-        len += next.len();
-        append(&mut buf, &first, &next);
-        events += 1;
+fn written(control: Control) -> Option<Result<Frame<Bytes>, Infallible>> {
+    match control {
+        Control::Write(bytes) => Some(Ok(Frame::data(bytes))),
+        Control::End => None,
     }
-    match buf {
-        Some(buf) => (buf.freeze(), events),
-        None => (first, events),
-    }
-}
-
-fn append(buf: &mut Option<BytesMut>, first: &Bytes, next: &[u8]) {
-    buf.get_or_insert_with(|| {
-        let mut buf = BytesMut::with_capacity((first.len() + next.len()) * 2);
-        buf.extend_from_slice(first);
-        buf
-    })
-    .extend_from_slice(next);
 }
 
 /// The event to write for a stream error, and the reason to report.
-fn failure(err: BoxError, on_error: &Option<OnError>) -> (Option<Bytes>, EndReason) {
+pub(crate) fn failure(err: BoxError, on_error: &Option<OnError>) -> (Option<Bytes>, EndReason) {
     let last = on_error
         .as_ref()
         .and_then(|f| f(&*err))
@@ -467,42 +436,10 @@ fn failure(err: BoxError, on_error: &Option<OnError>) -> (Option<Bytes>, EndReas
     (last, EndReason::Failed(Arc::from(err)))
 }
 
-/// Ends now, or after `last` if there is a last frame to write.
-fn end_with(
-    tracker: &mut Tracker,
-    shutdown: &mut Option<ShutdownListener>,
-    ending: &mut Option<EndReason>,
-    last: Option<(Bytes, u64)>,
-    reason: EndReason,
-) -> Option<Result<Frame<Bytes>, Infallible>> {
-    match last {
-        Some((bytes, events)) => {
-            tracker.sent(events, bytes.len());
-            *ending = Some(reason);
-            Some(Ok(Frame::data(bytes)))
-        }
-        None => finish(tracker, shutdown, reason),
-    }
-}
-
-fn finish(
-    tracker: &mut Tracker,
-    shutdown: &mut Option<ShutdownListener>,
-    reason: EndReason,
-) -> Option<Result<Frame<Bytes>, Infallible>> {
-    // Leave the shutdown's count of live streams as soon as the stream is over.
-    shutdown.take();
-    tracker.finish(reason);
-    None
-}
-
 impl<S> fmt::Debug for SseBody<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SseBody")
-            .field("heartbeat", &self.heartbeat)
-            .field("tracker", &self.tracker)
-            .field("shutdown", &self.shutdown)
-            .field("lifetime", &self.lifetime)
+            .field("lifecycle", &self.lifecycle)
             .field("coalesce", &self.coalesce)
             .finish_non_exhaustive()
     }
@@ -528,9 +465,11 @@ mod tests {
     #[cfg(target_pointer_width = "64")]
     fn an_idle_stream_stays_small() {
         // Per-connection state for idle connections; measured by examples/idle_conns.
+        // 336 before the shared lifecycle; the link, request context and metrics
+        // handles of the end report cost 24 more.
         type Idle = SseBody<Infallibly<futures_util::stream::Pending<Event>>>;
         assert!(
-            std::mem::size_of::<Idle>() <= 336,
+            std::mem::size_of::<Idle>() <= 360,
             "{}",
             std::mem::size_of::<Idle>()
         );

@@ -11,10 +11,12 @@ use std::{
     fmt,
     future::Future,
     pin::Pin,
-    sync::{Arc, Mutex, OnceLock, PoisonError},
+    sync::{Arc, Mutex, PoisonError},
     task::{Context, Poll, Waker},
-    time::{Duration, Instant},
+    time::Duration,
 };
+
+use crate::RequestInfo;
 
 /// Why a stream ended.
 #[derive(Clone, Debug)]
@@ -27,7 +29,9 @@ pub enum EndReason {
     Completed,
     /// The event stream yielded an error; the body ended cleanly after it.
     Failed(Arc<dyn Error + Send + Sync>),
-    /// A [`Shutdown`](crate::Shutdown) was triggered.
+    /// A [`Shutdown`](crate::Shutdown) was triggered (also when the body was
+    /// dropped unfinished after the trigger, as a server does to connections
+    /// still open at the end of the grace period).
     Shutdown,
     /// The stream reached its maximum lifetime.
     Lifetime,
@@ -74,14 +78,21 @@ pub struct EndReport {
     pub heartbeats: u64,
     /// Bytes handed to the connection, heartbeats included.
     pub bytes: u64,
-    /// From the body's creation to its end.
+    /// From the body's creation (under the layer: from the response) to its end.
     pub duration: Duration,
+    /// The request the stream answered, when known: always under
+    /// [`SseLayer`](crate::SseLayer); for an [`SseBody`](crate::SseBody) alone,
+    /// when given with [`SseBody::request_info`](crate::SseBody::request_info).
+    pub request: Option<Arc<RequestInfo>>,
 }
 
 #[derive(Default)]
 struct Shared {
     report: Option<EndReport>,
-    wakers: Vec<Waker>,
+    /// The wakers of pending [`Ended`] futures, by key; each removes its own when
+    /// dropped, so a handle polled by many short-lived futures stays small.
+    wakers: Vec<(u64, Waker)>,
+    next_key: u64,
 }
 
 /// A cloneable handle that learns how a stream ended.
@@ -132,6 +143,7 @@ impl EndHandle {
     pub fn ended(&self) -> Ended {
         Ended {
             handle: self.clone(),
+            key: None,
         }
     }
 
@@ -140,8 +152,25 @@ impl EndHandle {
         self.shared.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Resolves the handle with `reason` and zero counts (no stream was sent).
+    pub(crate) fn resolve_empty(&self, reason: EndReason) {
+        if Arc::strong_count(&self.shared) == 1 {
+            // No clone left (the handler dropped the request): nobody can learn
+            // the report, so it is not written (the common case for plain pages).
+            return;
+        }
+        self.complete(&EndReport {
+            reason,
+            events: 0,
+            heartbeats: 0,
+            bytes: 0,
+            duration: Duration::ZERO,
+            request: None,
+        });
+    }
+
     /// Publishes the report; only the first call has an effect.
-    fn complete(&self, report: &EndReport) -> bool {
+    pub(crate) fn complete(&self, report: &EndReport) -> bool {
         let wakers = {
             let mut shared = self.lock();
             if shared.report.is_some() {
@@ -150,7 +179,7 @@ impl EndHandle {
             shared.report = Some(report.clone());
             std::mem::take(&mut shared.wakers)
         };
-        wakers.into_iter().for_each(Waker::wake);
+        wakers.into_iter().for_each(|(_, waker)| waker.wake());
         true
     }
 }
@@ -168,184 +197,82 @@ impl fmt::Debug for EndHandle {
 #[must_use = "futures do nothing unless polled"]
 pub struct Ended {
     handle: EndHandle,
+    /// Where this future's waker is in the handle's list, once registered.
+    key: Option<u64>,
 }
 
 impl Future for Ended {
     type Output = EndReport;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<EndReport> {
-        let mut shared = self.handle.lock();
+        let this = self.get_mut();
+        let mut shared = this.handle.lock();
         if let Some(report) = &shared.report {
             return Poll::Ready(report.clone());
         }
-        if !shared.wakers.iter().any(|w| w.will_wake(cx.waker())) {
-            shared.wakers.push(cx.waker().clone());
+        let registered = this
+            .key
+            .and_then(|key| shared.wakers.iter_mut().find(|(k, _)| *k == key));
+        match registered {
+            Some((_, waker)) => {
+                if !waker.will_wake(cx.waker()) {
+                    waker.clone_from(cx.waker());
+                }
+            }
+            None => {
+                let key = shared.next_key;
+                shared.next_key += 1;
+                shared.wakers.push((key, cx.waker().clone()));
+                this.key = Some(key);
+            }
         }
         Poll::Pending
     }
 }
 
-/// A callback run once with the report.
-pub(crate) type OnEnd = Box<dyn FnOnce(EndReport) + Send>;
-
-/// Counts what a stream sends and reports its end exactly once, on drop at the
-/// latest (as [`EndReason::ClientGone`] if nothing else was recorded).
-pub(crate) struct Tracker {
-    // Made when first asked for: most streams never are, and it is a heap block.
-    handle: OnceLock<EndHandle>,
-    // In a `Mutex` only so that bodies are `Sync` (as `BoxBody` asks): it is only
-    // ever reached through `&mut self`, with `get_mut`, which never locks.
-    on_end: Mutex<Option<OnEnd>>,
-    started: Instant,
-    events: u64,
-    heartbeats: u64,
-    bytes: u64,
-    finished: bool,
-}
-
-impl Tracker {
-    pub(crate) fn new(handle: EndHandle) -> Self {
-        let mut tracker = Self::without_handle();
-        tracker.set_handle(handle);
-        tracker
-    }
-
-    /// A tracker whose handle is made only if [`handle`](Self::handle) is called.
-    pub(crate) fn without_handle() -> Self {
-        Self {
-            handle: OnceLock::new(),
-            on_end: Mutex::new(None),
-            started: Instant::now(),
-            events: 0,
-            heartbeats: 0,
-            bytes: 0,
-            finished: false,
-        }
-    }
-
-    pub(crate) fn handle(&self) -> &EndHandle {
-        self.handle.get_or_init(EndHandle::new)
-    }
-
-    pub(crate) fn set_handle(&mut self, handle: EndHandle) {
-        self.handle = OnceLock::from(handle);
-    }
-
-    /// Adds a callback; several callbacks all run, in the order they were added.
-    pub(crate) fn on_end(&mut self, f: impl FnOnce(EndReport) + Send + 'static) {
-        let slot = self
-            .on_end
-            .get_mut()
-            .unwrap_or_else(PoisonError::into_inner);
-        *slot = Some(match slot.take() {
-            None => Box::new(f),
-            Some(prev) => Box::new(move |report: EndReport| {
-                prev(report.clone());
-                f(report);
-            }),
-        });
-    }
-
-    pub(crate) fn sent(&mut self, events: u64, bytes: usize) {
-        self.events += events;
-        self.bytes += bytes as u64;
-    }
-
-    pub(crate) fn heartbeat(&mut self, bytes: usize) {
-        self.heartbeats += 1;
-        self.bytes += bytes as u64;
-    }
-
-    pub(crate) fn is_finished(&self) -> bool {
-        self.finished
-    }
-
-    /// Reports the end; later calls do nothing.
-    pub(crate) fn finish(&mut self, reason: EndReason) {
-        if std::mem::replace(&mut self.finished, true) {
-            return;
-        }
-        let report = EndReport {
-            reason,
-            events: self.events,
-            heartbeats: self.heartbeats,
-            bytes: self.bytes,
-            duration: self.started.elapsed(),
-        };
-        if let Some(handle) = self.handle.get() {
-            handle.complete(&report);
-        }
-        let slot = self
-            .on_end
-            .get_mut()
-            .unwrap_or_else(PoisonError::into_inner);
-        if let Some(on_end) = slot.take() {
-            on_end(report);
-        }
-    }
-}
-
-impl Drop for Tracker {
+impl Drop for Ended {
     fn drop(&mut self) {
-        self.finish(EndReason::ClientGone);
-    }
-}
-
-impl fmt::Debug for Tracker {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Tracker")
-            .field("events", &self.events)
-            .field("bytes", &self.bytes)
-            .field("finished", &self.finished)
-            .finish()
+        if let Some(key) = self.key {
+            let mut shared = self.handle.lock();
+            if let Some(at) = shared.wakers.iter().position(|(k, _)| *k == key) {
+                shared.wakers.swap_remove(at);
+            }
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicUsize, Ordering};
 
     #[test]
-    fn fires_once_on_drop_without_poll() {
-        let calls = Arc::new(AtomicUsize::new(0));
+    fn dropped_ended_futures_leave_no_waker_behind() {
         let handle = EndHandle::new();
-        let mut tracker = Tracker::new(handle.clone());
-        let c = calls.clone();
-        tracker.on_end(move |r| {
-            assert!(r.reason.is_client_gone());
-            c.fetch_add(1, Ordering::SeqCst);
-        });
-        drop(tracker);
-        assert_eq!(calls.load(Ordering::SeqCst), 1);
-        assert_eq!(handle.report().unwrap().reason, EndReason::ClientGone);
-    }
-
-    #[test]
-    fn first_reason_wins_and_counts_are_kept() {
-        let handle = EndHandle::new();
-        let mut tracker = Tracker::new(handle.clone());
-        tracker.sent(2, 10);
-        tracker.heartbeat(3);
-        tracker.finish(EndReason::Completed);
-        tracker.finish(EndReason::Shutdown);
-        drop(tracker);
-        let r = handle.report().unwrap();
-        assert_eq!(r.reason, EndReason::Completed);
-        assert_eq!((r.events, r.heartbeats, r.bytes), (2, 1, 13));
-    }
-
-    #[test]
-    fn several_callbacks_all_run() {
-        let calls = Arc::new(AtomicUsize::new(0));
-        let mut tracker = Tracker::new(EndHandle::new());
-        for _ in 0..3 {
-            let c = calls.clone();
-            tracker.on_end(move |_| {
-                c.fetch_add(1, Ordering::SeqCst);
-            });
+        for _ in 0..100 {
+            let mut ended = Box::pin(handle.ended());
+            // A fresh waker each time, as a new task awaiting the handle would have.
+            let waker = std::task::Waker::from(Arc::new(Flag));
+            assert!(ended
+                .as_mut()
+                .poll(&mut Context::from_waker(&waker))
+                .is_pending());
         }
-        drop(tracker);
-        assert_eq!(calls.load(Ordering::SeqCst), 3);
+        assert_eq!(handle.lock().wakers.len(), 0);
+        // One that stays registered is woken, and re-polling keeps one entry.
+        let mut ended = Box::pin(handle.ended());
+        let waker = std::task::Waker::from(Arc::new(Flag));
+        let mut cx = Context::from_waker(&waker);
+        for _ in 0..3 {
+            assert!(ended.as_mut().poll(&mut cx).is_pending());
+        }
+        assert_eq!(handle.lock().wakers.len(), 1);
+        handle.resolve_empty(EndReason::Completed);
+        assert!(ended.as_mut().poll(&mut cx).is_ready());
+    }
+
+    struct Flag;
+
+    impl std::task::Wake for Flag {
+        fn wake(self: Arc<Self>) {}
     }
 }

@@ -80,7 +80,8 @@
 //! - **[`SseLayer`] alone** when the streams come from elsewhere (axum's `Sse`,
 //!   warp, a proxy) and you want them all made safe in one place.
 //! - **Both**, the usual production setup: the body writes typed, coalesced events
-//!   with its own heartbeats (the layer sees that and adds none); the layer adds
+//!   and the heartbeats ([one rule](layer#one-heartbeat-rule): the body's
+//!   setting, else the layer's); the layer adds
 //!   the concurrency limit, compression safety, and one `on_end`, `Shutdown` and
 //!   lifetime for every route.
 //! - **[`Hub`]** when many clients watch the same events.
@@ -132,9 +133,19 @@
 //! - `tokio` (default): heartbeats and lifetimes use `tokio::time`. Without it,
 //!   give a [`timer::Timer`] to the body or layer, or heartbeats are off.
 //! - `json`: `Event::json_data`, from any `serde::Serialize`.
-//! - `axum`: axum 0.8 support through `axum-core`: [`SseBody`] and [`EventError`]
-//!   are `IntoResponse`, [`LastEventId`] (`Option<LastEventId>`) and
-//!   [`EndHandle`] are extractors (see `MissingLastEventId`).
+//! - `axum`: axum 0.8 support: [`SseBody`] and [`EventError`] are
+//!   `IntoResponse`, [`LastEventId`] (`Option<LastEventId>`) and [`EndHandle`]
+//!   are extractors (see `MissingLastEventId`), and the route of
+//!   [`RequestInfo`] comes from axum's `MatchedPath`.
+//! - `serve`: `serve::Server` and `serve::TcpOptions`, the serving defaults
+//!   long-lived streams need on hyper and axum: a vanished client reported
+//!   within heartbeat + 30 s (`TCP_USER_TIMEOUT`, keepalive), a header read
+//!   timeout, bounded buffers, a connection cap, graceful shutdown with a
+//!   deadline.
+//! - `tracing`: a span per stream (`sse_stream`, with the request's method,
+//!   path, route and request id) and an event for its end report.
+//! - `metrics`: stream (and hub) metrics through the `metrics` facade; the
+//!   names are in [`metrics`], all in one place.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![warn(
@@ -147,6 +158,7 @@
 #[cfg(feature = "axum")]
 mod axum;
 mod body;
+mod coalesce;
 pub mod decode;
 mod encoded;
 mod end;
@@ -155,9 +167,18 @@ pub mod hub;
 mod keep_alive;
 mod last_event_id;
 pub mod layer;
+mod lifecycle;
+mod link;
+pub mod metrics;
+mod request_info;
 mod response;
+#[cfg(feature = "serve")]
+#[cfg_attr(docsrs, doc(cfg(feature = "serve")))]
+pub mod serve;
 mod shutdown;
 pub mod timer;
+mod trace;
+mod tracker;
 
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
@@ -170,11 +191,12 @@ pub use event::{Event, EventError};
 pub use hub::{EventId, Hub, HubConfig, HubError, Lag, Subscriber};
 pub use keep_alive::KeepAlive;
 pub use last_event_id::{LastEventId, MAX_LAST_EVENT_ID_LEN};
-pub use layer::{ResponseBody, ResponseFuture, Sse, SseLayer};
+pub use layer::SseLayer;
+pub use request_info::RequestInfo;
 pub use response::{
     is_event_stream, no_content, response, NO_CACHE, TEXT_EVENT_STREAM, X_ACCEL_BUFFERING,
 };
-pub use shutdown::{Drained, Shutdown};
+pub use shutdown::{Drained, Shutdown, Triggered};
 
 /// The README's Rust snippets, compiled and run as doctests.
 #[cfg(all(doctest, feature = "axum"))]

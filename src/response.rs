@@ -59,11 +59,6 @@ pub fn no_content<B: Default>() -> Response<B> {
     res
 }
 
-/// A response extension set by [`SseBody::into_response`](crate::SseBody::into_response)
-/// when the body sends heartbeats of its own, so that the layer adds none.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct OwnHeartbeat;
-
 /// Sets the stream headers on an SSE response and removes those that break it.
 pub(crate) fn set_headers(headers: &mut HeaderMap, cache_control: HeaderValue) {
     headers.insert(header::CACHE_CONTROL, cache_control);

@@ -11,10 +11,11 @@ use std::{
     future::Future,
     pin::Pin,
     sync::{
-        atomic::{AtomicBool, AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
         Arc, Mutex, MutexGuard, PoisonError, Weak,
     },
     task::{Context, Poll, Waker},
+    time::Duration,
 };
 
 use bytes::Bytes;
@@ -34,18 +35,61 @@ struct Slot {
     waker: Mutex<Option<Waker>>,
 }
 
-#[derive(Default)]
 struct Inner {
     triggered: AtomicBool,
     live: AtomicUsize,
+    /// The grace period in nanoseconds (saturated).
+    grace: AtomicU64,
     final_frame: Mutex<Option<Bytes>>,
     slots: Mutex<Vec<Weak<Slot>>>,
-    drained: Mutex<Vec<Waker>>,
+    /// Wakers of pending [`Drained`] futures, by key (removed when they drop).
+    drained: Mutex<(u64, Vec<(u64, Waker)>)>,
+}
+
+impl Default for Inner {
+    fn default() -> Self {
+        Self {
+            triggered: AtomicBool::new(false),
+            live: AtomicUsize::new(0),
+            grace: AtomicU64::new(nanos(Shutdown::DEFAULT_GRACE)),
+            final_frame: Mutex::default(),
+            slots: Mutex::default(),
+            drained: Mutex::default(),
+        }
+    }
+}
+
+impl Inner {
+    /// A wake-up slot woken by the trigger.
+    fn new_slot(&self) -> Arc<Slot> {
+        let slot = Arc::new(Slot::default());
+        let mut slots = lock(&self.slots);
+        // Drop the slots of ended streams now and then, keeping the list bounded.
+        if slots.len() >= 64 && slots.len() == slots.capacity() {
+            slots.retain(|s| s.strong_count() > 0);
+        }
+        slots.push(Arc::downgrade(&slot));
+        slot
+    }
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// A trigger that ends every stream given to it.
 ///
 /// Cloning is cheap and every clone controls the same set of streams.
+///
+/// # Grace period
+///
+/// A stream ends at the next event boundary after the trigger. One that cannot
+/// reach a boundary (a producer stalled in the middle of an event, under the
+/// layer) is cut off once the [grace period](Self::grace) has passed since the
+/// trigger (10 s by default), so a stalled producer cannot hold shutdown. A
+/// client that stops reading cannot be ended by its body at all (the server no
+/// longer polls it); [`serve`](crate::serve) closes such connections after the
+/// same grace period.
 ///
 /// # Example
 ///
@@ -73,9 +117,25 @@ pub struct Shutdown {
 }
 
 impl Shutdown {
+    /// The default [grace period](Self::grace), 10 seconds.
+    pub const DEFAULT_GRACE: Duration = Duration::from_secs(10);
+
     /// A new trigger with no streams yet.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Sets how long after the trigger a stream that cannot reach an event
+    /// boundary (or, with [`serve`](crate::serve), a connection whose client
+    /// stopped reading) is given before it is cut off. Shared by every clone.
+    pub fn grace(self, grace: Duration) -> Self {
+        self.inner.grace.store(nanos(grace), Ordering::Release);
+        self
+    }
+
+    /// The grace period.
+    pub fn grace_period(&self) -> Duration {
+        Duration::from_nanos(self.inner.grace.load(Ordering::Acquire))
     }
 
     /// Ends every stream, current and future, after the event it is writing.
@@ -118,30 +178,31 @@ impl Shutdown {
     pub fn drained(&self) -> Drained {
         Drained {
             shutdown: self.clone(),
+            key: None,
+        }
+    }
+
+    /// A future that resolves once a shutdown is triggered (at once if it was),
+    /// for a server's accept loop or any task that must stop with the streams.
+    pub fn triggered(&self) -> Triggered {
+        Triggered {
+            inner: self.inner.clone(),
+            slot: None,
         }
     }
 
     pub(crate) fn listener(&self) -> ShutdownListener {
-        let slot = Arc::new(Slot::default());
         self.inner.live.fetch_add(1, Ordering::AcqRel);
-        {
-            let mut slots = lock(&self.inner.slots);
-            // Drop the slots of ended streams now and then, keeping the list bounded.
-            if slots.len() >= 64 && slots.len() == slots.capacity() {
-                slots.retain(|s| s.strong_count() > 0);
-            }
-            slots.push(Arc::downgrade(&slot));
-        }
         ShutdownListener {
             inner: self.inner.clone(),
-            slot,
+            slot: self.inner.new_slot(),
         }
     }
 
     fn wake_drained_if_idle(&self) {
         if self.is_triggered() && self.live_streams() == 0 {
-            let wakers = std::mem::take(&mut *lock(&self.inner.drained));
-            wakers.into_iter().for_each(Waker::wake);
+            let wakers = std::mem::take(&mut lock(&self.inner.drained).1);
+            wakers.into_iter().for_each(|(_, waker)| waker.wake());
         }
     }
 }
@@ -160,20 +221,37 @@ impl fmt::Debug for Shutdown {
 #[must_use = "futures do nothing unless polled"]
 pub struct Drained {
     shutdown: Shutdown,
+    /// Where this future's waker is in the list, once registered.
+    key: Option<u64>,
 }
 
 impl Future for Drained {
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let idle = || self.shutdown.is_triggered() && self.shutdown.live_streams() == 0;
+        let this = self.get_mut();
+        let shutdown = this.shutdown.clone();
+        let idle = || shutdown.is_triggered() && shutdown.live_streams() == 0;
         if idle() {
             return Poll::Ready(());
         }
         {
-            let mut wakers = lock(&self.shutdown.inner.drained);
-            if !wakers.iter().any(|w| w.will_wake(cx.waker())) {
-                wakers.push(cx.waker().clone());
+            let mut drained = lock(&shutdown.inner.drained);
+            let (next_key, wakers) = &mut *drained;
+            match this
+                .key
+                .and_then(|key| wakers.iter_mut().find(|(k, _)| *k == key))
+            {
+                Some((_, waker)) => {
+                    if !waker.will_wake(cx.waker()) {
+                        waker.clone_from(cx.waker());
+                    }
+                }
+                None => {
+                    wakers.push((*next_key, cx.waker().clone()));
+                    this.key = Some(*next_key);
+                    *next_key += 1;
+                }
             }
         }
         // Checked again: the last stream may have ended while we registered.
@@ -182,6 +260,52 @@ impl Future for Drained {
         } else {
             Poll::Pending
         }
+    }
+}
+
+impl Drop for Drained {
+    fn drop(&mut self) {
+        if let Some(key) = self.key {
+            let mut drained = lock(&self.shutdown.inner.drained);
+            if let Some(at) = drained.1.iter().position(|(k, _)| *k == key) {
+                drained.1.swap_remove(at);
+            }
+        }
+    }
+}
+
+/// Future returned by [`Shutdown::triggered`].
+#[must_use = "futures do nothing unless polled"]
+pub struct Triggered {
+    inner: Arc<Inner>,
+    slot: Option<Arc<Slot>>,
+}
+
+impl Future for Triggered {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        if this.inner.triggered.load(Ordering::Acquire) {
+            return Poll::Ready(());
+        }
+        let inner = &this.inner;
+        let slot = this.slot.get_or_insert_with(|| inner.new_slot());
+        *lock(&slot.waker) = Some(cx.waker().clone());
+        // Checked again: the trigger may have taken the wakers meanwhile.
+        if this.inner.triggered.load(Ordering::Acquire) {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
+impl fmt::Debug for Triggered {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Triggered")
+            .field("triggered", &self.inner.triggered.load(Ordering::Acquire))
+            .finish()
     }
 }
 
@@ -195,6 +319,11 @@ impl ShutdownListener {
     /// Cheap check (one atomic load), for the hot path.
     pub(crate) fn is_triggered(&self) -> bool {
         self.inner.triggered.load(Ordering::Acquire)
+    }
+
+    /// The grace period of the trigger.
+    pub(crate) fn grace(&self) -> Duration {
+        Duration::from_nanos(self.inner.grace.load(Ordering::Acquire))
     }
 
     /// The last frame to write before ending, if the trigger set one.
@@ -235,5 +364,39 @@ impl fmt::Debug for ShutdownListener {
         f.debug_struct("ShutdownListener")
             .field("triggered", &self.is_triggered())
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Noop;
+
+    impl std::task::Wake for Noop {
+        fn wake(self: Arc<Self>) {}
+    }
+
+    #[test]
+    fn dropped_drained_futures_leave_no_waker_behind() {
+        let shutdown = Shutdown::new();
+        let _listener = shutdown.listener();
+        for _ in 0..100 {
+            let waker = Waker::from(Arc::new(Noop));
+            let mut drained = Box::pin(shutdown.drained());
+            assert!(drained
+                .as_mut()
+                .poll(&mut Context::from_waker(&waker))
+                .is_pending());
+        }
+        assert_eq!(lock(&shutdown.inner.drained).1.len(), 0);
+    }
+
+    #[test]
+    fn grace_saturates() {
+        let shutdown = Shutdown::new();
+        assert_eq!(shutdown.grace_period(), Shutdown::DEFAULT_GRACE);
+        let shutdown = shutdown.grace(Duration::MAX);
+        assert_eq!(shutdown.grace_period(), Duration::from_nanos(u64::MAX));
     }
 }

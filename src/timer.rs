@@ -86,8 +86,17 @@ impl Timer for TokioTimer {
 #[cfg(feature = "tokio")]
 impl Sleep for tokio::time::Sleep {
     fn reset(self: Pin<&mut Self>, after: Duration) {
-        tokio::time::Sleep::reset(self, tokio::time::Instant::now() + after);
+        tokio::time::Sleep::reset(self, deadline(after));
     }
+}
+
+/// `after` from now; a duration past what an `Instant` can hold (`Duration::MAX`)
+/// means "about 30 years", as for `tokio::time::sleep`, never an overflow panic.
+#[cfg(feature = "tokio")]
+fn deadline(after: Duration) -> tokio::time::Instant {
+    let now = tokio::time::Instant::now();
+    now.checked_add(after)
+        .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365 * 30))
 }
 
 /// A sleep that never completes.
@@ -156,5 +165,19 @@ impl fmt::Debug for Deadline {
             .field("after", &self.after)
             .field("armed", &self.sleep.is_some())
             .finish()
+    }
+}
+
+#[cfg(all(test, feature = "tokio"))]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn resetting_to_duration_max_does_not_panic() {
+        let mut sleep = TokioTimer.sleep(Duration::MAX);
+        sleep.as_mut().reset(Duration::MAX);
+        tokio::time::advance(Duration::from_secs(86_400)).await;
+        let mut cx = Context::from_waker(futures_util::task::noop_waker_ref());
+        assert!(sleep.as_mut().poll(&mut cx).is_pending());
     }
 }

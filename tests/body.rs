@@ -439,3 +439,36 @@ fn tokio_timer_outside_a_runtime_is_off_not_a_panic() {
     std::thread::sleep(Duration::from_millis(5));
     assert_eq!(poll(&mut body), Poll::Pending);
 }
+
+/// `KeepAlive::interval(Duration::MAX)` used to panic inside `poll_frame` when
+/// the heartbeat was re-armed after an event (`Instant + Duration` overflowed).
+#[tokio::test(start_paused = true)]
+async fn a_huge_heartbeat_interval_never_panics() {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Event>(8);
+    let body = SseBody::from_events(tokio_stream::wrappers::ReceiverStream::new(rx))
+        .keep_alive(KeepAlive::new().interval(Duration::MAX))
+        .max_lifetime(Duration::MAX);
+    tokio::spawn(async move {
+        for at in [1, 2] {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            tx.send(Event::message(format!("t{at}"))).await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+    });
+    let frames = frames_until(body, Duration::from_secs(60)).await;
+    let data: Vec<&str> = frames.iter().map(|(_, f)| f.as_str()).collect();
+    assert_eq!(data, ["data: t1\n\n", "data: t2\n\n"]);
+}
+
+/// A stream that is given the request's context reports it.
+#[test]
+fn the_request_context_is_in_the_report() {
+    let req = http::Request::get("/feed?token=x").body(()).unwrap();
+    let (seen, on_end) = reports();
+    let body = SseBody::new(Script::new([Poll::Ready(None)]))
+        .request_info(tower_sse::RequestInfo::new(&req))
+        .on_end(on_end);
+    drop(body);
+    let report = seen.lock().unwrap().pop().unwrap();
+    assert_eq!(report.request.unwrap().path, "/feed");
+}

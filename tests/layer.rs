@@ -162,11 +162,13 @@ async fn heartbeats_of_our_own_body_are_not_doubled() {
     let fast = KeepAlive::new()
         .interval(Duration::from_millis(5))
         .text("layer");
+    // Made before the request (outside the handler): `into_response` links them.
     let own = SseBody::from_events(futures_util::stream::pending::<Event>())
         .keep_alive(KeepAlive::new().interval(Duration::from_millis(20)));
     let silent = SseBody::from_events(futures_util::stream::pending::<Event>())
         .keep_alive(KeepAlive::disabled());
-    let next = Mutex::new(vec![silent, own]);
+    let default = SseBody::from_events(futures_util::stream::pending::<Event>());
+    let next = Mutex::new(vec![default, silent, own]);
     let svc = handler(move |_| boxed(next.lock().unwrap().pop().unwrap().into_response()));
     let server = serve(
         ServiceBuilder::new()
@@ -181,13 +183,67 @@ async fn heartbeats_of_our_own_body_are_not_doubled() {
     assert_eq!(buf, b":\n\n:\n\n:\n\n", "only the body's own heartbeats");
     c.conn.abort();
 
-    // A body with its heartbeats off gets the layer's.
+    // A body that turned its heartbeats off has none: its setting wins.
+    let c = get(server.addr, sse_request("/sse")).await;
+    let mut body = c.res.into_body();
+    let waited = tokio::time::timeout(Duration::from_millis(100), body.frame()).await;
+    assert!(waited.is_err(), "no heartbeat: {waited:?}");
+    c.conn.abort();
+
+    // A body that set nothing writes the layer's heartbeat, alone.
     let mut c = get(server.addr, sse_request("/sse")).await;
     let mut buf = Vec::new();
     read_until(c.res.body_mut(), &mut buf, |b| b.len() >= 18).await;
     assert_eq!(buf, b": layer\n\n: layer\n\n");
     c.conn.abort();
     server.shutdown().await;
+}
+
+/// The layer's heartbeat, written once, whatever built the response: the body
+/// made in the handler with `response(body)`, `into_response()` or axum's
+/// `IntoResponse` for `Response`; the layer's interval and text apply.
+#[tokio::test]
+async fn one_heartbeat_rule_whatever_built_the_response() {
+    let layer_beat = KeepAlive::new()
+        .interval(Duration::from_millis(5))
+        .text("layer");
+    for constructor in ["response", "into_response", "axum"] {
+        let svc = handler(move |_| {
+            let body = SseBody::from_events(futures_util::stream::pending::<Event>());
+            match constructor {
+                "response" => boxed(tower_sse::response(body)),
+                "into_response" => boxed(body.into_response()),
+                _ => {
+                    use axum::response::IntoResponse;
+                    let res = body.into_response().into_response();
+                    res.map(|b| {
+                        b.map_err(|e| -> Infallible { panic!("{e}") })
+                            .boxed_unsync()
+                    })
+                }
+            }
+        });
+        let server = serve(
+            ServiceBuilder::new()
+                .layer(SseLayer::new().keep_alive(layer_beat.clone()))
+                .service(svc),
+        )
+        .await;
+        // A browser's `EventSource`, and curl (no `accept: text/event-stream`).
+        for req in [sse_request("/sse"), Request::get("/sse")] {
+            let mut c = get(server.addr, req).await;
+            let mut buf = Vec::new();
+            // Used to be `:` comments from the body every 15 s, plus (with
+            // `response`) the layer's own: two writers.
+            read_until(c.res.body_mut(), &mut buf, |b| b.len() >= 36).await;
+            assert_eq!(
+                buf, b": layer\n\n: layer\n\n: layer\n\n: layer\n\n",
+                "{constructor}"
+            );
+            c.conn.abort();
+        }
+        server.shutdown().await;
+    }
 }
 
 #[tokio::test]
@@ -271,7 +327,8 @@ async fn last_event_id_and_end_handle_reach_the_handler() {
     read_to_end(c.res.into_body()).await;
     assert_eq!(seen.recv().await.unwrap().0, None);
 
-    // A request that does not ask for a stream gets the id, but no handle.
+    // A request that does not ask for a stream (curl) gets the id and a handle
+    // too (there used to be none: `.get::<EndHandle>().unwrap()` panicked).
     let c = get(
         server.addr,
         Request::get("/sse").header("last-event-id", "9"),
@@ -280,7 +337,9 @@ async fn last_event_id_and_end_handle_reach_the_handler() {
     assert_eq!(c.res.status(), StatusCode::OK);
     read_to_end(c.res.into_body()).await;
     let (id, handle) = seen.recv().await.unwrap();
-    assert_eq!((id.as_deref(), handle.is_none()), (Some("9"), true));
+    assert_eq!(id.as_deref(), Some("9"));
+    let report = guard("the handle", handle.expect("a handle").ended()).await;
+    assert_eq!((report.reason, report.events), (EndReason::Completed, 1));
     server.shutdown().await;
 }
 
@@ -420,6 +479,11 @@ async fn compression_cannot_touch_streams_in_either_order() {
     use tower_http::compression::CompressionLayer;
     let always = |_: StatusCode, _: http::Version, _: &http::HeaderMap, _: &http::Extensions| true;
 
+    // Outside the compression layer, the SSE layer takes `accept-encoding` away
+    // from it, so even a predicate that compresses everything cannot. Inside it,
+    // the compressor decides: its default predicate skips `text/event-stream`.
+    // (The layer used to send `content-encoding: identity`, which RFC 9110 says
+    // not to send.)
     for sse_outside in [true, false] {
         let (tx, body) = channel();
         let next = queue(vec![body.boxed_unsync()]);
@@ -430,17 +494,16 @@ async fn compression_cannot_touch_streams_in_either_order() {
                 boxed(Response::new(Full::new(Bytes::from(vec![b'x'; 4096]))))
             }
         });
-        let compression = CompressionLayer::new().compress_when(always);
         let svc = if sse_outside {
             ServiceBuilder::new()
                 .layer(SseLayer::new())
-                .layer(compression)
+                .layer(CompressionLayer::new().compress_when(always))
                 .service(svc)
                 .map_response(|r| r.map(|b| b.map_err(|e| e.to_string()).boxed_unsync()))
                 .boxed_clone()
         } else {
             ServiceBuilder::new()
-                .layer(compression)
+                .layer(CompressionLayer::new())
                 .layer(SseLayer::new())
                 .service(svc)
                 .map_response(|r| r.map(|b| b.map_err(|e| e.to_string()).boxed_unsync()))
@@ -465,10 +528,10 @@ async fn compression_cannot_touch_streams_in_either_order() {
             sse_request("/sse").header("accept-encoding", "gzip, br"),
         )
         .await;
-        // Not compressed: `identity`, which also stops an outer compression layer.
+        // Not compressed, and no `content-encoding: identity` either.
         assert_eq!(
-            c.res.headers()["content-encoding"],
-            "identity",
+            c.res.headers().get("content-encoding"),
+            None,
             "sse outside: {sse_outside}"
         );
         tx.send("data: 1\n\n").unwrap();
@@ -482,4 +545,150 @@ async fn compression_cannot_touch_streams_in_either_order() {
         c.conn.abort();
         server.shutdown().await;
     }
+}
+
+#[tokio::test]
+async fn a_dropped_response_future_resolves_the_handle() {
+    // A slow handler; the client leaves (or an outer timeout fires) before it answers.
+    let (seen_tx, mut seen) = mpsc::unbounded_channel::<EndHandle>();
+    let svc = ServiceBuilder::new()
+        .layer(SseLayer::new())
+        .service(service_fn(move |req: Request<()>| {
+            seen_tx
+                .send(req.extensions().get::<EndHandle>().unwrap().clone())
+                .unwrap();
+            async {
+                futures_util::future::pending::<()>().await;
+                Ok::<_, Infallible>(Response::new(Full::new(Bytes::new())))
+            }
+        }));
+    let req = Request::get("/sse")
+        .header("accept", "text/event-stream")
+        .body(())
+        .unwrap();
+    let timed_out = tokio::time::timeout(Duration::from_millis(10), svc.oneshot(req)).await;
+    assert!(timed_out.is_err());
+    // Used to wait forever: the handle was only resolved by a response.
+    let report = guard("the handle", seen.recv().await.unwrap().ended()).await;
+    assert_eq!(report.reason, EndReason::ClientGone);
+}
+
+/// Under the layer's shutdown, the inner `SseBody` reports the layer's reason,
+/// not `ClientGone` (it is dropped after the layer ended the stream).
+#[tokio::test]
+async fn the_inner_body_reports_the_layers_reason() {
+    let (body_tx, mut body_ended) = mpsc::unbounded_channel::<EndReport>();
+    let svc = handler(move |_| {
+        let tx = body_tx.clone();
+        let body = SseBody::from_events(futures_util::stream::pending::<Event>())
+            .on_end(move |r| drop(tx.send(r)));
+        boxed(tower_sse::response(body))
+    });
+    let shutdown = Shutdown::new();
+    let (on_end, mut layer_ended) = reports();
+    let layer = SseLayer::new().with_shutdown(&shutdown).on_end(on_end);
+    let server = serve(ServiceBuilder::new().layer(layer).service(svc)).await;
+    let c = get(server.addr, sse_request("/sse?x=1")).await;
+    shutdown.trigger();
+    assert_eq!(read_to_end(c.res.into_body()).await, b"");
+    let inner = guard("the body's report", body_ended.recv()).await.unwrap();
+    let outer = guard("the layer's report", layer_ended.recv())
+        .await
+        .unwrap();
+    assert_eq!(inner.reason, EndReason::Shutdown);
+    assert_eq!(outer.reason, EndReason::Shutdown);
+    // The layer's report says which request it was.
+    let request = outer.request.expect("request context");
+    assert_eq!(
+        (request.method.as_str(), request.path.as_str()),
+        ("GET", "/sse")
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn every_on_end_callback_of_the_layer_runs() {
+    let (first, mut a) = reports();
+    let (second, mut b) = reports();
+    let svc = ServiceBuilder::new()
+        .layer(SseLayer::new().on_end(first).on_end(second))
+        .service(service_fn(|_: Request<()>| async {
+            Ok::<_, Infallible>(sse(Full::new(Bytes::from_static(b"data: a\n\n"))))
+        }));
+    let res = svc
+        .oneshot(sse_request("/").body(()).unwrap())
+        .await
+        .unwrap();
+    res.into_body().collect().await.unwrap();
+    // `on_end` used to replace the previous callback.
+    assert_eq!(a.recv().await.unwrap().events, 1);
+    assert_eq!(b.recv().await.unwrap().events, 1);
+}
+
+#[derive(Debug)]
+struct Broken;
+
+impl std::fmt::Display for Broken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("broken")
+    }
+}
+
+impl std::error::Error for Broken {}
+
+/// Any body whose data is a `Buf` and whose error converts into a `BoxError`,
+/// as tower-http takes them; the error itself reaches the report.
+#[tokio::test]
+async fn any_buf_and_any_error_and_the_error_is_kept() {
+    let (on_end, mut ended) = reports();
+    let svc = ServiceBuilder::new()
+        .layer(SseLayer::new().on_end(on_end))
+        .service(service_fn(|_: Request<()>| async {
+            let frames = futures_util::stream::iter([
+                Ok(http_body::Frame::data(&b"data: a\n\n"[..])),
+                Err(Broken),
+            ]);
+            Ok::<_, Infallible>(sse(http_body_util::StreamBody::new(frames)))
+        }));
+    let res = svc
+        .oneshot(sse_request("/").body(()).unwrap())
+        .await
+        .unwrap();
+    let mut body = res.into_body();
+    let frame = body.frame().await.unwrap().unwrap();
+    assert_eq!(frame.into_data().unwrap(), "data: a\n\n");
+    let err = body.frame().await.unwrap().unwrap_err();
+    assert!(std::error::Error::source(&*err).unwrap().is::<Broken>());
+    let report = ended.recv().await.unwrap();
+    let EndReason::Failed(cause) = report.reason else {
+        panic!("{:?}", report.reason)
+    };
+    // Used to be flattened into a string.
+    assert!(cause.is::<Broken>());
+}
+
+/// With the `axum` feature, the report names the route that matched.
+#[cfg(feature = "axum")]
+#[tokio::test]
+async fn the_report_names_axums_matched_route() {
+    use axum::{routing::get, Router};
+    let (on_end, mut ended) = reports();
+    let app: Router = Router::new()
+        .route(
+            "/rooms/{id}",
+            get(|| async {
+                let events = futures_util::stream::iter([Event::message("hi")]);
+                SseBody::from_events(events).into_response()
+            }),
+        )
+        .layer(SseLayer::new().on_end(on_end));
+    let req = sse_request("/rooms/7")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let res = app.oneshot(req).await.unwrap();
+    res.into_body().collect().await.unwrap();
+    let report = guard("the report", ended.recv()).await.unwrap();
+    let request = report.request.unwrap();
+    assert_eq!(request.path, "/rooms/7");
+    assert_eq!(request.route.as_deref(), Some("/rooms/{id}"));
 }

@@ -6,7 +6,7 @@ use std::{
     task::{Context, Poll},
 };
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
@@ -15,11 +15,11 @@ use super::{
     config::{Config, Permit},
 };
 use crate::{
-    end::Tracker,
     keep_alive::Heartbeat,
-    shutdown::ShutdownListener,
-    timer::{Deadline, Timer},
-    EndHandle, EndReason, Event,
+    lifecycle::{Control, Lifecycle},
+    link::Link,
+    tracker::Tracker,
+    BoxError, EndReason, Event,
 };
 
 pin_project! {
@@ -28,6 +28,12 @@ pin_project! {
     /// A response that is not an event stream keeps its body, polled straight
     /// through. An event stream gets heartbeats at event boundaries, end
     /// reporting, shutdown and lifetime. A refused stream (`503`) is empty.
+    ///
+    /// Like tower-http's bodies, it accepts any inner body whose data is a
+    /// [`Buf`] and whose error converts into a [`BoxError`]; data frames come out
+    /// as [`Bytes`] (zero-copy when they were `Bytes`). A failure of the inner
+    /// body comes out as a [`BodyError`], whose [`source`](Error::source) is
+    /// the inner error; the same error is in the [`EndReport`](crate::EndReport).
     pub struct ResponseBody<B> {
         #[pin]
         kind: Kind<B>,
@@ -42,6 +48,8 @@ pin_project! {
             body: B,
         },
         Stream {
+            // Declared first, so dropped first: the inner body's end report reads
+            // the layer's reason from the link after the layer has recorded it.
             #[pin]
             body: B,
             state: Box<State>,
@@ -53,18 +61,9 @@ pin_project! {
 /// Everything a stream needs beyond its body; boxed, so a plain body stays small.
 struct State {
     boundary: Boundary,
-    /// `None` when the body sends its own heartbeats, or they are off.
-    heartbeat: Option<Heartbeat>,
-    timer: Option<Arc<dyn Timer>>,
-    tracker: Tracker,
-    shutdown: Option<ShutdownListener>,
-    lifetime: Option<(Deadline, Bytes)>,
-    /// Set when the stream must end, waiting for an event boundary: the reason,
-    /// and a last frame to write (with its event count) if any.
-    stopping: Option<(EndReason, Option<(Bytes, u64)>)>,
-    /// The last frame was written; the stream ends at the next poll.
-    ending: Option<EndReason>,
-    permit: Option<Permit>,
+    lifecycle: Lifecycle,
+    /// The link to an `SseBody` inside, until it is known to write heartbeats.
+    link: Option<Arc<Link>>,
 }
 
 impl<B> ResponseBody<B> {
@@ -81,30 +80,29 @@ impl<B> ResponseBody<B> {
     pub(crate) fn stream(
         body: B,
         config: &Config,
-        handle: EndHandle,
+        mut tracker: Tracker,
         permit: Permit,
-        own_heartbeat: bool,
+        link: Arc<Link>,
     ) -> Self {
-        let mut tracker = Tracker::new(handle);
-        if let Some(on_end) = &config.on_end {
+        for on_end in &config.on_end {
             let on_end = on_end.clone();
             tracker.on_end(move |report| on_end(report));
         }
-        let heartbeat = (!own_heartbeat).then(|| Heartbeat::new(config.keep_alive.clone()));
-        let lifetime = config.lifetime.map(|l| {
+        tracker.observe();
+        let mut lifecycle = Lifecycle::new(tracker, config.timer.clone());
+        lifecycle.set_heartbeat(Some(Heartbeat::new(config.keep_alive.clone())));
+        if let Some(shutdown) = &config.shutdown {
+            lifecycle.set_shutdown(shutdown.listener());
+        }
+        if let Some(l) = config.lifetime {
             let hint = Event::default().retry(l.retry).encode().into_bytes();
-            (Deadline::new(l.after), hint)
-        });
+            lifecycle.set_lifetime(l.after, Some(hint));
+        }
+        lifecycle.set_permit(permit);
         let state = State {
             boundary: Boundary::new(),
-            heartbeat: heartbeat.filter(Heartbeat::is_enabled),
-            timer: config.timer.clone(),
-            tracker,
-            shutdown: config.shutdown.as_ref().map(|s| s.listener()),
-            lifetime,
-            stopping: None,
-            ending: None,
-            permit: Some(permit),
+            lifecycle,
+            link: Some(link),
         };
         Self {
             kind: Kind::Stream {
@@ -115,41 +113,25 @@ impl<B> ResponseBody<B> {
     }
 }
 
-impl State {
-    fn finish(&mut self, reason: EndReason) {
-        // Leave the counts of live streams as soon as the stream is over.
-        self.shutdown = None;
-        self.permit = None;
-        self.tracker.finish(reason);
-    }
-
-    /// Notices a shutdown or the end of the lifetime (registering for both).
-    fn check_stop(&mut self, cx: &mut Context<'_>) {
-        if let Some(listener) = self.shutdown.as_ref().filter(|l| l.is_triggered()) {
-            let last = listener.final_frame().map(|bytes| (bytes, 1));
-            self.stopping = Some((EndReason::Shutdown, last));
-        } else if let Some((deadline, hint)) = self.lifetime.as_mut() {
-            if deadline.poll_expired(self.timer.as_ref(), cx).is_ready() {
-                self.stopping = Some((EndReason::Lifetime, Some((hint.clone(), 0))));
-            }
-        }
-    }
-}
-
 impl<B> Body for ResponseBody<B>
 where
-    B: Body<Data = Bytes>,
-    B::Error: fmt::Display,
+    B: Body,
+    B::Error: Into<BoxError>,
 {
     type Data = Bytes;
-    type Error = B::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.project().kind.project() {
-            KindProj::Plain { body } => body.poll_frame(cx),
+            KindProj::Plain { body } => match body.poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => Poll::Ready(Some(Ok(frame.map_data(to_bytes)))),
+                Poll::Ready(Some(Err(err))) => Poll::Ready(Some(Err(err.into()))),
+                Poll::Ready(None) => Poll::Ready(None),
+                Poll::Pending => Poll::Pending,
+            },
             KindProj::Stream { body, state } => poll_stream(body, state, cx),
             KindProj::Empty => Poll::Ready(None),
         }
@@ -159,7 +141,7 @@ where
         match &self.kind {
             Kind::Plain { body } => body.is_end_stream(),
             // Only once ended: the end must be seen to be reported as such.
-            Kind::Stream { state, .. } => state.tracker.is_finished(),
+            Kind::Stream { state, .. } => state.lifecycle.is_finished(),
             Kind::Empty => true,
         }
     }
@@ -173,88 +155,96 @@ where
     }
 }
 
+fn to_bytes(mut data: impl Buf) -> Bytes {
+    // `Bytes` hands itself over without a copy.
+    data.copy_to_bytes(data.remaining())
+}
+
 fn poll_stream<B>(
     body: Pin<&mut B>,
     state: &mut State,
     cx: &mut Context<'_>,
-) -> Poll<Option<Result<Frame<Bytes>, B::Error>>>
+) -> Poll<Option<Result<Frame<Bytes>, BoxError>>>
 where
-    B: Body<Data = Bytes>,
-    B::Error: fmt::Display,
+    B: Body,
+    B::Error: Into<BoxError>,
 {
-    if state.tracker.is_finished() {
-        return Poll::Ready(None);
-    }
-    if let Some(reason) = state.ending.take() {
-        state.finish(reason);
-        return Poll::Ready(None);
-    }
-    if state.stopping.is_none() {
-        state.check_stop(cx);
-    }
-    if state.boundary.at_boundary() {
-        if let Some((reason, last)) = state.stopping.take() {
-            return Poll::Ready(match last {
-                Some((bytes, events)) => {
-                    state.tracker.sent(events, bytes.len());
-                    state.ending = Some(reason);
-                    Some(Ok(Frame::data(bytes)))
-                }
-                None => {
-                    state.finish(reason);
-                    None
-                }
-            });
-        }
+    let State {
+        boundary,
+        lifecycle,
+        link,
+    } = state;
+    if let Some(control) = lifecycle.poll_control(boundary.at_boundary(), cx) {
+        return Poll::Ready(match control {
+            Control::Write(bytes) => Some(Ok(Frame::data(bytes))),
+            Control::End => None,
+        });
     }
     match body.poll_frame(cx) {
         Poll::Ready(Some(Ok(frame))) => {
+            let frame = frame.map_data(to_bytes);
             if let Some(data) = frame.data_ref() {
-                let events = state.boundary.feed(data);
-                state.tracker.sent(events, data.len());
-                if let Some(heartbeat) = state.heartbeat.as_mut() {
-                    heartbeat.activity();
-                }
+                let events = boundary.feed(data);
+                lifecycle.data(events, data.len());
             }
             Poll::Ready(Some(Ok(frame)))
         }
         Poll::Ready(Some(Err(err))) => {
-            let reason = EndReason::Failed(Arc::new(BodyFailed(err.to_string())));
-            state.finish(reason);
-            Poll::Ready(Some(Err(err)))
+            let err: Arc<dyn Error + Send + Sync> = Arc::from(err.into());
+            lifecycle.finish(EndReason::Failed(err.clone()));
+            Poll::Ready(Some(Err(Box::new(BodyError(err)))))
         }
         Poll::Ready(None) => {
-            state.finish(EndReason::Completed);
+            // An `SseBody` inside knows why it ended (a failure, its own shutdown).
+            let inner = lifecycle.tracker.link().and_then(|l| l.reason());
+            lifecycle.finish(inner.unwrap_or(EndReason::Completed));
             Poll::Ready(None)
         }
         Poll::Pending => {
-            if state.stopping.is_none() && state.boundary.at_boundary() {
-                if let Some(heartbeat) = state.heartbeat.as_mut() {
-                    if let Some(beat) = heartbeat.poll_due(state.timer.as_ref(), cx) {
-                        state.tracker.heartbeat(beat.len());
-                        return Poll::Ready(Some(Ok(Frame::data(beat))));
-                    }
-                }
+            if link.as_ref().is_some_and(|l| l.is_polled()) {
+                // An `SseBody` inside writes the heartbeats (with our `KeepAlive`
+                // unless it has its own): one writer per stream.
+                lifecycle.set_heartbeat(None);
+                *link = None;
             }
-            if let Some(listener) = state.shutdown.as_ref() {
-                listener.register(cx);
+            match lifecycle.poll_idle(boundary.at_boundary(), cx) {
+                Some(beat) => Poll::Ready(Some(Ok(Frame::data(beat)))),
+                None => Poll::Pending,
             }
-            Poll::Pending
         }
     }
 }
 
-/// The reason reported when the inner body fails: its error's message.
-#[derive(Debug)]
-struct BodyFailed(String);
+/// The error of a [`ResponseBody`] whose inner body failed; its
+/// [`source`](Error::source) is the inner body's error, also reported in the
+/// stream's [`EndReport`](crate::EndReport) as [`EndReason::Failed`].
+#[derive(Clone)]
+pub struct BodyError(Arc<dyn Error + Send + Sync>);
 
-impl fmt::Display for BodyFailed {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+impl BodyError {
+    /// The inner body's error.
+    pub fn inner(&self) -> &(dyn Error + Send + Sync + 'static) {
+        &*self.0
     }
 }
 
-impl Error for BodyFailed {}
+impl fmt::Debug for BodyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+impl fmt::Display for BodyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl Error for BodyError {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        Some(&*self.0)
+    }
+}
 
 impl<B> fmt::Debug for ResponseBody<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -273,7 +263,7 @@ impl fmt::Debug for State {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("State")
             .field("boundary", &self.boundary)
-            .field("tracker", &self.tracker)
+            .field("lifecycle", &self.lifecycle)
             .finish_non_exhaustive()
     }
 }
@@ -283,7 +273,7 @@ mod tests {
     use std::{
         collections::VecDeque,
         future::Future,
-        sync::atomic::{AtomicBool, Ordering},
+        sync::atomic::{AtomicU64, Ordering},
         time::Duration,
     };
 
@@ -291,7 +281,7 @@ mod tests {
     use crate::{
         layer::config::Lifetime,
         timer::{Sleep, Timer},
-        KeepAlive, Shutdown,
+        EndHandle, KeepAlive, Shutdown,
     };
 
     #[derive(Debug, PartialEq)]
@@ -302,6 +292,8 @@ mod tests {
             f.write_str("mock failed")
         }
     }
+
+    impl Error for MockError {}
 
     type Step = Poll<Option<Result<Frame<Bytes>, MockError>>>;
 
@@ -336,18 +328,21 @@ mod tests {
         }
     }
 
-    /// A timer whose sleeps are all done once `fired` is set.
+    /// A manual clock, in milliseconds: a sleep is done once the clock reaches it.
     #[derive(Debug, Default)]
     struct Manual {
-        fired: Arc<AtomicBool>,
+        now: Arc<AtomicU64>,
     }
 
-    struct ManualSleep(Arc<AtomicBool>);
+    struct ManualSleep {
+        now: Arc<AtomicU64>,
+        at: u64,
+    }
 
     impl Future for ManualSleep {
         type Output = ();
         fn poll(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<()> {
-            if self.0.load(Ordering::SeqCst) {
+            if self.now.load(Ordering::SeqCst) >= self.at {
                 Poll::Ready(())
             } else {
                 Poll::Pending
@@ -355,46 +350,72 @@ mod tests {
         }
     }
 
+    fn ms(d: Duration) -> u64 {
+        u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+    }
+
     impl Sleep for ManualSleep {
-        fn reset(self: Pin<&mut Self>, _: Duration) {}
+        fn reset(mut self: Pin<&mut Self>, after: Duration) {
+            self.at = self.now.load(Ordering::SeqCst).saturating_add(ms(after));
+        }
     }
 
     impl Timer for Manual {
-        fn sleep(&self, _: Duration) -> Pin<Box<dyn Sleep>> {
-            Box::pin(ManualSleep(self.fired.clone()))
+        fn sleep(&self, after: Duration) -> Pin<Box<dyn Sleep>> {
+            let at = self.now.load(Ordering::SeqCst).saturating_add(ms(after));
+            Box::pin(ManualSleep {
+                now: self.now.clone(),
+                at,
+            })
         }
     }
 
     struct Harness {
         body: Pin<Box<ResponseBody<Mock>>>,
         handle: EndHandle,
-        fired: Arc<AtomicBool>,
+        clock: Arc<AtomicU64>,
     }
 
     fn harness(script: Mock, config: Config, own_heartbeat: bool) -> Harness {
         let timer = Manual::default();
-        let fired = timer.fired.clone();
+        let clock = timer.now.clone();
         let config = Config {
             timer: Some(Arc::new(timer)),
             ..config
         };
         let handle = EndHandle::new();
         let permit = config.try_acquire().unwrap();
-        let body = ResponseBody::stream(script, &config, handle.clone(), permit, own_heartbeat);
+        let link = Arc::new(Link::default());
+        if own_heartbeat {
+            // What an `SseBody` inside does on its first poll.
+            link.mark_polled();
+        }
+        let tracker = Tracker::new(handle.clone());
+        let body = ResponseBody::stream(script, &config, tracker, permit, link);
         Harness {
             body: Box::pin(body),
             handle,
-            fired,
+            clock,
         }
     }
 
     impl Harness {
-        fn poll(&mut self) -> Poll<Option<Result<Bytes, MockError>>> {
+        fn advance(&self, by: Duration) {
+            self.clock.fetch_add(ms(by), Ordering::SeqCst);
+        }
+
+        fn poll(&mut self) -> Poll<Option<Result<Bytes, String>>> {
             let mut cx = Context::from_waker(futures_util::task::noop_waker_ref());
-            self.body
-                .as_mut()
-                .poll_frame(&mut cx)
-                .map(|f| f.map(|r| r.map(|frame| frame.into_data().expect("a data frame"))))
+            self.poll_with(&mut cx)
+        }
+
+        fn poll_with(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, String>>> {
+            self.body.as_mut().poll_frame(cx).map(|f| {
+                f.map(|r| {
+                    r.map(|frame| frame.into_data().expect("a data frame"))
+                        .map_err(|e| e.to_string())
+                })
+            })
         }
 
         fn polls(&self) -> usize {
@@ -405,7 +426,7 @@ mod tests {
         }
     }
 
-    fn ready(bytes: &[u8]) -> Poll<Option<Result<Bytes, MockError>>> {
+    fn ready(bytes: &[u8]) -> Poll<Option<Result<Bytes, String>>> {
         Poll::Ready(Some(Ok(Bytes::copy_from_slice(bytes))))
     }
 
@@ -434,16 +455,19 @@ mod tests {
     #[test]
     fn heartbeats_wait_for_an_event_boundary() {
         let script = mock([
+            Poll::Pending,
             data(b"data: a"),
             Poll::Pending,
             data(b"\r\n"),
             Poll::Pending,
             data(b"\r\n"),
             Poll::Pending,
+            Poll::Pending,
             Poll::Ready(None),
         ]);
         let mut h = harness(script, Config::default(), false);
-        h.fired.store(true, Ordering::SeqCst); // every heartbeat is due at once
+        assert!(h.poll().is_pending(), "idle: the heartbeat is armed");
+        h.advance(Duration::from_secs(3600)); // and overdue from here on
         assert_eq!(h.poll(), ready(b"data: a"));
         assert!(h.poll().is_pending(), "no heartbeat inside an event");
         assert_eq!(h.poll(), ready(b"\r\n"));
@@ -452,8 +476,13 @@ mod tests {
             "no heartbeat after a line of an event"
         );
         assert_eq!(h.poll(), ready(b"\r\n"));
+        assert!(
+            h.poll().is_pending(),
+            "the idle time restarts after the event"
+        );
+        h.advance(KeepAlive::DEFAULT_INTERVAL);
         assert_eq!(h.poll(), ready(b":\n\n"));
-        assert_eq!(h.polls(), 6);
+        assert_eq!(h.polls(), 8);
         assert_eq!(h.poll(), Poll::Ready(None));
         assert!(h.body.is_end_stream());
         let report = h.handle.report().unwrap();
@@ -461,13 +490,13 @@ mod tests {
         assert_eq!((report.events, report.heartbeats, report.bytes), (1, 1, 14));
         // After the end: `None` again, and the inner body is left alone.
         assert_eq!(h.poll(), Poll::Ready(None));
-        assert_eq!(h.polls(), 7);
+        assert_eq!(h.polls(), 9);
     }
 
     #[test]
     fn no_heartbeat_when_the_body_has_its_own() {
         let mut h = harness(mock([data(b":\n\n")]), Config::default(), true);
-        h.fired.store(true, Ordering::SeqCst);
+        h.advance(Duration::from_secs(3600));
         assert_eq!(h.poll(), ready(b":\n\n"));
         assert!(h.poll().is_pending());
         assert!(h.poll().is_pending());
@@ -485,7 +514,7 @@ mod tests {
             ..Config::default()
         };
         let mut h = harness(mock([]), config, false);
-        h.fired.store(true, Ordering::SeqCst);
+        h.advance(Duration::from_secs(3600));
         assert!(h.poll().is_pending());
         assert!(h.poll().is_pending());
     }
@@ -495,7 +524,7 @@ mod tests {
         let script = mock([data(b"data: a\n\n"), Poll::Ready(Some(Err(MockError)))]);
         let mut h = harness(script, Config::default(), false);
         assert_eq!(h.poll(), ready(b"data: a\n\n"));
-        assert_eq!(h.poll(), Poll::Ready(Some(Err(MockError))));
+        assert_eq!(h.poll(), Poll::Ready(Some(Err("mock failed".to_owned()))));
         assert_eq!(h.poll(), Poll::Ready(None));
         assert_eq!(h.polls(), 2);
         let report = h.handle.report().unwrap();
@@ -521,7 +550,7 @@ mod tests {
         ]);
         let mut h = harness(script, config, false);
         assert_eq!(h.poll(), ready(b"data: a\n"));
-        h.fired.store(true, Ordering::SeqCst); // the lifetime is over, mid-event
+        h.advance(Duration::from_secs(60)); // the lifetime is over, mid-event
         assert!(h.poll().is_pending());
         assert_eq!(h.poll(), ready(b"\n"));
         assert_eq!(h.poll(), ready(b"retry: 1500\n\n"));
@@ -553,6 +582,43 @@ mod tests {
         let report = h.handle.report().unwrap();
         assert_eq!(report.reason, EndReason::Shutdown);
         assert_eq!(report.events, 2);
+    }
+
+    /// A waker that counts its wakes.
+    #[derive(Default)]
+    struct Wakes(std::sync::atomic::AtomicUsize);
+
+    impl std::task::Wake for Wakes {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn a_shutdown_mid_event_does_not_spin_and_ends_after_the_grace_period() {
+        let shutdown = Shutdown::new();
+        let config = Config {
+            shutdown: Some(shutdown.clone()),
+            ..Config::default()
+        };
+        // The producer stalls in the middle of an event.
+        let mut h = harness(mock([data(b"data: a\n")]), config, false);
+        assert_eq!(h.poll(), ready(b"data: a\n"));
+        shutdown.trigger();
+        let wakes = Arc::new(Wakes::default());
+        let waker = std::task::Waker::from(wakes.clone());
+        let mut cx = Context::from_waker(&waker);
+        for _ in 0..3 {
+            assert!(h.poll_with(&mut cx).is_pending());
+        }
+        // Used to wake itself on every poll (the fired shutdown re-woke it): a
+        // busy loop polling the stalled producer without end.
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 0);
+        assert_eq!(h.polls(), 4);
+        h.advance(Shutdown::DEFAULT_GRACE); // the grace period is over
+        assert_eq!(h.poll_with(&mut cx), Poll::Ready(None));
+        assert_eq!(h.handle.report().unwrap().reason, EndReason::Shutdown);
+        assert_eq!(shutdown.live_streams(), 0);
     }
 
     #[test]

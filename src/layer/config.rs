@@ -24,7 +24,8 @@ pub(crate) type OnEnd = Arc<dyn Fn(EndReport) + Send + Sync>;
 pub(crate) struct Config {
     pub(crate) keep_alive: KeepAlive,
     pub(crate) cache_control: HeaderValue,
-    pub(crate) on_end: Option<OnEnd>,
+    /// Every callback added with `on_end`, run in order.
+    pub(crate) on_end: Vec<OnEnd>,
     pub(crate) shutdown: Option<Shutdown>,
     pub(crate) limit: Option<Limit>,
     pub(crate) lifetime: Option<Lifetime>,
@@ -38,7 +39,7 @@ impl Default for Config {
         Self {
             keep_alive: KeepAlive::new(),
             cache_control: NO_CACHE,
-            on_end: None,
+            on_end: Vec::new(),
             shutdown: None,
             limit: None,
             lifetime: None,
@@ -68,7 +69,7 @@ impl fmt::Debug for Config {
         f.debug_struct("Config")
             .field("keep_alive", &self.keep_alive)
             .field("cache_control", &self.cache_control)
-            .field("on_end", &self.on_end.as_ref().map(|_| ".."))
+            .field("on_end", &self.on_end.len())
             .field("shutdown", &self.shutdown)
             .field("limit", &self.limit)
             .field("lifetime", &self.lifetime)
@@ -89,7 +90,9 @@ pub(crate) struct Limit {
 impl Limit {
     pub(crate) fn new(max: usize, retry_after: Duration) -> Self {
         // Rounded up: `retry-after` counts whole seconds, and 0 would invite a storm.
-        let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+        let secs = retry_after
+            .as_secs()
+            .saturating_add(u64::from(retry_after.subsec_nanos() > 0));
         Self {
             max,
             retry_after: HeaderValue::from(secs.max(1)),
@@ -141,5 +144,10 @@ mod tests {
     fn retry_after_is_at_least_one_second() {
         assert_eq!(Limit::new(1, Duration::ZERO).retry_after, "1");
         assert_eq!(Limit::new(1, Duration::from_secs(30)).retry_after, "30");
+        // Used to overflow: `as_secs() + 1`.
+        assert_eq!(
+            Limit::new(1, Duration::MAX).retry_after,
+            u64::MAX.to_string().as_str()
+        );
     }
 }

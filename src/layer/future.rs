@@ -13,10 +13,19 @@ use super::{
     config::{Config, Permit},
     ResponseBody,
 };
-use crate::{end::Tracker, EndHandle, EndReason};
+use crate::{
+    link::{Link, LinkExt},
+    request_info::RequestSeed,
+    tracker::Tracker,
+    EndHandle, EndReason,
+};
 
 pin_project! {
     /// Response future of [`Sse`](super::Sse).
+    ///
+    /// Dropped before the inner service answered (the client left during a slow
+    /// handler, an outer timeout), it reports `ClientGone` to the request's
+    /// [`EndHandle`](crate::EndHandle), so nothing waits on it forever.
     pub struct ResponseFuture<F> {
         #[pin]
         kind: Kind<F>,
@@ -30,6 +39,7 @@ pin_project! {
             #[pin]
             future: F,
             config: Arc<Config>,
+            // `None` once the response is out.
             stream: Option<StreamRequest>,
         },
         Rejected {
@@ -38,29 +48,66 @@ pin_project! {
     }
 }
 
-/// What the service set up for a request that asked for a stream.
+/// What the service set up for a request: its end handle (resolved with
+/// `ClientGone` if dropped unanswered), what the report will say of the
+/// request, and for a request that asked for a stream, its slot and its link to
+/// the body.
 pub(crate) struct StreamRequest {
-    pub(crate) handle: EndHandle,
-    pub(crate) permit: Permit,
-    /// The request offered compressed encodings, which the service took away.
-    pub(crate) identity: bool,
+    handle: Option<EndHandle>,
+    seed: Option<RequestSeed>,
+    permit: Option<Permit>,
+    link: Option<Arc<Link>>,
 }
 
 impl StreamRequest {
+    pub(crate) fn new(
+        handle: EndHandle,
+        seed: RequestSeed,
+        permit: Option<Permit>,
+        link: Option<Arc<Link>>,
+    ) -> Self {
+        Self {
+            handle: Some(handle),
+            seed: Some(seed),
+            permit,
+            link,
+        }
+    }
+
     /// The response is no stream (or none came): the handle resolves at once, so
     /// that nothing waits on it forever.
-    fn not_a_stream(self) {
-        Tracker::new(self.handle).finish(EndReason::Completed);
+    fn not_a_stream(mut self) {
+        if let Some(handle) = self.handle.take() {
+            handle.resolve_empty(EndReason::Completed);
+        }
+    }
+
+    /// The response is a stream: its end report starts now.
+    fn tracker(&mut self) -> Tracker {
+        let mut tracker = Tracker::new(self.handle.take().unwrap_or_default());
+        if let Some(seed) = self.seed.take() {
+            tracker.set_request(Arc::new(seed.into_info()));
+        }
+        tracker
+    }
+}
+
+impl Drop for StreamRequest {
+    fn drop(&mut self) {
+        // Dropped before the response (the future was dropped): the client left.
+        if let Some(handle) = self.handle.take() {
+            handle.resolve_empty(EndReason::ClientGone);
+        }
     }
 }
 
 impl<F> ResponseFuture<F> {
-    pub(crate) fn called(future: F, config: Arc<Config>, stream: Option<StreamRequest>) -> Self {
+    pub(crate) fn called(future: F, config: Arc<Config>, stream: StreamRequest) -> Self {
         Self {
             kind: Kind::Called {
                 future,
                 config,
-                stream,
+                stream: Some(stream),
             },
         }
     }
@@ -85,24 +132,33 @@ where
                 future,
                 config,
                 stream,
-            } => match ready!(future.poll(cx)) {
-                Ok(res) => Poll::Ready(Ok(wrap(res, config, stream.take()))),
-                Err(err) => {
-                    if let Some(stream) = stream.take() {
+            } => {
+                let Some(request) = stream.as_mut() else {
+                    // Polled after completion: a broken contract, answered quietly.
+                    return Poll::Pending;
+                };
+                // A body made while the handler runs links itself to the layer.
+                let output = ready!(Link::listen(&mut request.link, || future.poll(cx)));
+                let Some(stream) = stream.take() else {
+                    return Poll::Pending;
+                };
+                match output {
+                    Ok(res) => Poll::Ready(Ok(wrap(res, config, stream))),
+                    Err(err) => {
                         stream.not_a_stream();
+                        Poll::Ready(Err(err))
                     }
-                    Poll::Ready(Err(err))
                 }
-            },
+            }
             KindProj::Rejected { retry_after } => Poll::Ready(Ok(unavailable(retry_after.take()))),
         }
     }
 }
 
 fn wrap<B>(
-    res: Response<B>,
+    mut res: Response<B>,
     config: &Config,
-    stream: Option<StreamRequest>,
+    stream: StreamRequest,
 ) -> Response<ResponseBody<B>> {
     let headers = res.headers();
     // A compressed stream cannot take a heartbeat; it can only be passed on.
@@ -112,34 +168,32 @@ fn wrap<B>(
             .is_some_and(|v| v != "identity")
     };
     if !crate::is_event_stream(headers) || compressed() {
-        if let Some(stream) = stream {
-            stream.not_a_stream();
-        }
+        stream.not_a_stream();
         return res.map(ResponseBody::plain);
     }
-    let (handle, permit, identity) = match stream {
-        Some(s) => (s.handle, s.permit, s.identity),
+    let mut stream = stream;
+    let mut tracker = stream.tracker();
+    let permit = match stream.permit.take() {
+        Some(permit) => permit,
         // The request did not say it wanted a stream: its slot is taken now.
         None => match config.try_acquire() {
-            Some(permit) => (EndHandle::new(), permit, false),
-            None => return unavailable(config.limit.as_ref().map(|l| l.retry_after.clone())),
+            Some(permit) => permit,
+            None => {
+                tracker.finish(EndReason::Completed);
+                return unavailable(config.limit.as_ref().map(|l| l.retry_after.clone()));
+            }
         },
     };
+    // The body's own link (`into_response`) or the one offered to the handler.
+    let link = match res.extensions_mut().remove::<LinkExt>() {
+        Some(LinkExt(link)) => link,
+        None => stream.link.take().unwrap_or_default(),
+    };
+    link.mark_layered(&config.keep_alive);
+    tracker.set_link(link.clone());
     let (mut parts, body) = res.into_parts();
     crate::response::set_headers(&mut parts.headers, config.cache_control.clone());
-    if identity && !parts.headers.contains_key(header::CONTENT_ENCODING) {
-        // An outer compression layer saw the client's `accept-encoding`; this
-        // tells it (tower-http's `CompressionLayer` and others) the body is final.
-        parts.headers.insert(
-            header::CONTENT_ENCODING,
-            HeaderValue::from_static("identity"),
-        );
-    }
-    let own_heartbeat = parts
-        .extensions
-        .get::<crate::response::OwnHeartbeat>()
-        .is_some();
-    let body = ResponseBody::stream(body, config, handle, permit, own_heartbeat);
+    let body = ResponseBody::stream(body, config, tracker, permit, link);
     Response::from_parts(parts, body)
 }
 

@@ -13,8 +13,9 @@ use crate::{timer::Timer, EndReport, KeepAlive, Shutdown};
 /// production-safe. See the [module docs](crate::layer) for what it does.
 ///
 /// Builder methods take and return the layer by value. Every service made by the
-/// layer (and by its clones) shares one count of live streams, for
-/// [`max_streams`](Self::max_streams) and [`live_streams`](Self::live_streams).
+/// layer (and by its unchanged clones) shares one count of live streams, for
+/// [`max_streams`](Self::max_streams) and [`live_streams`](Self::live_streams);
+/// a clone that is configured differently gets a count of its own.
 ///
 /// ```
 /// use std::time::Duration;
@@ -41,11 +42,18 @@ impl SseLayer {
     }
 
     fn config(&mut self) -> &mut Config {
+        if Arc::get_mut(&mut self.config).is_none() {
+            // A clone being configured differently: its streams are its own.
+            let mut config = (*self.config).clone();
+            config.live = Arc::default();
+            self.config = Arc::new(config);
+        }
         Arc::make_mut(&mut self.config)
     }
 
-    /// The heartbeat written into idle streams that have none of their own;
-    /// [`KeepAlive::disabled`] turns it off.
+    /// The heartbeat of every stream through the layer; [`KeepAlive::disabled`]
+    /// turns it off. A heartbeat set on an [`SseBody`](crate::SseBody) wins over
+    /// it; see [the heartbeat rule](crate::layer#one-heartbeat-rule).
     pub fn keep_alive(mut self, keep_alive: KeepAlive) -> Self {
         self.config().keep_alive = keep_alive;
         self
@@ -58,10 +66,12 @@ impl SseLayer {
     }
 
     /// Calls `f` with the [`EndReport`] of every SSE response, once, when it
-    /// ends for any reason (the client leaving included). It runs where the body
-    /// ends or is dropped, usually the connection's task: keep it short.
+    /// ends for any reason (the client leaving included). Several callbacks all
+    /// run, in the order they were added (as with [`SseBody::on_end`](crate::SseBody::on_end)).
+    /// It runs where the body ends or is dropped, usually the connection's task:
+    /// keep it short.
     pub fn on_end(mut self, f: impl Fn(EndReport) + Send + Sync + 'static) -> Self {
-        self.config().on_end = Some(Arc::new(f));
+        self.config().on_end.push(Arc::new(f));
         self
     }
 
@@ -109,5 +119,24 @@ impl<S> Layer<S> for SseLayer {
 
     fn layer(&self, inner: S) -> Sse<S> {
         Sse::from_config(inner, self.config.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_clone_configured_differently_counts_its_own_streams() {
+        let a = SseLayer::new();
+        let same = a.clone();
+        let b = a.clone().max_streams(1, Duration::from_secs(1));
+        let permit = a.config.try_acquire().unwrap();
+        assert_eq!((a.live_streams(), same.live_streams()), (1, 1));
+        assert_eq!(b.live_streams(), 0);
+        let _b = b.config.try_acquire().unwrap();
+        assert!(b.config.try_acquire().is_none());
+        drop(permit);
+        assert_eq!(a.live_streams(), 0);
     }
 }

@@ -12,16 +12,44 @@
 //! - **heartbeats** while idle ([`KeepAlive`](crate::KeepAlive), 15 s by
 //!   default), written only **between events**: the layer follows the bytes
 //!   (a blank line ends an event; LF, CR or CRLF line endings, split across
-//!   frames in any way) and never writes a comment inside an event. A response
-//!   made by [`SseBody::into_response`](crate::SseBody::into_response) with its
-//!   own heartbeats is marked, and gets none from the layer;
+//!   frames in any way) and never writes a comment inside an event; an
+//!   [`SseBody`](crate::SseBody) inside writes them itself (see
+//!   [the heartbeat rule](#one-heartbeat-rule));
 //! - **disconnect reporting**: an [`EndReport`](crate::EndReport) (reason,
-//!   events, heartbeats, bytes, duration) to [`SseLayer::on_end`] and to the
-//!   request's [`EndHandle`](crate::EndHandle), exactly once, including when the
-//!   client leaves (hyper drops the body; on HTTP/2, a reset stream);
+//!   events, heartbeats, bytes, duration, and the [request](crate::RequestInfo))
+//!   to every [`SseLayer::on_end`] callback and to the request's
+//!   [`EndHandle`](crate::EndHandle), exactly once, including when the client
+//!   leaves (hyper drops the body; on HTTP/2, a reset stream);
 //! - **graceful shutdown** ([`SseLayer::with_shutdown`]) and a **maximum
 //!   lifetime** ([`SseLayer::max_lifetime`]): the stream ends cleanly at the next
-//!   event boundary, after a last event or a `retry:` hint.
+//!   event boundary, after a last event or a `retry:` hint; a stream that cannot
+//!   reach a boundary (its producer stalled mid-event) is cut off after the
+//!   shutdown's [grace period](crate::Shutdown::grace).
+//!
+//! # One heartbeat rule
+//!
+//! A stream has one heartbeat writer, and its setting is, in this order:
+//!
+//! 1. the [`KeepAlive`](crate::KeepAlive) set on the [`SseBody`](crate::SseBody)
+//!    with [`SseBody::keep_alive`](crate::SseBody::keep_alive) (including
+//!    [`KeepAlive::disabled`](crate::KeepAlive::disabled));
+//! 2. else the layer's ([`SseLayer::keep_alive`], 15 s by default).
+//!
+//! When the response's body is an `SseBody`, the body writes the heartbeats
+//! (it is always between events); for any other body, the layer writes them at
+//! event boundaries. The rule is the same whatever built the response:
+//! `SseBody::into_response`, [`response`](crate::response()), or axum's
+//! `IntoResponse`. The layer finds the body through a link made when the body is
+//! created while the layer's service handles the request (in the handler), or
+//! carried by the response of `into_response` (for a body made elsewhere, such
+//! as another task). A body made outside the handler *and* wrapped with the
+//! generic `response()` cannot be found: it keeps its own heartbeats, and the
+//! layer's come on top when the layer's interval is shorter.
+//!
+//! Through the same link, the end report tells the truth from both sides: an
+//! `SseBody` ended by the layer (shutdown, lifetime) reports the layer's reason,
+//! not `ClientGone`, and the layer reports the body's reason (a failure, its own
+//! shutdown) when the body ends.
 //!
 //! Every other response passes through untouched: its body is polled straight
 //! through, and the only work is a look at its `content-type`. The layer never
@@ -36,19 +64,21 @@
 //! layer inserts the [`LastEventId`](crate::LastEventId) into the extensions when
 //! there is one (`Last-Event-ID` header, else the `lastEventId` query parameter;
 //! hostile values — not UTF-8, over 1 KiB, control characters — are absent,
-//! never a 500). For stream requests it also:
+//! never a 500), and an [`EndHandle`](crate::EndHandle) that the handler (or the
+//! task producing its events) can await: it learns how the stream ended. If the
+//! answer is not a stream (an error, a `204`, a plain page), the handle resolves
+//! at once with `Completed` and zero counts; if the response never comes (the
+//! client left during a slow handler, an outer timeout dropped the future), with
+//! `ClientGone`: nothing waits on it forever. (`text/event-stream;q=0` is a
+//! refusal, not a stream request.)
 //!
-//! - inserts an [`EndHandle`](crate::EndHandle) that the handler (or the task
-//!   producing its events) can await; it learns how the stream ended. If the
-//!   answer is not a stream (an error, a `204`), the handle resolves at once with
-//!   `Completed` and zero counts, so nothing waits on it forever;
-//! - removes `accept-encoding`, so a compression layer inside cannot compress
-//!   the stream (a compressor buffers small events: the client would see
-//!   nothing). When the client had sent one, the stream response says
-//!   `content-encoding: identity`, which also stops a compression layer
-//!   *outside* this one (tower-http's `CompressionLayer` never compresses a
-//!   response that has a `content-encoding`), even with a predicate that
-//!   compresses everything.
+//! For stream requests it also removes `accept-encoding`, so a compression
+//! layer *inside* this one cannot compress the stream (a compressor buffers
+//! small events: the client would see nothing). A compression layer *outside*
+//! this one sees the client's `accept-encoding`: keep its default predicate
+//! (tower-http's skips `text/event-stream`), or put `SseLayer` outside it. (No
+//! `content-encoding: identity` is sent: RFC 9110 reserves `identity` and says
+//! not to send it in `Content-Encoding`.)
 //!
 //! An SSE response that arrives already compressed (only possible for a request
 //! that was not a stream request) is passed through as is: nothing can be
@@ -68,7 +98,17 @@
 //!    when the answer to a stream request is not a stream.
 //!
 //! A browser's `EventSource` does not reconnect after a `503`: page code should
-//! retry after `retry-after` seconds. Clones of a layer share its slots.
+//! retry after `retry-after` seconds. Clones of a layer share its slots, unless
+//! a clone is configured differently: it then has slots of its own.
+//!
+//! # Bodies and errors
+//!
+//! As tower-http's middleware, the layer takes any response body whose data is
+//! a `bytes::Buf` and whose error converts into a [`BoxError`](crate::BoxError);
+//! its [`ResponseBody`] yields `Bytes` (zero-copy for `Bytes` data) and fails
+//! with a [`BodyError`] whose source is the inner error, which is also the
+//! [`EndReason::Failed`](crate::EndReason::Failed) of the report. The service's
+//! own error type is never changed.
 //!
 //! # Which piece do I use?
 //!
@@ -92,8 +132,8 @@
 //! | heartbeat | after idle time, reset by events, only at event boundaries, also for foreign bodies, never doubled | opt-in, idle-reset | opt-in, idle-reset | fixed cadence, never reset by traffic |
 //! | disconnect reporting | `EndReport` (reason, events, bytes, duration) to a callback and awaitable handles | none | none | none |
 //! | `Last-Event-ID` | header or `lastEventId` query, hostile values absent, in request extensions | none | filter; unparsable is a rejection | none |
-//! | compression safety | `accept-encoding` removed for stream requests; `identity` stops outer compressors | relies on the compressor's predicate | relies on the compressor | `identity` header |
-//! | graceful shutdown | `Shutdown` ends every stream at a boundary, with a last event | hangs (axum#2673) | hangs | manual |
+//! | compression safety | `accept-encoding` removed for stream requests | relies on the compressor's predicate | relies on the compressor | `identity` header |
+//! | graceful shutdown | `Shutdown` ends every stream at a boundary, with a last event, within a grace period | hangs (axum#2673) | hangs | manual |
 //! | fallible events | typed `EventError`; stream errors end the body cleanly and are reported | panics on CR/LF in `id`/`event` | field injection possible | body error |
 //! | limits | max concurrent streams (503 + `retry-after`), max lifetime with `retry:` | none | none | none |
 //!
@@ -188,4 +228,10 @@ mod future;
 mod layer;
 mod service;
 
-pub use self::{body::ResponseBody, future::ResponseFuture, layer::SseLayer, service::Sse};
+pub(crate) use self::config::Permit;
+pub use self::{
+    body::{BodyError, ResponseBody},
+    future::ResponseFuture,
+    layer::SseLayer,
+    service::Sse,
+};

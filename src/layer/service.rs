@@ -7,7 +7,7 @@ use http::{header, HeaderMap, Request, Response};
 use tower_service::Service;
 
 use super::{config::Config, future::StreamRequest, ResponseBody, ResponseFuture, SseLayer};
-use crate::{EndHandle, LastEventId};
+use crate::{link::Link, request_info::RequestSeed, EndHandle, EndReason, LastEventId};
 
 /// Middleware that makes the SSE responses of the inner service production-safe;
 /// see the [module docs](crate::layer). Made by [`SseLayer`].
@@ -67,27 +67,33 @@ where
         if let Some(id) = LastEventId::from_request(&req) {
             req.extensions_mut().insert(id);
         }
+        // Every request gets a handle, so a handler can always take it; it
+        // resolves at once when the answer is not a stream.
+        let handle = EndHandle::new();
+        req.extensions_mut().insert(handle.clone());
+        let seed = RequestSeed::new(&req);
+        // Listens for the `SseBody` the handler makes, whatever builds the response.
+        let mut link = None;
         if !accepts_event_stream(req.headers()) {
-            return ResponseFuture::called(self.inner.call(req), self.config.clone(), None);
+            let future = Link::listen(&mut link, || self.inner.call(req));
+            let stream = StreamRequest::new(handle, seed, None, link);
+            return ResponseFuture::called(future, self.config.clone(), stream);
         }
         // Decided before the inner service runs, so a refused stream costs it nothing.
         let Some(permit) = self.config.try_acquire() else {
+            handle.resolve_empty(EndReason::Completed);
             return ResponseFuture::rejected(&self.config);
         };
-        let identity = req.headers_mut().remove(header::ACCEPT_ENCODING).is_some();
-        let handle = EndHandle::new();
-        req.extensions_mut().insert(handle.clone());
-        let stream = StreamRequest {
-            handle,
-            permit,
-            identity,
-        };
-        ResponseFuture::called(self.inner.call(req), self.config.clone(), Some(stream))
+        req.headers_mut().remove(header::ACCEPT_ENCODING);
+        let future = Link::listen(&mut link, || self.inner.call(req));
+        let stream = StreamRequest::new(handle, seed, Some(permit), link);
+        ResponseFuture::called(future, self.config.clone(), stream)
     }
 }
 
 /// Whether the `Accept` header lists `text/event-stream` (parameters and letter
-/// case aside). `*/*` does not count: every browser request sends it.
+/// case aside) with a weight above zero. `*/*` does not count: every browser
+/// request sends it.
 pub(crate) fn accepts_event_stream(headers: &HeaderMap) -> bool {
     headers.get_all(header::ACCEPT).iter().any(|value| {
         // Every request comes this way and most do not ask for a stream: a value
@@ -101,9 +107,28 @@ pub(crate) fn accepts_event_stream(headers: &HeaderMap) -> bool {
                     .is_some_and(|s| s.eq_ignore_ascii_case(b"event-stream"))
             });
         mentioned
-            && value
-                .to_str()
-                .is_ok_and(|v| v.split(',').any(crate::response::is_event_stream_type))
+            && value.to_str().is_ok_and(|v| {
+                v.split(',')
+                    .any(|range| crate::response::is_event_stream_type(range) && !refused(range))
+            })
+    })
+}
+
+/// Whether a media range has `q=0` (RFC 9110 §12.4.2: "not acceptable").
+fn refused(range: &str) -> bool {
+    range.split(';').skip(1).any(|param| {
+        let Some((name, value)) = param.split_once('=') else {
+            return false;
+        };
+        let value = value.trim();
+        name.trim().eq_ignore_ascii_case("q")
+            && value.starts_with('0')
+            && value.len() <= 5
+            && value[1..]
+                .strip_prefix('.')
+                .unwrap_or(&value[1..])
+                .bytes()
+                .all(|b| b == b'0')
     })
 }
 
@@ -127,6 +152,11 @@ mod tests {
             (&["text/event-stream/"][..], false),
             (&["x;a=text/event-stream"][..], false),
             (&["image/webp", "TEXT/EVENT-STREAM"][..], true),
+            // q=0 means "not acceptable" (used to count as accepting).
+            (&["text/event-stream;q=0"][..], false),
+            (&["text/event-stream; Q=0.000"][..], false),
+            (&["text/event-stream;q=0.001"][..], true),
+            (&["text/event-stream;q=0, text/event-stream;q=1"][..], true),
             (&[][..], false),
         ] {
             let mut h = HeaderMap::new();

@@ -1,0 +1,78 @@
+//! Coalescing: the events a stream has ready right now, joined into one frame,
+//! so a burst costs one write instead of one per event.
+
+use std::{
+    pin::Pin,
+    task::{Context, Poll},
+};
+
+use bytes::{Bytes, BytesMut};
+use futures_core::Stream;
+
+use crate::{
+    body::{failure, OnError},
+    BoxError, EncodedEvent, EndReason,
+};
+
+/// Pulls the events that are ready right now into one frame of at most `max` bytes.
+pub(crate) fn coalesce<S, T, E>(
+    mut stream: Pin<&mut S>,
+    cx: &mut Context<'_>,
+    first: Bytes,
+    max: usize,
+    pending: &mut Option<(Bytes, u64)>,
+    ending: &mut Option<EndReason>,
+    on_error: &Option<OnError>,
+) -> (Bytes, u64)
+where
+    S: Stream<Item = Result<T, E>>,
+    T: Into<EncodedEvent>,
+    E: Into<BoxError>,
+{
+    let mut buf: Option<BytesMut> = None;
+    let mut events = 1;
+    let mut len = first.len();
+    while len < max {
+        let next = match stream.as_mut().poll_next(cx) {
+            Poll::Ready(Some(Ok(item))) => item.into().into_bytes(),
+            Poll::Ready(Some(Err(err))) => {
+                let (last, reason) = failure(err.into(), on_error);
+                *ending = Some(reason);
+                match last {
+                    Some(last) if len + last.len() <= max => {
+                        append(&mut buf, &first, &last);
+                        events += 1;
+                    }
+                    Some(last) => *pending = Some((last, 1)),
+                    None => {}
+                }
+                break;
+            }
+            Poll::Ready(None) => {
+                *ending = Some(EndReason::Completed);
+                break;
+            }
+            Poll::Pending => break,
+        };
+        if len + next.len() > max {
+            *pending = Some((next, 1));
+            break;
+        }
+        len += next.len();
+        append(&mut buf, &first, &next);
+        events += 1;
+    }
+    match buf {
+        Some(buf) => (buf.freeze(), events),
+        None => (first, events),
+    }
+}
+
+fn append(buf: &mut Option<BytesMut>, first: &Bytes, next: &[u8]) {
+    buf.get_or_insert_with(|| {
+        let mut buf = BytesMut::with_capacity((first.len() + next.len()) * 2);
+        buf.extend_from_slice(first);
+        buf
+    })
+    .extend_from_slice(next);
+}

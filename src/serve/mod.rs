@@ -1,0 +1,278 @@
+//! Serving defaults for long-lived streams, in one place (the `serve` feature).
+//!
+//! An SSE server holds connections open for hours, mostly idle, to clients that
+//! come and go without warning. hyper's defaults are made for short requests;
+//! [`Server`] sets what streams need, on hyper-util's HTTP/1.1 + h2c server:
+//!
+//! | setting | default here | hyper's default | why |
+//! |---|---|---|---|
+//! | [`TcpOptions`] | `TCP_USER_TIMEOUT` 30 s, keepalive 30 s + 10 s × 3, `TCP_NODELAY` | none | a peer that vanishes is reported within heartbeat + 30 s, not ~15 min |
+//! | header read timeout | 10 s, from the connection's start | none without a timer | a half-sent request head cannot hold a descriptor and memory forever |
+//! | `writev` | off | auto | one buffer per connection: less idle memory |
+//! | buffer size cap | 16 KiB | ~400 KiB | a client that stops reading holds at most this much of the server's memory (request heads must fit in it) |
+//! | connection cap | none ([`max_connections`](Server::max_connections)) | none | past it, the server stops accepting until a connection closes |
+//! | graceful shutdown | [`with_shutdown`](Server::with_shutdown): stop accepting, end streams, close the connections still open after the grace period | waits forever | a frozen reader or a stalled stream cannot hold shutdown |
+//!
+//! With `axum::serve`, the socket options apply through
+//! `ListenerExt::tap_io` (see [`TcpOptions`]); the other settings need this
+//! server (an axum `Router` is a Tower service and runs on it as is).
+//!
+//! # Example
+//!
+//! ```no_run
+//! # async fn run() -> std::io::Result<()> {
+//! use std::{convert::Infallible, time::Duration};
+//! use tower_sse::{serve::Server, Event, Shutdown, SseBody};
+//!
+//! let shutdown = Shutdown::new().grace(Duration::from_secs(5));
+//! let service = tower::service_fn({
+//!     let shutdown = shutdown.clone();
+//!     move |_req: http::Request<hyper::body::Incoming>| {
+//!         let events = futures_util::stream::pending::<Event>();
+//!         let body = SseBody::from_events(events).with_shutdown(&shutdown);
+//!         async move { Ok::<_, Infallible>(body.into_response()) }
+//!     }
+//! });
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+//! let stop = shutdown.clone();
+//! tokio::spawn(async move {
+//!     let _ = tokio::signal::ctrl_c().await;
+//!     stop.trigger();
+//! });
+//! Server::new()
+//!     .max_connections(50_000)
+//!     .with_shutdown(&shutdown)
+//!     .serve(listener, service)
+//!     .await
+//! # }
+//! ```
+
+mod tcp;
+
+use std::{
+    error::Error,
+    io,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo, TokioTimer},
+    server::{conn::auto, graceful::GracefulShutdown},
+    service::TowerToHyperService,
+};
+use tokio::{net::TcpListener, sync::Semaphore, task::JoinSet};
+use tower_service::Service;
+
+pub use self::tcp::TcpOptions;
+use crate::{BoxError, Shutdown};
+
+/// An HTTP/1.1 and h2c server with the defaults long-lived streams need; see
+/// the [module docs](self) for each setting and why.
+#[derive(Clone, Debug)]
+#[must_use = "a server does nothing until `serve` is awaited"]
+pub struct Server {
+    tcp: TcpOptions,
+    header_read_timeout: Duration,
+    max_buf_size: usize,
+    max_connections: Option<usize>,
+    shutdown: Option<Shutdown>,
+}
+
+impl Server {
+    /// The default header read timeout: 10 s.
+    pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+    /// The default cap on a connection's read and write buffers: 16 KiB.
+    pub const DEFAULT_MAX_BUF_SIZE: usize = 16 * 1024;
+
+    /// The smallest buffer cap hyper accepts (a smaller value is raised to it).
+    pub const MIN_BUF_SIZE: usize = 8 * 1024;
+
+    /// The defaults of the [module docs](self).
+    pub fn new() -> Self {
+        Self {
+            tcp: TcpOptions::new(),
+            header_read_timeout: Self::DEFAULT_HEADER_READ_TIMEOUT,
+            max_buf_size: Self::DEFAULT_MAX_BUF_SIZE,
+            max_connections: None,
+            shutdown: None,
+        }
+    }
+
+    /// The socket options of accepted connections.
+    pub fn tcp(mut self, options: TcpOptions) -> Self {
+        self.tcp = options;
+        self
+    }
+
+    /// How long a client has, from the moment it connects (and then between
+    /// requests on a kept-alive HTTP/1.1 connection), to send a complete request
+    /// head. A connection that has not done so is closed.
+    pub fn header_read_timeout(mut self, timeout: Duration) -> Self {
+        self.header_read_timeout = timeout;
+        self
+    }
+
+    /// Caps each connection's read buffer (a request head must fit in it) and
+    /// write buffer (what a client that stops reading can make the server hold),
+    /// at least [`MIN_BUF_SIZE`](Self::MIN_BUF_SIZE).
+    pub fn max_buf_size(mut self, bytes: usize) -> Self {
+        self.max_buf_size = bytes.max(Self::MIN_BUF_SIZE);
+        self
+    }
+
+    /// Accepts at most `max` connections at once (at least 1); past it, the
+    /// server stops accepting (clients wait in the listen backlog) until one
+    /// closes.
+    pub fn max_connections(mut self, max: usize) -> Self {
+        self.max_connections = Some(max.clamp(1, Semaphore::MAX_PERMITS));
+        self
+    }
+
+    /// Shuts down when `shutdown` is triggered: stops accepting, lets each
+    /// connection finish (give the same `Shutdown` to the streams, so they
+    /// end), and closes the connections still open after its
+    /// [grace period](Shutdown::grace) (a client that stopped reading, a stream
+    /// that does not end). [`serve`](Self::serve) then returns.
+    pub fn with_shutdown(mut self, shutdown: &Shutdown) -> Self {
+        self.shutdown = Some(shutdown.clone());
+        self
+    }
+
+    /// Serves `service` on `listener` until the shutdown (if any) completes.
+    ///
+    /// # Errors
+    ///
+    /// None so far: accept errors (such as running out of descriptors) are
+    /// retried after a short pause, as `axum::serve` does. The `Result` leaves
+    /// room for fatal listener errors.
+    pub async fn serve<S, B>(self, listener: TcpListener, service: S) -> io::Result<()>
+    where
+        S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<BoxError>,
+        B: http_body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<Box<dyn Error + Send + Sync>>,
+    {
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.header_read_timeout)
+            .writev(false)
+            .max_buf_size(self.max_buf_size);
+        builder.http2().timer(TokioTimer::new());
+        let builder = Arc::new(builder);
+        let graceful = GracefulShutdown::new();
+        let mut connections = JoinSet::new();
+        let limit = self.max_connections.map(|n| Arc::new(Semaphore::new(n)));
+        let stopped = async {
+            match &self.shutdown {
+                Some(shutdown) => shutdown.triggered().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(stopped);
+        loop {
+            // Reap finished connections, so the set holds only live ones.
+            while connections.try_join_next().is_some() {}
+            let permit = match &limit {
+                Some(limit) => tokio::select! {
+                    permit = limit.clone().acquire_owned() => permit.ok(),
+                    () = &mut stopped => break,
+                },
+                None => None,
+            };
+            let tcp = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((tcp, _)) => tcp,
+                    Err(_) => {
+                        // Out of descriptors or a connection reset while queued.
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                () = &mut stopped => break,
+            };
+            // Best effort: a refused option must not refuse the client.
+            let _ = self.tcp.apply(&tcp);
+            let seen = Arc::new(AtomicBool::new(false));
+            let svc = TowerToHyperService::new(FirstRequest {
+                inner: service.clone(),
+                seen: seen.clone(),
+            });
+            let builder = builder.clone();
+            let watcher = graceful.watcher();
+            let timeout = self.header_read_timeout;
+            connections.spawn(async move {
+                let _permit = permit;
+                let conn = builder.serve_connection(TokioIo::new(tcp), svc);
+                let conn = watcher.watch(conn.into_owned());
+                tokio::select! {
+                    _ = conn => {}
+                    // hyper's own timeout starts after the protocol is known; this
+                    // one also covers a client that sends nothing, or a partial
+                    // HTTP/2 preface.
+                    () = no_request_within(&seen, timeout) => {}
+                }
+            });
+        }
+        drop(listener);
+        let grace = self
+            .shutdown
+            .as_ref()
+            .map_or(Duration::ZERO, Shutdown::grace_period);
+        // Connections finish their response and close; those that cannot (a
+        // frozen reader) are dropped after the grace period.
+        let _ = tokio::time::timeout(grace, graceful.shutdown()).await;
+        connections.shutdown().await;
+        Ok(())
+    }
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Completes if no request arrived within `timeout`.
+async fn no_request_within(seen: &AtomicBool, timeout: Duration) {
+    tokio::time::sleep(timeout).await;
+    if seen.load(Ordering::Acquire) {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// Marks that a connection has sent a complete request head.
+#[derive(Clone)]
+struct FirstRequest<S> {
+    inner: S,
+    seen: Arc<AtomicBool>,
+}
+
+impl<S, R> Service<R> for FirstRequest<S>
+where
+    S: Service<R>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: R) -> S::Future {
+        self.seen.store(true, Ordering::Release);
+        self.inner.call(req)
+    }
+}

@@ -1,0 +1,266 @@
+//! `tower_sse::serve`: half-sent heads, the connection cap, and graceful
+//! shutdown with a deadline, over real sockets on 127.0.0.1.
+
+use std::{
+    convert::Infallible,
+    net::SocketAddr,
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full};
+use hyper::body::Incoming;
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpListener, TcpStream},
+    task::JoinHandle,
+};
+use tower_sse::{serve::Server, Event, KeepAlive, Shutdown, SseBody, SseLayer};
+
+type Body = UnsyncBoxBody<Bytes, tower_sse::BoxError>;
+
+/// A hang guard: generous, never a timing assertion.
+async fn guard<F: std::future::Future>(what: &str, f: F) -> F::Output {
+    tokio::time::timeout(Duration::from_secs(30), f)
+        .await
+        .unwrap_or_else(|_| panic!("hung: {what}"))
+}
+
+/// `/big`: 8 KiB events as fast as the connection takes them; `/stall`: a
+/// foreign body that stops in the middle of an event; anything else: `ok`.
+async fn handler(req: Request<Incoming>, shutdown: Shutdown) -> Result<Response<Body>, Infallible> {
+    let res = match req.uri().path() {
+        "/big" => {
+            let event = Event::message("x".repeat(8 * 1024)).encode();
+            let events = futures_util::stream::repeat(event);
+            let body = SseBody::from_events(events).with_shutdown(&shutdown);
+            body.into_response()
+                .map(|b| b.map_err(|e| match e {}).boxed_unsync())
+        }
+        "/stall" => {
+            let frames = futures_util::stream::iter([Ok::<_, Infallible>(http_body::Frame::data(
+                Bytes::from_static(b"data: half an event\n"),
+            ))])
+            .chain(futures_util::stream::pending());
+            tower_sse::response(http_body_util::StreamBody::new(frames))
+                .map(|b| b.map_err(|e| match e {}).boxed_unsync())
+        }
+        _ => Response::new(
+            Full::new(Bytes::from_static(b"ok"))
+                .map_err(|e| match e {})
+                .boxed_unsync(),
+        ),
+    };
+    Ok(res)
+}
+
+use futures_util::StreamExt;
+
+async fn start(
+    server: Server,
+    shutdown: Shutdown,
+) -> (
+    SocketAddr,
+    JoinHandle<std::io::Result<()>>,
+    tokio::sync::mpsc::UnboundedReceiver<tower_sse::EndReport>,
+) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, reports) = tokio::sync::mpsc::unbounded_channel();
+    let layer = SseLayer::new()
+        .with_shutdown(&shutdown)
+        .on_end(move |r| drop(tx.send(r)));
+    let shutdown_for_server = shutdown.clone();
+    let svc = tower::ServiceBuilder::new()
+        .layer(layer)
+        .service_fn(move |req| handler(req, shutdown.clone()));
+    let svc = tower::ServiceBuilder::new()
+        .map_response(|res: Response<tower_sse::layer::ResponseBody<Body>>| {
+            res.map(|b| b.boxed_unsync())
+        })
+        .service(svc);
+    (
+        addr,
+        tokio::spawn(
+            server
+                .with_shutdown(&shutdown_for_server)
+                .serve(listener, svc),
+        ),
+        reports,
+    )
+}
+
+/// Sends a full GET and reads the whole answer (the server closes after it).
+async fn get(addr: SocketAddr, path: &str) -> String {
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    let head = format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    guard("the answer", tcp.read_to_end(&mut out))
+        .await
+        .unwrap();
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Waits until the server closes `tcp`; returns how long it took.
+async fn closed_after(mut tcp: TcpStream, since: Instant) -> Duration {
+    let mut buf = [0u8; 1024];
+    loop {
+        match guard("the server closing", tcp.read(&mut buf)).await {
+            Ok(0) | Err(_) => return since.elapsed(),
+            Ok(_) => {}
+        }
+    }
+}
+
+#[tokio::test]
+async fn half_sent_heads_are_closed_and_the_server_keeps_serving() {
+    let timeout = Duration::from_secs(1);
+    let shutdown = Shutdown::new();
+    let (addr, server, _) =
+        start(Server::new().header_read_timeout(timeout), shutdown.clone()).await;
+    let started = Instant::now();
+    let mut waits = Vec::new();
+    // Half a request head, nothing at all, and half an HTTP/2 preface.
+    for (n, bytes) in [
+        (40, &b"GET /big HTTP/1.1\r\nhost: x\r\n"[..]),
+        (5, &b""[..]),
+        (5, &b"PRI * HTTP/2"[..]),
+    ] {
+        for _ in 0..n {
+            let mut tcp = TcpStream::connect(addr).await.unwrap();
+            tcp.write_all(bytes).await.unwrap();
+            waits.push(tokio::spawn(closed_after(tcp, started)));
+        }
+    }
+    // Served meanwhile.
+    assert!(get(addr, "/").await.ends_with("ok"));
+    let mut longest = Duration::ZERO;
+    for wait in waits {
+        longest = longest.max(wait.await.unwrap());
+    }
+    println!("50 half-sent heads, timeout {timeout:?}: the last closed after {longest:?}");
+    // Still serving afterwards.
+    assert!(get(addr, "/").await.ends_with("ok"));
+    shutdown.trigger();
+    guard("serve returns", server).await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn a_frozen_reader_does_not_hold_shutdown_beyond_the_grace_period() {
+    let shutdown = Shutdown::new().grace(Duration::from_secs(1));
+    let (addr, server, mut reports) = start(Server::new(), shutdown.clone()).await;
+    // A client that asks for an endless stream of big events and never reads:
+    // the server's buffers fill, and hyper stops polling the body, so the body
+    // cannot see the shutdown.
+    let mut frozen = TcpStream::connect(addr).await.unwrap();
+    frozen
+        .write_all(b"GET /big HTTP/1.1\r\nhost: x\r\naccept: text/event-stream\r\n\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let triggered = Instant::now();
+    shutdown.trigger();
+    // Used to hang: hyper's graceful shutdown waits for the response to finish.
+    guard("serve returns", server).await.unwrap().unwrap();
+    println!(
+        "frozen reader: serve returned {:?} after the trigger",
+        triggered.elapsed()
+    );
+    // Closed by the server at the deadline: reported as ended by the shutdown.
+    let report = guard("the report", reports.recv()).await.unwrap();
+    assert_eq!(report.reason, tower_sse::EndReason::Shutdown);
+    drop(frozen);
+}
+
+/// CPU seconds this process has used (user + system), from /proc.
+fn cpu_time() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let fields: Vec<&str> = stat.rsplit(')').next()?.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(Duration::from_millis(ticks * 10)) // USER_HZ is 100 on Linux
+}
+
+#[tokio::test]
+async fn a_stream_stalled_mid_event_does_not_hold_shutdown_or_spin() {
+    let shutdown = Shutdown::new().grace(Duration::from_secs(1));
+    let (addr, server, mut reports) = start(Server::new(), shutdown.clone()).await;
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(b"GET /stall HTTP/1.1\r\nhost: x\r\naccept: text/event-stream\r\n\r\n")
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !String::from_utf8_lossy(&seen).contains("half an event") {
+        let n = guard("the half event", tcp.read(&mut buf)).await.unwrap();
+        assert!(n > 0);
+        seen.extend_from_slice(&buf[..n]);
+    }
+    let before = cpu_time();
+    let triggered = Instant::now();
+    shutdown.trigger();
+    guard("serve returns", server).await.unwrap().unwrap();
+    let took = triggered.elapsed();
+    if let (Some(before), Some(after)) = (before, cpu_time()) {
+        println!(
+            "stalled stream: shutdown took {took:?}, CPU used meanwhile {:?}",
+            after - before
+        );
+    }
+    assert_eq!(shutdown.live_streams(), 0);
+    let report = guard("the report", reports.recv()).await.unwrap();
+    assert_eq!(report.reason, tower_sse::EndReason::Shutdown);
+}
+
+#[tokio::test]
+async fn past_the_connection_cap_clients_wait_for_a_free_slot() {
+    let shutdown = Shutdown::new().grace(Duration::from_millis(200));
+    let (addr, server, _) = start(Server::new().max_connections(2), shutdown.clone()).await;
+    let open = |path: &'static str| async move {
+        let mut tcp = TcpStream::connect(addr).await.unwrap();
+        let head = format!("GET {path} HTTP/1.1\r\nhost: x\r\naccept: text/event-stream\r\n\r\n");
+        tcp.write_all(head.as_bytes()).await.unwrap();
+        tcp
+    };
+    let mut a = open("/stall").await;
+    let _b = open("/stall").await;
+    let mut buf = [0u8; 512];
+    assert!(guard("a's head", a.read(&mut buf)).await.unwrap() > 0);
+    let mut c = open("/").await;
+    let early = tokio::time::timeout(Duration::from_millis(300), c.read(&mut buf)).await;
+    assert!(early.is_err(), "the third connection waits: {early:?}");
+    drop(a);
+    let n = guard("c's answer", c.read(&mut buf)).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    shutdown.trigger();
+    guard("serve returns", server).await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn heartbeats_flow_through_the_server() {
+    // The serving defaults change nothing a stream sees.
+    let shutdown = Shutdown::new();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let svc = tower::service_fn(|_req: Request<Incoming>| async {
+        let body = SseBody::from_events(futures_util::stream::pending::<Event>())
+            .keep_alive(KeepAlive::new().interval(Duration::from_millis(10)));
+        Ok::<_, Infallible>(body.into_response())
+    });
+    let server = tokio::spawn(Server::new().with_shutdown(&shutdown).serve(listener, svc));
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 512];
+    while String::from_utf8_lossy(&seen).matches(":\n\n").count() < 2 {
+        let n = guard("heartbeats", tcp.read(&mut buf)).await.unwrap();
+        assert!(n > 0);
+        seen.extend_from_slice(&buf[..n]);
+    }
+    shutdown.trigger();
+    drop(tcp);
+    guard("serve returns", server).await.unwrap().unwrap();
+}
