@@ -30,8 +30,9 @@
 //!
 //! Only the crate's public API is used: [`Hub`] for rooms and replay,
 //! [`SseLayer`] for heartbeats and `Last-Event-ID`, [`SseBody::on_end`] for
-//! presence (a `leave` as soon as the connection closes, or at the first failed
-//! heartbeat when the client vanished without closing it).
+//! presence (a `leave` as soon as the connection closes, or within heartbeat +
+//! 30 s when the client vanished without closing it: the socket options of
+//! [`tower_sse::serve`] make the next write fail).
 
 use std::{
     collections::HashMap,

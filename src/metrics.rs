@@ -110,28 +110,24 @@ impl StreamMetrics {
 }
 
 /// An event was published to a hub.
-#[allow(dead_code)] // called by the hub
 pub(crate) fn hub_published() {
     #[cfg(feature = "metrics")]
     metrics::counter!(HUB_PUBLISHED).increment(1);
 }
 
 /// A hub subscriber fell too far behind and was cut off or skipped ahead.
-#[allow(dead_code)] // called by the hub
 pub(crate) fn hub_lag_cutoff() {
     #[cfg(feature = "metrics")]
     metrics::counter!(HUB_LAG_CUTOFFS).increment(1);
 }
 
 /// A hub subscription resumed from history.
-#[allow(dead_code)] // called by the hub
 pub(crate) fn hub_replay() {
     #[cfg(feature = "metrics")]
     metrics::counter!(HUB_REPLAYS).increment(1);
 }
 
 /// A hub subscriber was sent a `reset` notice.
-#[allow(dead_code)] // called by the hub
 pub(crate) fn hub_reset() {
     #[cfg(feature = "metrics")]
     metrics::counter!(HUB_RESETS).increment(1);

@@ -290,6 +290,7 @@ impl Inner {
         let event = event.id(id.to_string()).unwrap_or_default().encode();
         guard.event = Some(event);
         drop(guard);
+        crate::metrics::hub_published();
         self.enforce_bytes(&topic);
         self.maybe_sweep(now());
         Ok(id)

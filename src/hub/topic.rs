@@ -260,8 +260,12 @@ impl Topic {
         let exact = |offset| offset >= state.floor && offset <= state.settled;
         let (start, reset) = match cursor.map(str::parse::<EventId>) {
             None => (state.settled, None),
-            Some(Ok(id)) if id.epoch() == self.epoch && exact(id.offset()) => (id.offset(), None),
+            Some(Ok(id)) if id.epoch() == self.epoch && exact(id.offset()) => {
+                crate::metrics::hub_replay();
+                (id.offset(), None)
+            }
             Some(_) => {
+                crate::metrics::hub_reset();
                 // `event: reset`, with the id after which what follows is complete.
                 let floor = self.id(state.floor).to_string();
                 let data = format!("{{\"after\":\"{floor}\"}}");
@@ -410,6 +414,7 @@ impl Topic {
         if !reader.out
             && (cursor.at < state.floor || live_behind > config.get_queue_capacity() as u64)
         {
+            crate::metrics::hub_lag_cutoff();
             match config.get_lag() {
                 Lag::Disconnect { retry } => {
                     let hint = Event::default().comment("lagged").retry(retry).encode();
