@@ -17,8 +17,8 @@
 //!   request without one with [`MissingLastEventId`] (`400`). The `SseLayer` has
 //!   usually read it already; without the layer it is read from the request.
 //! - [`EndHandle`] is an extractor that never rejects: the layer's handle when
-//!   the layer runs and the request accepts `text/event-stream`, otherwise a new
-//!   detached handle, which reports the end once given to
+//!   the layer runs (it makes one for every request), otherwise a new detached
+//!   handle, which reports the end once given to
 //!   [`SseBody::with_end_handle`]. `Option<EndHandle>` is `Some` only for the
 //!   layer's handle.
 

@@ -178,11 +178,11 @@ async fn end_handle_never_answers_500() {
     let layer = SseLayer::new().keep_alive(KeepAlive::new().interval(Duration::from_secs(60)));
     let server = serve(watched(tx).layer(layer)).await;
 
-    // `curl` or `fetch` without `Accept: text/event-stream`: the layer makes no
-    // handle, the extractor gives a detached one, and it still reports the end.
+    // `curl` or `fetch` without `Accept: text/event-stream`: the layer makes a
+    // handle for every request, and it reports the end.
     client_leaves(server.addr, Request::get("/watched")).await;
     let (from_layer, end) = guard("handler", seen.recv()).await.unwrap();
-    assert!(!from_layer);
+    assert!(from_layer);
     let report = guard("end report", end.ended()).await;
     assert_eq!(report.reason, EndReason::ClientGone);
     assert_eq!(report.events, 1);
