@@ -55,10 +55,11 @@ trap cleanup EXIT
 # Runs the loadgen against one server; leaves its RESULT fields in `result`.
 run() {
     local name=$1 log="$OUT/$1.server.log" addr= rc=0
-    ADDR=127.0.0.1:0 "$BIN/$name" >"$log" 2>&1 &
+    : >"$log"
+    ADDR=127.0.0.1:0 "$BIN/$name" >>"$log" 2>&1 &
     server_pid=$!
     for _ in $(seq 100); do
-        addr=$(sed -n 's#^listening on http://##p' "$log")
+        addr=$(sed -n 's#^listening on http://##p' "$log" || true)
         [ -n "$addr" ] && break
         sleep 0.1
     done

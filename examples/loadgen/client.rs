@@ -22,7 +22,7 @@ pub(crate) struct Outcome {
     pub(crate) subscribed: bool,
     /// The last message arrived (every message, unless `lost` says otherwise).
     pub(crate) complete: bool,
-    /// Microseconds from the last message's post to its delivery.
+    /// Microseconds from the time the last message was due to its delivery.
     pub(crate) last_latency_us: Option<u64>,
     /// When the last message arrived, in microseconds since the run began.
     pub(crate) done_at_us: Option<u64>,

@@ -11,8 +11,9 @@
 //! `benches/storm.sh` runs it against both chats side by side.
 //!
 //! Environment: `ADDR` (the chat server, default `127.0.0.1:3000`), `N`
-//! (connections, default 1000), `M` (messages, default 50), `INTERVAL_MS` (pause
-//! between two posts, default 10), `PACE` (connections opened per second,
+//! (connections, default 1000), `M` (messages, default 50), `INTERVAL_MS` (the
+//! posting schedule: message k is due k × INTERVAL_MS after the first, default
+//! 10), `PACE` (connections opened per second,
 //! default 1000; `0` opens them all at once), `SETTLE_S` (seconds to wait after
 //! every client has its `members` snapshot before posting, default 3),
 //! `DEADLINE_S` (the whole run's bound, default 120), `RETRY_CAP_MS` (the
@@ -24,10 +25,13 @@
 //! Each client behaves like `EventSource`: when its stream ends or fails it
 //! waits the last `retry:` it received (3 s until it has one, as browsers do;
 //! at most `RETRY_CAP_MS`) and reconnects with `Last-Event-ID` set to the last
-//! `id:` it received. Ids are opaque strings. Each message's text carries its
-//! sequence number and the time it was posted, so each client counts
+//! `id:` it received. Ids are opaque strings. Messages are posted one after the
+//! other on a schedule, from a thread of their own; each message's text carries
+//! its sequence number and the time it was due, so each client counts
 //! duplicates and lost or out-of-order messages, and measures the latency of
-//! the last message (from its post to its delivery, reconnections included).
+//! the last message from the time it was due to its delivery (reconnections
+//! included; a server slow to accept posts delays every later message, and that
+//! counts).
 //! Clients keep their connection open until every client is done, so no
 //! `leave` storm disturbs the measurement.
 //!
@@ -51,7 +55,7 @@ use hyper_util::rt::TokioIo;
 use tokio::{
     net::TcpStream,
     sync::{mpsc, watch},
-    time::{sleep, timeout_at, Instant},
+    time::{sleep, sleep_until, timeout_at, Instant},
 };
 
 use client::{client, Outcome};
@@ -164,12 +168,17 @@ async fn main() -> Result<(), Error> {
             .map_err(|e| e.to_string())?;
         rt.block_on(async {
             let mut conn = None;
+            let start = Instant::now();
             for k in 0..m {
-                let text = format!("{k} {}", epoch.elapsed().as_micros());
+                // Message k is due at `start + k * interval`; its latency is
+                // counted from then, so a server that is slow to accept posts
+                // pays for it (no coordinated omission).
+                let due = start + interval * u32::try_from(k).unwrap_or(u32::MAX);
+                sleep_until(due).await;
+                let text = format!("{k} {}", due.duration_since(epoch).as_micros());
                 post(addr, &mut conn, &room, &text)
                     .await
                     .map_err(|e| e.to_string())?;
-                sleep(interval).await;
             }
             Ok(())
         })
