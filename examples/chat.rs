@@ -35,7 +35,7 @@
 //! [`tower_sse::serve`] make the next write fail).
 
 use std::{
-    collections::HashMap,
+    collections::{BTreeMap, HashMap},
     sync::{
         atomic::{AtomicU64, Ordering},
         Arc, Mutex, PoisonError,
@@ -149,9 +149,14 @@ struct Chat {
     guests: AtomicU64,
 }
 
-/// A room's members: name -> open connections under that name. A join (its
-/// snapshot, its subscription and its `join` event) and a leave run one at a
-/// time per room, so a snapshot and the events that follow it never disagree.
+/// How long joins and leaves wait to be published together: in a join storm a
+/// member is woken once per batch instead of once per join. Each join and leave
+/// is still its own event, with its own id.
+const PRESENCE_BATCH: Duration = Duration::from_millis(50);
+
+/// A room's presence. A join (its subscription and snapshot), a leave and a
+/// batch's publication run one at a time per room, so a snapshot and the
+/// events that follow it never disagree.
 #[derive(Default)]
 struct Room {
     members: tokio::sync::Mutex<Members>,
@@ -159,7 +164,12 @@ struct Room {
 
 #[derive(Default)]
 struct Members {
-    names: HashMap<String, usize>,
+    /// Name -> open connections, as announced so far: what a snapshot lists.
+    announced: BTreeMap<String, usize>,
+    /// Joins (`true`) and leaves not yet published, in order.
+    pending: Vec<(String, bool)>,
+    /// A batch is scheduled.
+    scheduled: bool,
     /// Removed from `Chat::rooms`: a join that finds it looks the room up again.
     gone: bool,
 }
@@ -170,11 +180,12 @@ impl Chat {
         rooms.entry(room.to_owned()).or_default().clone()
     }
 
-    /// Subscribes after `last` and announces the member. The stream replays
-    /// what the client missed, then this connection's `members` snapshot (as of
-    /// the end of the replay, with that id), then live events.
+    /// Subscribes after `last` and queues the member's `join`. The stream
+    /// replays what the client missed, then this connection's `members`
+    /// snapshot (as of the end of the replay, with that id), then live events,
+    /// its own `join` among them.
     async fn join(
-        &self,
+        self: &Arc<Self>,
         room: &str,
         name: &str,
         last: Option<&str>,
@@ -187,47 +198,75 @@ impl Chat {
             }
             let subscriber = self.hub.subscribe(room, last).await?;
             let position = subscriber.position().to_string();
-            let mut names: Vec<&str> = members
-                .names
+            let names: Vec<&str> = members
+                .announced
                 .iter()
                 .flat_map(|(name, n)| std::iter::repeat_n(name.as_str(), *n))
                 .collect();
-            names.sort_unstable();
-            let snapshot = json!({"room": room, "you": name, "names": names, "as_of": position});
+            let snapshot = format!(
+                r#"{{"room":{},"you":{},"names":{},"as_of":"{position}"}}"#,
+                Value::from(room),
+                Value::from(name),
+                serde_json::to_string(&names).unwrap_or_else(|_| "[]".to_owned()),
+            );
             let snapshot = named("members")
                 .id(position)
                 .unwrap_or_default()
-                .data(snapshot.to_string());
-            self.hub
-                .publish_with(room, |id| presence("join", id, room, name))
-                .await?;
-            *members.names.entry(name.to_owned()).or_insert(0) += 1;
+                .data(snapshot);
+            members.pending.push((name.to_owned(), true));
+            self.schedule(&mut members, room);
             return Ok(subscriber.then(snapshot));
         }
     }
 
-    async fn leave(&self, room: &str, name: &str) {
+    /// Queues the member's `leave`.
+    async fn leave(self: &Arc<Self>, room: &str, name: &str) {
         let entry = self.room(room);
         let mut members = entry.members.lock().await;
-        if let Some(n) = members.names.get_mut(name) {
-            *n -= 1;
-            if *n == 0 {
-                members.names.remove(name);
+        members.pending.push((name.to_owned(), false));
+        self.schedule(&mut members, room);
+    }
+
+    fn schedule(self: &Arc<Self>, members: &mut Members, room: &str) {
+        if !members.scheduled {
+            members.scheduled = true;
+            let (chat, room) = (self.clone(), room.to_owned());
+            tokio::spawn(async move {
+                tokio::time::sleep(PRESENCE_BATCH).await;
+                chat.announce(&room).await;
+            });
+        }
+    }
+
+    /// Publishes the queued joins and leaves of `room`, each its own event.
+    async fn announce(&self, room: &str) {
+        let entry = self.room(room);
+        let mut members = entry.members.lock().await;
+        members.scheduled = false;
+        for (name, joined) in std::mem::take(&mut members.pending) {
+            let kind = if joined { "join" } else { "leave" };
+            // The history keeps it even when nobody is left to hear it now; a
+            // store that cannot be reached loses presence, never messages.
+            let _ = self
+                .hub
+                .publish_with(room, |id| presence(kind, id, room, &name))
+                .await;
+            if joined {
+                *members.announced.entry(name).or_insert(0) += 1;
+            } else if let Some(n) = members.announced.get_mut(&name) {
+                *n -= 1;
+                if *n == 0 {
+                    members.announced.remove(&name);
+                }
             }
         }
-        if members.names.is_empty() {
+        if members.announced.is_empty() && members.pending.is_empty() {
             members.gone = true;
             let mut rooms = self.rooms.lock().unwrap_or_else(PoisonError::into_inner);
             if rooms.get(room).is_some_and(|r| Arc::ptr_eq(r, &entry)) {
                 rooms.remove(room);
             }
         }
-        // The history keeps it even when nobody is left to hear it now; a
-        // failure (a store that cannot be reached) leaves nothing to do here.
-        let _ = self
-            .hub
-            .publish_with(room, |id| presence("leave", id, room, name))
-            .await;
     }
 }
 

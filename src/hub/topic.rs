@@ -30,7 +30,7 @@ use super::{
 use crate::{EncodedEvent, Event};
 
 /// How many events a subscriber takes from the history per lock.
-const BATCH: usize = 64;
+const BATCH: usize = 16;
 
 /// A topic, shared by the store (which publishes to it) and its subscribers
 /// (which read from it).

@@ -9,7 +9,7 @@
 //! | [`TcpOptions`] | `TCP_USER_TIMEOUT` 30 s, keepalive 30 s + 10 s × 3, `TCP_NODELAY` | none | a peer that vanishes is reported within heartbeat + 30 s, not ~15 min |
 //! | header read timeout | 10 s, from the connection's start | none without a timer | a half-sent request head cannot hold a descriptor and memory forever |
 //! | `writev` | off | auto | one buffer per connection: less idle memory |
-//! | buffer size cap | 16 KiB | ~400 KiB | a client that stops reading holds at most this much of the server's memory (request heads must fit in it) |
+//! | buffer size cap | 8 KiB | ~400 KiB | a client that stops reading holds at most this much of the server's memory; above 8 KiB + 24 B hyper-util's protocol sniffing doubles the read buffer of every connection (request heads must fit in it) |
 //! | connection cap | none ([`max_connections`](Server::max_connections)) | none | past it, the server stops accepting until a connection closes |
 //! | graceful shutdown | [`with_shutdown`](Server::with_shutdown): stop accepting, end streams, close the connections still open after the grace period | waits forever | a frozen reader or a stalled stream cannot hold shutdown |
 //!
@@ -89,8 +89,12 @@ impl Server {
     /// The default header read timeout: 10 s.
     pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
-    /// The default cap on a connection's read and write buffers: 16 KiB.
-    pub const DEFAULT_MAX_BUF_SIZE: usize = 16 * 1024;
+    /// The default cap on a connection's read and write buffers: 8 KiB, hyper's
+    /// minimum. Measured in the 5 000-member join storm (`benches/storm.sh`):
+    /// with 16 KiB every connection's read buffer doubles to 16 KiB after
+    /// hyper-util sniffs the protocol; request heads up to 8 KiB fit, as in
+    /// nginx's default.
+    pub const DEFAULT_MAX_BUF_SIZE: usize = 8 * 1024;
 
     /// The smallest buffer cap hyper accepts (a smaller value is raised to it).
     pub const MIN_BUF_SIZE: usize = 8 * 1024;
