@@ -81,6 +81,7 @@ pub struct Server {
     tcp: TcpOptions,
     header_read_timeout: Duration,
     max_buf_size: usize,
+    writev: bool,
     max_connections: Option<usize>,
     shutdown: Option<Shutdown>,
 }
@@ -105,6 +106,7 @@ impl Server {
             tcp: TcpOptions::new(),
             header_read_timeout: Self::DEFAULT_HEADER_READ_TIMEOUT,
             max_buf_size: Self::DEFAULT_MAX_BUF_SIZE,
+            writev: false,
             max_connections: None,
             shutdown: None,
         }
@@ -140,6 +142,17 @@ impl Server {
         self
     }
 
+    /// Whether hyper queues body frames for vectored writes (`true`) or copies
+    /// them into one buffer per connection (`false`, the default: less memory
+    /// per idle connection). When many streams are busy at once (a chat room's
+    /// join storm), queueing holds less: 19.4 KiB per connection instead of
+    /// 42.9 KiB with 5 000 members (`benches/storm.sh`), since a copied frame
+    /// grows the buffer for the connection's life.
+    pub fn writev(mut self, writev: bool) -> Self {
+        self.writev = writev;
+        self
+    }
+
     /// Shuts down when `shutdown` is triggered: stops accepting, lets each
     /// connection finish (give the same `Shutdown` to the streams, so they
     /// end), and closes the connections still open after its
@@ -171,7 +184,7 @@ impl Server {
             .http1()
             .timer(TokioTimer::new())
             .header_read_timeout(self.header_read_timeout)
-            .writev(false)
+            .writev(self.writev)
             .max_buf_size(self.max_buf_size);
         builder.http2().timer(TokioTimer::new());
         let builder = Arc::new(builder);
