@@ -8,6 +8,8 @@ mod id;
 #[cfg(all(test, tower_sse_loom))]
 mod loom_tests;
 mod memory;
+#[cfg(feature = "redis")]
+mod redis;
 mod store;
 mod subscriber;
 mod sync;
@@ -15,6 +17,8 @@ mod topic;
 
 use std::{fmt, sync::Arc};
 
+#[cfg(feature = "redis")]
+pub use self::redis::{RedisConfig, RedisStore};
 pub use config::{HubConfig, Lag};
 pub use id::{Epoch, EventId, ParseEventIdError};
 pub use memory::MemoryStore;
