@@ -2,6 +2,7 @@
 //! for history, Pub/Sub for live events.
 
 mod mirror;
+mod presence;
 mod scripts;
 mod shard;
 
@@ -17,6 +18,7 @@ use std::{
 
 use tokio::sync::watch;
 
+pub use self::presence::RedisPresence;
 use self::{scripts::Keys, scripts::Scripts, shard::Shard};
 use super::{
     store::{HubError, MakeEvent, Store, StoreFuture},
