@@ -11,6 +11,20 @@
 //! it: with a certificate generated at start (self-signed for `localhost` and the
 //! address), or the PEM files `TLS_CERT` and `TLS_KEY`.
 //!
+//! Several nodes: built with `--features redis`, `REDIS_URL` (one URL, or
+//! several separated by commas over which rooms are spread) makes this process
+//! one node of a cluster, behind any load balancer and without sticky sessions:
+//! a message posted to any node reaches every member on every node, and a
+//! client resumes with `Last-Event-ID` on any node. Presence is shared too; the
+//! members of a node that dies are announced as `leave` by a surviving node
+//! after `PRESENCE_TTL_MS` (default `30000`). Without `REDIS_URL` everything
+//! stays in this process.
+//!
+//! ```text
+//! ADDR=127.0.0.1:3001 REDIS_URL=redis://127.0.0.1:6379 cargo run --features redis --example chat
+//! ADDR=127.0.0.1:3002 REDIS_URL=redis://127.0.0.1:6379 cargo run --features redis --example chat
+//! ```
+//!
 //! - `GET /`: the page (`examples/chat/index.html`, no CDN, no build step).
 //! - `GET /sse?room=ROOM&name=NAME`: the event stream, both parameters optional
 //!   (room `lobby`, a generated guest name). Events: `members` (a snapshot for
@@ -23,7 +37,8 @@
 //!   room's history outlives its members for ten minutes.
 //! - `POST /send` with `{"room", "name", "text"}`: `202 {"id": "..."}` once the
 //!   message is stored; bad input gets `400` (or `413`) `{"error": "..."}` and
-//!   nothing is broadcast; `503` when the hub cannot store it.
+//!   nothing is broadcast; `503` `{"error": "..."}` when the hub cannot store it
+//!   (Redis unreachable): nothing is delivered then.
 //! - `GET /metrics`: Prometheus text (`chat_messages_posted_total`, and the
 //!   crate's own metrics when it is built with its `metrics` feature).
 //! - `GET /favicon.ico`: the icon.
@@ -53,8 +68,9 @@ use axum::{
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde_json::{json, Value};
 use tower_sse::{
-    Event, EventId, Hub, HubConfig, HubError, KeepAlive, LastEventId, Shutdown, SseBody,
-    SseLayer, Subscriber,
+    hub::{MemoryPresence, Presence},
+    Event, EventId, Hub, HubConfig, HubError, KeepAlive, LastEventId, Shutdown, SseBody, SseLayer,
+    Subscriber,
 };
 
 /// The page, compiled into the binary.
@@ -80,10 +96,11 @@ async fn main() -> std::io::Result<()> {
         Err(_) => 15_000,
     };
     let tls = tls_wanted()?;
+    let (hub, presence) = cluster()?;
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     let local = listener.local_addr()?;
     let shutdown = Shutdown::new();
-    let app = app(Duration::from_millis(heartbeat), &shutdown);
+    let app = app_with(Duration::from_millis(heartbeat), &shutdown, hub, presence);
     tokio::spawn(metrics_upkeep());
     let stop = async move {
         let _ = tokio::signal::ctrl_c().await;
@@ -102,10 +119,85 @@ async fn main() -> std::io::Result<()> {
     }
 }
 
-/// The chat's routes, with heartbeats every `heartbeat`.
+fn invalid_input(message: String) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidInput, message)
+}
+
+/// The hub and presence: in this process, or on Redis when `REDIS_URL` is set
+/// (then a task announces the `leave` of members of nodes that died).
+fn cluster() -> std::io::Result<(Hub, Arc<dyn Presence>)> {
+    let Ok(urls) = std::env::var("REDIS_URL") else {
+        return Ok((
+            Hub::with_config(hub_config()),
+            Arc::new(MemoryPresence::new()),
+        ));
+    };
+    let ttl = match std::env::var("PRESENCE_TTL_MS") {
+        Ok(ms) => ms.parse().map_err(|_| {
+            invalid_input(format!(
+                "PRESENCE_TTL_MS must be a number of milliseconds, not {ms:?}"
+            ))
+        })?,
+        Err(_) => 30_000,
+    };
+    redis_cluster(&urls, Duration::from_millis(ttl))
+}
+
+#[cfg(feature = "redis")]
+fn redis_cluster(urls: &str, ttl: Duration) -> std::io::Result<(Hub, Arc<dyn Presence>)> {
+    use tower_sse::hub::{RedisConfig, RedisPresence, RedisStore};
+    let config = RedisConfig::new(urls).prefix("chat").hub(hub_config());
+    let store = RedisStore::new(config).map_err(|e| invalid_input(format!("REDIS_URL: {e}")))?;
+    let presence = RedisPresence::new(&store, ttl);
+    let hub = Hub::with_store(store);
+    tokio::spawn(announce_expired(
+        hub.clone(),
+        Arc::new(presence.clone()),
+        ttl / 3,
+    ));
+    Ok((hub, Arc::new(presence)))
+}
+
+#[cfg(not(feature = "redis"))]
+fn redis_cluster(_: &str, _: Duration) -> std::io::Result<(Hub, Arc<dyn Presence>)> {
+    Err(invalid_input(
+        "REDIS_URL is set but the chat was built without Redis: add `--features redis`".to_owned(),
+    ))
+}
+
+/// Publishes the `leave` of the members of nodes that died, every `every`.
+pub async fn announce_expired(hub: Hub, presence: Arc<dyn Presence>, every: Duration) {
+    loop {
+        tokio::time::sleep(every).await;
+        // Redis unreachable: the entries stay there for the next round.
+        let Ok(expired) = presence.expired().await else {
+            continue;
+        };
+        for (room, name) in expired {
+            let _ = hub
+                .publish_with(&room, |id| presence_event("leave", id, &room, &name))
+                .await;
+        }
+    }
+}
+
+/// The chat's routes, in this process, with heartbeats every `heartbeat`.
 pub fn app(heartbeat: Duration, shutdown: &Shutdown) -> Router {
+    let hub = Hub::with_config(hub_config());
+    app_with(heartbeat, shutdown, hub, Arc::new(MemoryPresence::new()))
+}
+
+/// The chat's routes on `hub` and `presence` (one node of a cluster when they
+/// are on Redis).
+pub fn app_with(
+    heartbeat: Duration,
+    shutdown: &Shutdown,
+    hub: Hub,
+    presence: Arc<dyn Presence>,
+) -> Router {
     let chat = Arc::new(Chat {
-        hub: Hub::with_config(hub_config()),
+        hub,
+        presence,
         rooms: Mutex::new(HashMap::new()),
         guests: AtomicU64::new(0),
     });
@@ -138,14 +230,18 @@ fn hub_config() -> HubConfig {
 
 struct Chat {
     hub: Hub,
-    /// The members of each room with someone in it.
+    /// Who is in each room (on every node when it is on Redis).
+    presence: Arc<dyn Presence>,
+    /// The rooms with someone connected to this node.
     rooms: Mutex<HashMap<String, Arc<Room>>>,
     guests: AtomicU64,
 }
 
-/// A room's members: name -> open connections under that name. A join (its
-/// snapshot, its subscription and its `join` event) and a leave run one at a
-/// time per room, so a snapshot and the events that follow it never disagree.
+/// A room on this node. A join (its snapshot, its subscription and its `join`
+/// event) and a leave run one at a time per room, so on one node a snapshot and
+/// the events that follow it never disagree. Across nodes, a join or leave on
+/// another node at the same moment may show in both the snapshot and an event
+/// that follows it (or in neither).
 #[derive(Default)]
 struct Room {
     members: tokio::sync::Mutex<Members>,
@@ -153,7 +249,8 @@ struct Room {
 
 #[derive(Default)]
 struct Members {
-    names: HashMap<String, usize>,
+    /// This node's connections to the room.
+    connections: usize,
     /// Removed from `Chat::rooms`: a join that finds it looks the room up again.
     gone: bool,
 }
@@ -167,7 +264,12 @@ impl Chat {
     /// Subscribes after `last` and announces the member. The stream replays
     /// what the client missed, then this connection's `members` snapshot (as of
     /// the end of the replay, with that id), then live events.
-    async fn join(&self, room: &str, name: &str, last: Option<&str>) -> Result<Subscriber, HubError> {
+    async fn join(
+        &self,
+        room: &str,
+        name: &str,
+        last: Option<&str>,
+    ) -> Result<Subscriber, HubError> {
         loop {
             let entry = self.room(room);
             let mut members = entry.members.lock().await;
@@ -176,21 +278,17 @@ impl Chat {
             }
             let subscriber = self.hub.subscribe(room, last).await?;
             let position = subscriber.position().to_string();
-            let mut names: Vec<&str> = members
-                .names
-                .iter()
-                .flat_map(|(name, n)| std::iter::repeat_n(name.as_str(), *n))
-                .collect();
-            names.sort_unstable();
+            let names = self.presence.members(room).await?;
             let snapshot = json!({"room": room, "you": name, "names": names, "as_of": position});
             let snapshot = named("members")
                 .id(position)
                 .unwrap_or_default()
                 .data(snapshot.to_string());
             self.hub
-                .publish_with(room, |id| presence("join", id, room, name))
+                .publish_with(room, |id| presence_event("join", id, room, name))
                 .await?;
-            *members.names.entry(name.to_owned()).or_insert(0) += 1;
+            self.presence.join(room, name).await?;
+            members.connections += 1;
             return Ok(subscriber.then(snapshot));
         }
     }
@@ -198,13 +296,11 @@ impl Chat {
     async fn leave(&self, room: &str, name: &str) {
         let entry = self.room(room);
         let mut members = entry.members.lock().await;
-        if let Some(n) = members.names.get_mut(name) {
-            *n -= 1;
-            if *n == 0 {
-                members.names.remove(name);
-            }
-        }
-        if members.names.is_empty() {
+        members.connections = members.connections.saturating_sub(1);
+        // Redis unreachable: the entry stays in Redis until this node has no
+        // one left in the room and stops renewing it there; it then expires.
+        let _ = self.presence.leave(room, name).await;
+        if members.connections == 0 {
             members.gone = true;
             let mut rooms = self.rooms.lock().unwrap_or_else(PoisonError::into_inner);
             if rooms.get(room).is_some_and(|r| Arc::ptr_eq(r, &entry)) {
@@ -215,7 +311,7 @@ impl Chat {
         // failure (a store that cannot be reached) leaves nothing to do here.
         let _ = self
             .hub
-            .publish_with(room, |id| presence("leave", id, room, name))
+            .publish_with(room, |id| presence_event("leave", id, room, name))
             .await;
     }
 }
@@ -226,7 +322,7 @@ fn named(kind: &str) -> Event {
 }
 
 /// A `join` or `leave` event.
-fn presence(kind: &str, id: &EventId, room: &str, name: &str) -> Event {
+fn presence_event(kind: &str, id: &EventId, room: &str, name: &str) -> Event {
     named(kind).data(json!({"id": id.to_string(), "room": room, "name": name}).to_string())
 }
 
