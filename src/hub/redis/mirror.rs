@@ -129,7 +129,7 @@ impl Feeder {
         };
         match &self.topic {
             Some(topic) if topic.position().epoch() == epoch => {
-                let next = topic.position().offset() + 1;
+                let next = topic.position().offset().saturating_add(1);
                 if entry.offset == next {
                     self.append(&entry);
                 } else if entry.offset > next {
@@ -153,7 +153,7 @@ impl Feeder {
         let config = &store.config.hub;
         let held = self.topic.as_ref().map(|t| t.position());
         let mut conn = self.shard.commands.clone();
-        let mut from = held.map_or(0, |at| at.offset() + 1);
+        let mut from = held.map_or(0, |at| at.offset().saturating_add(1));
         let synced = loop {
             let read = scripts::sync(
                 &store.scripts,
@@ -183,7 +183,7 @@ impl Feeder {
             top,
             entries,
         } = synced;
-        let first = entries.first().map_or(top + 1, |e| e.offset);
+        let first = entries.first().map_or(top.saturating_add(1), |e| e.offset);
         let held = self
             .topic
             .as_ref()
@@ -191,13 +191,13 @@ impl Feeder {
             .map(|t| t.position().offset());
         match held {
             // Complete after what we hold: append what is new.
-            Some(position) if first <= position + 1 => {}
+            Some(position) if first <= position.saturating_add(1) => {}
             // Another epoch, a hole the stream no longer holds, or the first read.
-            _ => self.replace(epoch, first - 1),
+            _ => self.replace(epoch, first.saturating_sub(1)),
         }
         for entry in &entries {
             if let Some(topic) = &self.topic {
-                if entry.offset == topic.position().offset() + 1 {
+                if entry.offset == topic.position().offset().saturating_add(1) {
                     self.append(entry);
                 }
             }

@@ -51,14 +51,14 @@ end
 local alive, expired = {}, {}
 local all = redis.call('hgetall', KEYS[1])
 for i = 1, #all, 2 do
-  local bar = string.find(all[i], '|', 1, true)
+  local bar = string.find(all[i], '|', 1, true) or 0
   local node, member = string.sub(all[i], 1, bar - 1), string.sub(all[i], bar + 1)
   local into = alive
   if dead[node] or redis.call('zscore', KEYS[2], node) == false then
     into = expired
     redis.call('hdel', KEYS[1], all[i])
   end
-  for _ = 1, tonumber(all[i + 1]) do table.insert(into, member) end
+  for _ = 1, (tonumber(all[i + 1]) or 0) do table.insert(into, member) end
 end
 return {alive, expired}
 ";
