@@ -102,13 +102,16 @@ async fn run(size: &Size) {
     );
 }
 
-/// Sequential publishes on node 0, each stamped; a subscriber per hub records
+/// Sequential publishes on node 0, each stamped, the next once every node's
+/// subscriber got the last (unloaded latency); a subscriber per hub records
 /// when it got each. Returns (p50, p99) over every delivery.
 async fn latency(hubs: &[Hub], topic: &str, events: usize) -> (Duration, Duration) {
     let start = Instant::now();
     let mut readers = Vec::new();
+    let (ack, mut acks) = tokio::sync::mpsc::unbounded_channel::<()>();
     for hub in hubs {
         let mut sub = hub.subscribe(topic, None).await.expect("subscribed");
+        let ack = ack.clone();
         readers.push(tokio::spawn(async move {
             let mut lat = Vec::with_capacity(events);
             for _ in 0..events {
@@ -120,6 +123,7 @@ async fn latency(hubs: &[Hub], topic: &str, events: usize) -> (Duration, Duratio
                     .and_then(|d| d.parse().ok())
                     .unwrap_or(0);
                 lat.push(start.elapsed().saturating_sub(Duration::from_nanos(sent)));
+                let _ = ack.send(());
             }
             lat
         }));
@@ -130,6 +134,9 @@ async fn latency(hubs: &[Hub], topic: &str, events: usize) -> (Duration, Duratio
             .publish(topic, Event::message(stamp))
             .await
             .expect("published");
+        for _ in hubs {
+            acks.recv().await.expect("an ack");
+        }
     }
     let mut all: Vec<Duration> = join_all(readers)
         .await
