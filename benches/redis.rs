@@ -9,7 +9,7 @@
 //! `cargo bench --features redis --bench redis` (Redis at `REDIS_URL`, default
 //! `redis://127.0.0.1:6379`; keys under a fresh prefix). Under `cargo test
 //! --benches` it runs a small round as a smoke test. The floor, Redis itself:
-//! `redis-benchmark -q -n 200000 -t publish` and
+//! `redis-benchmark -q -n 200000 publish chan hello` and
 //! `redis-benchmark -q -n 200000 xadd bench '*' d x`.
 
 use std::time::{Duration, Instant};

@@ -53,6 +53,9 @@ impl std::fmt::Debug for Shard {
 
 const MIN_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// How often the Pub/Sub connection is pinged, so that a connection that went
+/// silent without closing (a peer gone, a partition) is found and replaced.
+const PING_EVERY: Duration = Duration::from_secs(5);
 
 impl Shard {
     /// Opens (lazily) the connections to `url`; spawns the Pub/Sub task on the
@@ -157,8 +160,16 @@ async fn pubsub(
         for reply in waiting.drain(..) {
             let _ = reply.send(());
         }
+        let mut ping = tokio::time::interval(PING_EVERY);
+        ping.tick().await;
         loop {
             tokio::select! {
+                _ = ping.tick() => {
+                    let pong = tokio::time::timeout(timeout, sink.ping::<::redis::Value>()).await;
+                    if !matches!(pong, Ok(Ok(_))) {
+                        break;
+                    }
+                }
                 message = next(&mut stream) => match message {
                     Some(message) => {
                         let routes = lock(&routes);
