@@ -54,7 +54,11 @@ fn main() {
 async fn run(size: &Size) {
     let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
     let prefix = format!("bench-{}", std::process::id());
-    let config = || HubConfig::new().history_len(100_000).queue_capacity(1 << 20);
+    let config = || {
+        HubConfig::new()
+            .history_len(100_000)
+            .queue_capacity(1 << 20)
+    };
     let redis_nodes = |n: usize| -> Vec<Hub> {
         (0..n)
             .map(|_| {
@@ -76,7 +80,10 @@ async fn run(size: &Size) {
 
     for (name, hubs) in [("in-process", &in_process), ("redis, 3 nodes", &nodes)] {
         let (p50, p99) = latency(hubs, &format!("lat-{name}"), size.latency_events).await;
-        println!("latency {name}: p50 {p50:?}, p99 {p99:?} ({} events)", size.latency_events);
+        println!(
+            "latency {name}: p50 {p50:?}, p99 {p99:?} ({} events)",
+            size.latency_events
+        );
     }
     for (name, hubs) in [("in-process", &in_process), ("redis, 3 nodes", &nodes)] {
         let (rate, total) = throughput(hubs, &format!("tp-{name}"), size).await;
@@ -183,7 +190,10 @@ async fn throughput(hubs: &[Hub], topic: &str, size: &Size) -> (f64, usize) {
     join_all(publishers).await;
     let deliveries = total * readers.len();
     join_all(readers).await;
-    (deliveries as f64 / start.elapsed().as_secs_f64(), deliveries)
+    (
+        deliveries as f64 / start.elapsed().as_secs_f64(),
+        deliveries,
+    )
 }
 
 /// (total commands processed, evalsha calls) of the server.

@@ -44,5 +44,12 @@ async fn two_pages_on_two_nodes_chat() {
     let second = node(&url, &prefix).await;
     let second = format!("http://{second}");
     let env = [("CHAT_URL_2", second.as_str())];
-    run_with(&chromium, "cluster.test.mjs", format!("http://{first}"), None, &env).await;
+    run_with(
+        &chromium,
+        "cluster.test.mjs",
+        format!("http://{first}"),
+        None,
+        &env,
+    )
+    .await;
 }
