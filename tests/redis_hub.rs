@@ -321,3 +321,51 @@ async fn topics_spread_over_two_servers() {
         "both servers hold topics: {on_first}, {on_second}"
     );
 }
+
+#[tokio::test]
+async fn a_slow_subscriber_is_cut_off_and_holds_up_no_one() {
+    let Some(url) = shared().await else { return };
+    let prefix = prefix("lag");
+    let retry = std::time::Duration::from_millis(250);
+    let config = HubConfig::new()
+        .queue_capacity(2)
+        .lag(tower_sse::Lag::Disconnect { retry });
+    let (a, b) = (
+        node(&url, &prefix, config.clone()),
+        node(&url, &prefix, config),
+    );
+    let mut stuck = b.subscribe("t", None).await.unwrap();
+    let mut reader = b.subscribe("t", None).await.unwrap();
+    let mut ids = Vec::new();
+    for i in 0..6 {
+        ids.push(a.publish("t", Event::message(i.to_string())).await.unwrap());
+        // The reader keeps up; the stuck one reads nothing.
+        assert_eq!(id_of(&next(&mut reader).await.unwrap()), ids[i].to_string());
+    }
+    assert_eq!(next(&mut stuck).await.unwrap(), ": lagged\nretry: 250\n\n");
+    assert_eq!(next(&mut stuck).await, None);
+    assert_eq!(b.subscriber_count("t"), 1);
+}
+
+#[tokio::test]
+async fn an_expired_topic_starts_a_new_epoch() {
+    let Some(url) = shared().await else { return };
+    let prefix = prefix("ttl");
+    let config = HubConfig::new().history_ttl(std::time::Duration::from_millis(100));
+    let a = node(&url, &prefix, config.clone());
+    let first = a.publish("t", Event::message("old")).await.unwrap();
+    // Redis drops both keys once the TTL has passed since the last publish.
+    let stream = format!("{prefix}:{{t}}:s");
+    loop {
+        let exists: i64 = command(&url, redis::cmd("EXISTS").arg(&stream)).await;
+        if exists == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let b = node(&url, &prefix, config);
+    let mut sub = b.subscribe("t", Some(&first.to_string())).await.unwrap();
+    let reset = next(&mut sub).await.unwrap();
+    assert!(reset.starts_with("event: reset\n"), "{reset}");
+    assert_ne!(sub.position().epoch(), first.epoch());
+}
