@@ -130,7 +130,10 @@ async fn renew(inner: Weak<PresenceInner>) {
         let topics: Vec<String> = lock(&inner.local).keys().cloned().collect();
         for topic in topics {
             // A failure is retried at the next round, well within the TTL.
-            let _ = inner.look(&topic, true).await;
+            if let Ok((_, expired)) = inner.look(&topic, true).await {
+                let taken = expired.into_iter().map(|member| (topic.clone(), member));
+                lock(&inner.taken).extend(taken);
+            }
         }
     }
 }
