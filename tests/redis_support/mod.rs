@@ -71,7 +71,7 @@ pub fn prefix(test: &str) -> String {
 pub fn node(urls: &str, prefix: &str, hub: HubConfig) -> Hub {
     let config = RedisConfig::new(urls)
         .prefix(prefix)
-        .timeout(Duration::from_millis(300))
+        .timeout(Duration::from_secs(2))
         .hub(hub);
     Hub::with_store(RedisStore::new(config).expect("a store"))
 }
