@@ -107,6 +107,24 @@ async fn run(size: &Size) {
         (calls_after - calls_before) as f64 / n as f64,
         (after - before) as f64 / n as f64,
     );
+    clean(&url, &prefix).await;
+}
+
+/// Deletes the bench's keys (they would expire with the history TTL anyway).
+async fn clean(url: &str, prefix: &str) {
+    let client = redis::Client::open(url).expect("a URL");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connected");
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}:*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap_or_default();
+    for key in keys {
+        let _: Result<i64, _> = redis::cmd("DEL").arg(key).query_async(&mut conn).await;
+    }
 }
 
 /// Sequential publishes on node 0, each stamped, the next once every node's
