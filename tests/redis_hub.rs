@@ -369,3 +369,54 @@ async fn an_expired_topic_starts_a_new_epoch() {
     assert!(reset.starts_with("event: reset\n"), "{reset}");
     assert_ne!(sub.position().epoch(), first.epoch());
 }
+
+#[tokio::test]
+async fn a_node_listens_only_to_topics_with_local_subscribers() {
+    let Some(url) = shared().await else { return };
+    let prefix = prefix("listen");
+    let (a, b) = (
+        node(&url, &prefix, HubConfig::new()),
+        node(&url, &prefix, HubConfig::new()),
+    );
+    let channel = format!("{prefix}:{{t}}:c");
+    let listeners = || async {
+        let counts: Vec<(String, i64)> =
+            command(&url, redis::cmd("PUBSUB").arg("NUMSUB").arg(&channel)).await;
+        counts[0].1
+    };
+    a.publish("t", Event::message("stored, heard by no one"))
+        .await
+        .unwrap();
+    assert_eq!(listeners().await, 0, "publishing does not subscribe");
+    let sub = b.subscribe("t", None).await.unwrap();
+    assert_eq!((listeners().await, b.topic_count()), (1, 1));
+    drop(sub);
+    // The node lets the topic go a moment after its last subscriber left.
+    while b.topic_count() > 0 || listeners().await > 0 {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // The history is still in Redis for the next subscriber, on any node.
+    let mut again = a.subscribe("t", Some("garbage")).await.unwrap();
+    assert!(next(&mut again)
+        .await
+        .unwrap()
+        .starts_with("event: reset\n"));
+    assert_eq!(
+        data_of(&next(&mut again).await.unwrap()),
+        "stored, heard by no one"
+    );
+}
+
+#[tokio::test]
+async fn dropping_the_last_hub_handle_ends_the_streams() {
+    let Some(url) = shared().await else { return };
+    let hub = node(&url, &prefix("close"), HubConfig::new());
+    let mut sub = hub.subscribe("t", None).await.unwrap();
+    let id = hub.publish("t", Event::message("last")).await.unwrap();
+    drop(hub);
+    assert_eq!(
+        next(&mut sub).await.unwrap(),
+        format!("id: {id}\ndata: last\n\n")
+    );
+    assert_eq!(next(&mut sub).await, None);
+}
