@@ -7,7 +7,8 @@
 //! - Redis commands per publish (`INFO commandstats`).
 //!
 //! `cargo bench --features redis --bench redis` (Redis at `REDIS_URL`, default
-//! `redis://127.0.0.1:6379`; keys under a fresh prefix). Under `cargo test
+//! `redis://127.0.0.1:6379`; `BENCH_SUBSCRIBERS` per node, default 100; keys
+//! under a fresh prefix, deleted at the end). Under `cargo test
 //! --benches` it runs a small round as a smoke test. The floor, Redis itself:
 //! `redis-benchmark -q -n 200000 publish chan hello` and
 //! `redis-benchmark -q -n 200000 xadd bench '*' d x`.
@@ -32,7 +33,10 @@ fn main() {
     let size = if full {
         Size {
             latency_events: 2000,
-            subscribers_per_node: 100,
+            subscribers_per_node: std::env::var("BENCH_SUBSCRIBERS")
+                .ok()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(100),
             publishers_per_node: 4,
             events_per_publisher: 500,
         }
