@@ -11,6 +11,20 @@
 //! it: with a certificate generated at start (self-signed for `localhost` and the
 //! address), or the PEM files `TLS_CERT` and `TLS_KEY`.
 //!
+//! Several nodes: built with `--features redis`, `REDIS_URL` (one URL, or
+//! several separated by commas over which rooms are spread) makes this process
+//! one node of a cluster, behind any load balancer and without sticky sessions:
+//! a message posted to any node reaches every member on every node, and a
+//! client resumes with `Last-Event-ID` on any node. Presence is shared too; the
+//! members of a node that dies are announced as `leave` by a surviving node
+//! after `PRESENCE_TTL_MS` (default `30000`). Without `REDIS_URL` everything
+//! stays in this process.
+//!
+//! ```text
+//! ADDR=127.0.0.1:3001 REDIS_URL=redis://127.0.0.1:6379 cargo run --features redis --example chat
+//! ADDR=127.0.0.1:3002 REDIS_URL=redis://127.0.0.1:6379 cargo run --features redis --example chat
+//! ```
+//!
 //! - `GET /`: the page (`examples/chat/index.html`, no CDN, no build step).
 //! - `GET /sse?room=ROOM&name=NAME`: the event stream, both parameters optional
 //!   (room `lobby`, a generated guest name). Events: `members` (a snapshot for
@@ -23,19 +37,19 @@
 //!   room's history outlives its members for ten minutes.
 //! - `POST /send` with `{"room", "name", "text"}`: `202 {"id": "..."}` once the
 //!   message is stored; bad input gets `400` (or `413`) `{"error": "..."}` and
-//!   nothing is broadcast; `503` when the hub cannot store it.
+//!   nothing is broadcast; `503` `{"error": "..."}` when the hub cannot store it
+//!   (Redis unreachable): nothing is delivered then.
 //! - `GET /metrics`: Prometheus text (`chat_messages_posted_total`, and the
 //!   crate's own metrics when it is built with its `metrics` feature).
 //! - `GET /favicon.ico`: the icon.
 //!
 //! Only the crate's public API is used: [`Hub`] for rooms and replay,
 //! [`SseLayer`] for heartbeats and `Last-Event-ID`, [`SseBody::on_end`] for
-//! presence (a `leave` as soon as the connection closes, or within heartbeat +
-//! 30 s when the client vanished without closing it: the socket options of
-//! [`tower_sse::serve`] make the next write fail).
+//! presence (a `leave` as soon as the connection closes, or at the first failed
+//! heartbeat when the client vanished without closing it).
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::HashMap,
     sync::{
         atomic::{AtomicU64, Ordering},
         Arc, Mutex, PoisonError,
@@ -54,6 +68,7 @@ use axum::{
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde_json::{json, Value};
 use tower_sse::{
+    hub::{MemoryPresence, Presence},
     Event, EventId, Hub, HubConfig, HubError, KeepAlive, LastEventId, Shutdown, SseBody, SseLayer,
     Subscriber,
 };
@@ -81,10 +96,11 @@ async fn main() -> std::io::Result<()> {
         Err(_) => 15_000,
     };
     let tls = tls_wanted()?;
+    let (hub, presence) = cluster()?;
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     let local = listener.local_addr()?;
     let shutdown = Shutdown::new();
-    let app = app(Duration::from_millis(heartbeat), &shutdown);
+    let app = app_with(Duration::from_millis(heartbeat), &shutdown, hub, presence);
     tokio::spawn(metrics_upkeep());
     let stop = shutdown.clone();
     tokio::spawn(async move {
@@ -112,10 +128,85 @@ async fn main() -> std::io::Result<()> {
     }
 }
 
-/// The chat's routes, with heartbeats every `heartbeat`.
+fn invalid_input(message: String) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidInput, message)
+}
+
+/// The hub and presence: in this process, or on Redis when `REDIS_URL` is set
+/// (then a task announces the `leave` of members of nodes that died).
+fn cluster() -> std::io::Result<(Hub, Arc<dyn Presence>)> {
+    let Ok(urls) = std::env::var("REDIS_URL") else {
+        return Ok((
+            Hub::with_config(hub_config()),
+            Arc::new(MemoryPresence::new()),
+        ));
+    };
+    let ttl = match std::env::var("PRESENCE_TTL_MS") {
+        Ok(ms) => ms.parse().map_err(|_| {
+            invalid_input(format!(
+                "PRESENCE_TTL_MS must be a number of milliseconds, not {ms:?}"
+            ))
+        })?,
+        Err(_) => 30_000,
+    };
+    redis_cluster(&urls, Duration::from_millis(ttl))
+}
+
+#[cfg(feature = "redis")]
+fn redis_cluster(urls: &str, ttl: Duration) -> std::io::Result<(Hub, Arc<dyn Presence>)> {
+    use tower_sse::hub::{RedisConfig, RedisPresence, RedisStore};
+    let config = RedisConfig::new(urls).prefix("chat").hub(hub_config());
+    let store = RedisStore::new(config).map_err(|e| invalid_input(format!("REDIS_URL: {e}")))?;
+    let presence = RedisPresence::new(&store, ttl);
+    let hub = Hub::with_store(store);
+    tokio::spawn(announce_expired(
+        hub.clone(),
+        Arc::new(presence.clone()),
+        ttl / 3,
+    ));
+    Ok((hub, Arc::new(presence)))
+}
+
+#[cfg(not(feature = "redis"))]
+fn redis_cluster(_: &str, _: Duration) -> std::io::Result<(Hub, Arc<dyn Presence>)> {
+    Err(invalid_input(
+        "REDIS_URL is set but the chat was built without Redis: add `--features redis`".to_owned(),
+    ))
+}
+
+/// Publishes the `leave` of the members of nodes that died, every `every`.
+pub async fn announce_expired(hub: Hub, presence: Arc<dyn Presence>, every: Duration) {
+    loop {
+        tokio::time::sleep(every).await;
+        // Redis unreachable: the entries stay there for the next round.
+        let Ok(expired) = presence.expired().await else {
+            continue;
+        };
+        for (room, name) in expired {
+            let _ = hub
+                .publish_with(&room, |id| presence_event("leave", id, &room, &name))
+                .await;
+        }
+    }
+}
+
+/// The chat's routes, in this process, with heartbeats every `heartbeat`.
 pub fn app(heartbeat: Duration, shutdown: &Shutdown) -> Router {
+    let hub = Hub::with_config(hub_config());
+    app_with(heartbeat, shutdown, hub, Arc::new(MemoryPresence::new()))
+}
+
+/// The chat's routes on `hub` and `presence` (one node of a cluster when they
+/// are on Redis).
+pub fn app_with(
+    heartbeat: Duration,
+    shutdown: &Shutdown,
+    hub: Hub,
+    presence: Arc<dyn Presence>,
+) -> Router {
     let chat = Arc::new(Chat {
-        hub: Hub::with_config(hub_config()),
+        hub,
+        presence,
         rooms: Mutex::new(HashMap::new()),
         guests: AtomicU64::new(0),
     });
@@ -148,7 +239,9 @@ fn hub_config() -> HubConfig {
 
 struct Chat {
     hub: Hub,
-    /// The members of each room with someone in it.
+    /// Who is in each room (on every node when it is on Redis).
+    presence: Arc<dyn Presence>,
+    /// The rooms with someone connected to this node.
     rooms: Mutex<HashMap<String, Arc<Room>>>,
     guests: AtomicU64,
 }
@@ -158,9 +251,12 @@ struct Chat {
 /// is still its own event, with its own id.
 const PRESENCE_BATCH: Duration = Duration::from_millis(50);
 
-/// A room's presence. A join (its subscription and snapshot), a leave and a
-/// batch's publication run one at a time per room, so a snapshot and the
-/// events that follow it never disagree.
+/// A room on this node. A join (its subscription and snapshot), a leave and a
+/// batch's publication run one at a time per room, so on one node a snapshot and
+/// the events that follow it never disagree: the snapshot lists what
+/// `Presence` holds, which changes only with the batch that publishes the
+/// events. Across nodes, a join or leave on another node at the same moment may
+/// show in both the snapshot and an event that follows it (or in neither).
 #[derive(Default)]
 struct Room {
     members: tokio::sync::Mutex<Members>,
@@ -168,8 +264,8 @@ struct Room {
 
 #[derive(Default)]
 struct Members {
-    /// Name -> open connections, as announced so far: what a snapshot lists.
-    announced: BTreeMap<String, usize>,
+    /// This node's connections to the room.
+    connections: usize,
     /// Joins (`true`) and leaves not yet published, in order.
     pending: Vec<(String, bool)>,
     /// A batch is scheduled.
@@ -202,11 +298,7 @@ impl Chat {
             }
             let subscriber = self.hub.subscribe(room, last).await?;
             let position = subscriber.position().to_string();
-            let names: Vec<&str> = members
-                .announced
-                .iter()
-                .flat_map(|(name, n)| std::iter::repeat_n(name.as_str(), *n))
-                .collect();
+            let names = self.presence.members(room).await?;
             let snapshot = format!(
                 r#"{{"room":{},"you":{},"names":{},"as_of":"{position}"}}"#,
                 Value::from(room),
@@ -217,6 +309,7 @@ impl Chat {
                 .id(position)
                 .unwrap_or_default()
                 .data(snapshot);
+            members.connections += 1;
             members.pending.push((name.to_owned(), true));
             self.schedule(&mut members, room);
             return Ok(subscriber.then(snapshot));
@@ -227,6 +320,7 @@ impl Chat {
     async fn leave(self: &Arc<Self>, room: &str, name: &str) {
         let entry = self.room(room);
         let mut members = entry.members.lock().await;
+        members.connections = members.connections.saturating_sub(1);
         members.pending.push((name.to_owned(), false));
         self.schedule(&mut members, room);
     }
@@ -242,29 +336,28 @@ impl Chat {
         }
     }
 
-    /// Publishes the queued joins and leaves of `room`, each its own event.
+    /// Publishes the queued joins and leaves of `room`, each its own event, and
+    /// records them in `Presence`.
     async fn announce(&self, room: &str) {
         let entry = self.room(room);
         let mut members = entry.members.lock().await;
         members.scheduled = false;
         for (name, joined) in std::mem::take(&mut members.pending) {
             let kind = if joined { "join" } else { "leave" };
-            // The history keeps it even when nobody is left to hear it now; a
-            // store that cannot be reached loses presence, never messages.
+            // The history keeps it even when nobody is left to hear it now. A
+            // store that cannot be reached loses presence events, never
+            // messages; an entry left in Redis expires with this node's lease.
             let _ = self
                 .hub
-                .publish_with(room, |id| presence(kind, id, room, &name))
+                .publish_with(room, |id| presence_event(kind, id, room, &name))
                 .await;
-            if joined {
-                *members.announced.entry(name).or_insert(0) += 1;
-            } else if let Some(n) = members.announced.get_mut(&name) {
-                *n -= 1;
-                if *n == 0 {
-                    members.announced.remove(&name);
-                }
-            }
+            let _ = if joined {
+                self.presence.join(room, &name).await
+            } else {
+                self.presence.leave(room, &name).await
+            };
         }
-        if members.announced.is_empty() && members.pending.is_empty() {
+        if members.connections == 0 && members.pending.is_empty() {
             members.gone = true;
             let mut rooms = self.rooms.lock().unwrap_or_else(PoisonError::into_inner);
             if rooms.get(room).is_some_and(|r| Arc::ptr_eq(r, &entry)) {
@@ -280,7 +373,7 @@ fn named(kind: &str) -> Event {
 }
 
 /// A `join` or `leave` event.
-fn presence(kind: &str, id: &EventId, room: &str, name: &str) -> Event {
+fn presence_event(kind: &str, id: &EventId, room: &str, name: &str) -> Event {
     named(kind).data(json!({"id": id.to_string(), "room": room, "name": name}).to_string())
 }
 

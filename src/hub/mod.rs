@@ -8,6 +8,9 @@ mod id;
 #[cfg(all(test, tower_sse_loom))]
 mod loom_tests;
 mod memory;
+mod presence;
+#[cfg(feature = "redis")]
+mod redis;
 mod store;
 mod subscriber;
 mod sync;
@@ -15,9 +18,12 @@ mod topic;
 
 use std::{fmt, sync::Arc};
 
+#[cfg(feature = "redis")]
+pub use self::redis::{RedisConfig, RedisPresence, RedisStore};
 pub use config::{HubConfig, Lag};
 pub use id::{Epoch, EventId, ParseEventIdError};
 pub use memory::MemoryStore;
+pub use presence::{MemoryPresence, Presence};
 pub use store::{HubError, MakeEvent, Store, StoreFuture};
 pub use subscriber::Subscriber;
 

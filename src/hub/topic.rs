@@ -166,6 +166,24 @@ impl Topic {
         }
     }
 
+    /// A topic mirroring a history kept elsewhere (a broker): its epoch is
+    /// `epoch` and its history starts after `start`, so the next event it takes
+    /// is at offset `start + 1`. Used by stores whose nodes each keep a local
+    /// copy of a topic's tail for their own subscribers.
+    #[cfg(feature = "redis")]
+    pub(crate) fn mirror(name: Arc<str>, epoch: Epoch, start: u64, now: Instant) -> Self {
+        let topic = Self {
+            epoch,
+            ..Self::new(name, now)
+        };
+        {
+            let mut state = topic.lock();
+            state.floor = start;
+            state.settled = start;
+        }
+        topic
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         // Every critical section completes its update before anything that can
         // panic, so a poisoned lock still guards consistent state.

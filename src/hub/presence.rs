@@ -1,0 +1,128 @@
+//! [`Presence`]: who is in a topic, by a key the application gives (a chat's
+//! user name), in this process ([`MemoryPresence`]) or across the nodes of a
+//! cluster (`RedisPresence`, feature `redis`).
+
+use std::{
+    collections::HashMap,
+    fmt,
+    sync::{Arc, Mutex, PoisonError},
+};
+
+use super::{HubError, StoreFuture};
+
+/// Who is in each topic: one entry per connection, keyed by a name the
+/// application gives (the same name twice is two connections).
+///
+/// Presence is kept apart from the [`Hub`](super::Hub)'s history: the
+/// application publishes its own `join`/`leave` events, and asks
+/// [`members`](Self::members) for a snapshot when a client connects. Across
+/// nodes, a node that dies cannot say who left: its entries expire, and
+/// [`expired`](Self::expired), called periodically by each surviving node,
+/// hands each expired entry to exactly one of them, to publish its `leave`.
+pub trait Presence: Send + Sync + fmt::Debug + 'static {
+    /// Adds a connection of `member` to `topic`.
+    fn join<'a>(&'a self, topic: &'a str, member: &'a str)
+        -> StoreFuture<'a, Result<(), HubError>>;
+
+    /// Removes a connection of `member` from `topic` (nothing if it has none).
+    fn leave<'a>(
+        &'a self,
+        topic: &'a str,
+        member: &'a str,
+    ) -> StoreFuture<'a, Result<(), HubError>>;
+
+    /// The members of `topic` on every node, one entry per connection, sorted.
+    fn members<'a>(&'a self, topic: &'a str) -> StoreFuture<'a, Result<Vec<String>, HubError>>;
+
+    /// Takes the entries of nodes that stopped refreshing them (they died):
+    /// `(topic, member)` once per connection, each given to one caller only.
+    /// Looks at the topics this node has members in or asked about.
+    fn expired(&self) -> StoreFuture<'_, Result<Vec<(String, String)>, HubError>>;
+}
+
+/// [`Presence`] in this process: nothing expires, since a process that dies
+/// takes its members with it.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), tower_sse::HubError> {
+/// use tower_sse::hub::{MemoryPresence, Presence};
+///
+/// let presence = MemoryPresence::new();
+/// presence.join("room", "bob").await?;
+/// presence.join("room", "alice").await?;
+/// presence.join("room", "bob").await?;
+/// presence.leave("room", "bob").await?;
+/// assert_eq!(presence.members("room").await?, ["alice", "bob"]);
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Default)]
+pub struct MemoryPresence {
+    topics: Arc<Mutex<HashMap<String, HashMap<String, usize>>>>,
+}
+
+impl MemoryPresence {
+    /// No one anywhere.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, HashMap<String, usize>>> {
+        self.topics.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl fmt::Debug for MemoryPresence {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryPresence")
+            .field("topics", &self.lock().len())
+            .finish()
+    }
+}
+
+impl Presence for MemoryPresence {
+    fn join<'a>(
+        &'a self,
+        topic: &'a str,
+        member: &'a str,
+    ) -> StoreFuture<'a, Result<(), HubError>> {
+        let mut topics = self.lock();
+        let members = topics.entry(topic.to_owned()).or_default();
+        *members.entry(member.to_owned()).or_insert(0) += 1;
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn leave<'a>(
+        &'a self,
+        topic: &'a str,
+        member: &'a str,
+    ) -> StoreFuture<'a, Result<(), HubError>> {
+        let mut topics = self.lock();
+        if let Some(members) = topics.get_mut(topic) {
+            if let Some(n) = members.get_mut(member) {
+                *n -= 1;
+                if *n == 0 {
+                    members.remove(member);
+                }
+            }
+            if members.is_empty() {
+                topics.remove(topic);
+            }
+        }
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn members<'a>(&'a self, topic: &'a str) -> StoreFuture<'a, Result<Vec<String>, HubError>> {
+        let mut names: Vec<String> = self.lock().get(topic).map_or_else(Vec::new, |members| {
+            members
+                .iter()
+                .flat_map(|(name, n)| std::iter::repeat_n(name.clone(), *n))
+                .collect()
+        });
+        names.sort_unstable();
+        Box::pin(std::future::ready(Ok(names)))
+    }
+
+    fn expired(&self) -> StoreFuture<'_, Result<Vec<(String, String)>, HubError>> {
+        Box::pin(std::future::ready(Ok(Vec::new())))
+    }
+}

@@ -1,0 +1,392 @@
+//! [`RedisStore`]: a hub shared by several server nodes through Redis: streams
+//! for history, Pub/Sub for live events.
+
+mod config;
+mod mirror;
+mod presence;
+mod scripts;
+mod shard;
+
+use std::{
+    collections::HashMap,
+    fmt,
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc, Mutex, PoisonError,
+    },
+};
+
+use tokio::sync::watch;
+
+pub use self::{config::RedisConfig, presence::RedisPresence};
+use self::{scripts::Keys, scripts::Scripts, shard::Shard};
+use super::{
+    store::{HubError, MakeEvent, Store, StoreFuture},
+    topic::Topic,
+    Epoch, EventId, HubConfig, Subscriber,
+};
+
+/// A [`Store`] on Redis: any number of server nodes, each with its own
+/// [`Hub`](super::Hub) on a `RedisStore` with the same [`RedisConfig`], share
+/// every topic, and an id handed out by any node is a valid `Last-Event-ID` on
+/// every node. Put them behind any load balancer, without sticky sessions.
+///
+/// # How
+///
+/// Each topic is a Redis stream whose entry ids are the event offsets, and a
+/// hash with the topic's epoch and top offset. A publish is **one round trip**:
+/// one Lua script creates the epoch if the topic has none, takes the next
+/// offset, appends the event (`XADD` with `MAXLEN`), renews the expiry of both
+/// keys and publishes the event on the topic's channel. It resolves only once
+/// the event is stored.
+///
+/// A node subscribes (Pub/Sub) only to the topics its clients use, and keeps
+/// for each the same ring of encoded events as the in-process store, fed from
+/// the channel: each event is encoded once per node and shared by the node's
+/// subscribers, and resuming from a cursor is served from that copy, which
+/// starts with the whole stream. Contiguous offsets make a lost Pub/Sub
+/// message visible: the node then reads the stream from the next offset.
+///
+/// # The id given to `publish_with`
+///
+/// The event is built before Redis gives it its offset, so the closure of
+/// [`Hub::publish_with`](super::Hub::publish_with) gets a stand-in id (offset
+/// `u64::MAX`, a random epoch) and every occurrence of its text in the encoded
+/// event is replaced by the real id where the event is delivered. Use the id
+/// through its text (`to_string`, `format!`), as the chat example does, not
+/// through [`EventId::offset`].
+///
+/// # Faults
+///
+/// - Redis unreachable: publishes and first subscriptions to a topic fail with
+///   [`HubError::Unavailable`] after [`RedisConfig::timeout`]; open streams stay
+///   open. The node reconnects by itself with backoff, subscribes again and
+///   reads from the streams what it missed.
+/// - Redis lost its data (restarted without persistence, flushed, or a topic
+///   expired): the topic gets a new epoch. The node's subscribers of the old
+///   one see their streams end; their clients reconnect with `Last-Event-ID`
+///   and get the `reset` notice.
+///
+/// # Several Redis servers, and Redis Cluster
+///
+/// With several URLs, each topic lives on one server chosen by rendezvous
+/// hashing of its name, the same on every node whatever the order of the URLs.
+/// Adding a server moves only the topics that hash to it (their cursors then get
+/// a `reset`). Every key of a topic carries the topic as its hash tag
+/// (`PREFIX:{TOPIC}:s`), so the script is valid on Redis Cluster, but this
+/// store speaks to standalone servers: point it at several standalone servers
+/// (or primaries with replicas behind a failover proxy), not at a cluster.
+#[derive(Clone)]
+pub struct RedisStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: RedisConfig,
+    hub: Arc<HubConfig>,
+    shards: Vec<Arc<Shard>>,
+    scripts: Scripts,
+    mirrors: Mutex<HashMap<Arc<str>, Mirror>>,
+    serial: AtomicU64,
+    closed: AtomicBool,
+}
+
+struct Mirror {
+    serial: u64,
+    topic: watch::Receiver<Option<Arc<Topic>>>,
+}
+
+fn unavailable(message: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> HubError {
+    HubError::Unavailable(message.into())
+}
+
+impl RedisStore {
+    /// A store on the Redis servers of `config`. Connects lazily: a store made
+    /// while Redis is down works once Redis is up.
+    ///
+    /// # Errors
+    ///
+    /// [`HubError::Unavailable`] when `config` has no URL or an invalid one, a
+    /// prefix with `{` or `}`, or when called outside a tokio runtime (the
+    /// store spawns its connection tasks on it).
+    pub fn new(config: RedisConfig) -> Result<Self, HubError> {
+        if config.urls.is_empty() {
+            return Err(unavailable("no Redis URL given"));
+        }
+        if config.prefix.contains(['{', '}']) {
+            return Err(unavailable("the key prefix must not contain `{` or `}`"));
+        }
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(unavailable(
+                "a RedisStore must be made inside a tokio runtime",
+            ));
+        }
+        let shards = config
+            .urls
+            .iter()
+            .map(|url| Shard::open(url, config.timeout).map(Arc::new))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(unavailable)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                hub: Arc::new(config.hub.clone()),
+                config,
+                shards,
+                scripts: Scripts::new(),
+                mirrors: Mutex::new(HashMap::new()),
+                serial: AtomicU64::new(0),
+                closed: AtomicBool::new(false),
+            }),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &RedisConfig {
+        &self.inner.config
+    }
+
+    /// The Redis server (`host:port/db`) that holds `topic`.
+    pub fn server_of(&self, topic: &str) -> &str {
+        &self.inner.shard(topic).name
+    }
+}
+
+impl fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let servers: Vec<&str> = self.inner.shards.iter().map(|s| s.name.as_str()).collect();
+        f.debug_struct("RedisStore")
+            .field("servers", &servers)
+            .field("prefix", &self.inner.config.prefix)
+            .field("topics", &self.topic_count())
+            .finish()
+    }
+}
+
+/// FNV-1a, 64 bits, finalised: the same on every node and every build, unlike
+/// `std`'s hasher.
+fn fnv(parts: &[&[u8]]) -> u64 {
+    let mut hash = 0xcbf2_9ce4_8422_2325_u64;
+    for part in parts {
+        for &byte in *part {
+            hash = (hash ^ u64::from(byte)).wrapping_mul(0x100_0000_01b3);
+        }
+        hash = (hash ^ 0xff).wrapping_mul(0x100_0000_01b3);
+    }
+    // MurmurHash3's finaliser: FNV alone keeps the order of two hashes whose
+    // inputs differ only early (two servers' names), so one server would win
+    // every topic.
+    hash ^= hash >> 33;
+    hash = hash.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    hash ^= hash >> 33;
+    hash = hash.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    hash ^ (hash >> 33)
+}
+
+impl Inner {
+    /// Rendezvous hashing: the server with the highest hash of (server, topic).
+    fn shard(&self, topic: &str) -> &Arc<Shard> {
+        let weight = |shard: &&Arc<Shard>| fnv(&[shard.name.as_bytes(), topic.as_bytes()]);
+        // `new` refuses an empty list.
+        self.shards
+            .iter()
+            .max_by_key(weight)
+            .unwrap_or(&self.shards[0])
+    }
+
+    fn ttl_ms(&self) -> u64 {
+        const CENTURY_MS: u128 = 100 * 365 * 24 * 3600 * 1000;
+        self.hub.get_history_ttl().as_millis().clamp(1, CENTURY_MS) as u64
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, Mirror>> {
+        self.mirrors.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The node's copy of `name`, started if missing.
+    fn mirror(self: &Arc<Self>, name: &str) -> watch::Receiver<Option<Arc<Topic>>> {
+        let mut map = self.lock();
+        if let Some(mirror) = map.get(name) {
+            return mirror.topic.clone();
+        }
+        let name: Arc<str> = Arc::from(name);
+        let serial = self.serial.fetch_add(1, Ordering::Relaxed);
+        let keys = Keys::new(&self.config.prefix, &name);
+        let shard = self.shard(&name).clone();
+        let topic = mirror::spawn(Arc::downgrade(self), shard, name.clone(), keys, serial);
+        map.insert(
+            name,
+            Mirror {
+                serial,
+                topic: topic.clone(),
+            },
+        );
+        topic
+    }
+
+    /// Lets go of the copy of `name` made by feeder `serial` if it has no
+    /// subscribers; returns whether it did (the feeder then ends).
+    fn release(&self, name: &str, serial: u64, topic: Option<&Topic>) -> bool {
+        let mut map = self.lock();
+        if map.get(name).is_none_or(|m| m.serial != serial) {
+            return true; // replaced: this feeder is no longer used
+        }
+        if topic.is_some_and(|t| t.try_remove(None).is_none()) {
+            return false;
+        }
+        map.remove(name);
+        // Under the map's lock, so that a new copy of the topic subscribes after.
+        let keys = Keys::new(&self.config.prefix, name);
+        self.shard(name).unsubscribe(&keys.channel);
+        true
+    }
+
+    fn existing(&self, name: &str) -> Option<Arc<Topic>> {
+        self.lock().get(name).and_then(|m| m.topic.borrow().clone())
+    }
+
+    async fn publish(&self, name: &str, make: MakeEvent<'_>) -> Result<EventId, HubError> {
+        if self.closed.load(Ordering::Relaxed) {
+            return Err(HubError::Closed);
+        }
+        let stand_in = EventId::new(u64::MAX, Epoch::random());
+        let text = stand_in.to_string();
+        // An `EventId` is digits, `-` and lowercase letters: always a valid id.
+        let event = make(&stand_in)
+            .id(text.clone())
+            .unwrap_or_default()
+            .encode();
+        let keys = Keys::new(&self.config.prefix, name);
+        let shard = self.shard(name);
+        let mut conn = shard.commands.clone();
+        let max_len = self.hub.get_history_len();
+        let stored = scripts::publish(
+            &self.scripts,
+            &mut conn,
+            &keys,
+            event.as_bytes(),
+            &text,
+            max_len,
+            self.ttl_ms(),
+        );
+        match tokio::time::timeout(self.config.timeout, stored).await {
+            Ok(Ok(id)) => Ok(id),
+            Ok(Err(err)) => Err(unavailable(err)),
+            Err(_) => Err(unavailable(format!(
+                "Redis at {} did not answer in time",
+                shard.name
+            ))),
+        }
+    }
+
+    async fn subscribe(
+        self: &Arc<Self>,
+        name: &str,
+        cursor: Option<&str>,
+    ) -> Result<Subscriber, HubError> {
+        if self.closed.load(Ordering::Relaxed) {
+            return Err(HubError::Closed);
+        }
+        let deadline = tokio::time::Instant::now() + 2 * self.config.timeout;
+        loop {
+            let mut rx = self.mirror(name);
+            let topic = match tokio::time::timeout_at(deadline, rx.wait_for(Option::is_some)).await
+            {
+                Err(_) => {
+                    let server = &self.shard(name).name;
+                    return Err(unavailable(format!(
+                        "could not read the topic from Redis at {server}"
+                    )));
+                }
+                Ok(Err(_)) => continue, // its feeder ended: look again
+                Ok(Ok(topic)) => topic.clone(),
+            };
+            let Some(topic) = topic else { continue };
+            if let Some(joined) = topic.subscribe(cursor) {
+                return Ok(Subscriber::new(topic, joined, self.hub.clone()));
+            }
+            tokio::task::yield_now().await;
+        }
+    }
+}
+
+impl Store for RedisStore {
+    fn publish<'a>(
+        &'a self,
+        topic: &'a str,
+        make: MakeEvent<'a>,
+    ) -> StoreFuture<'a, Result<EventId, HubError>> {
+        Box::pin(self.inner.publish(topic, make))
+    }
+
+    fn subscribe<'a>(
+        &'a self,
+        topic: &'a str,
+        last_event_id: Option<&'a str>,
+    ) -> StoreFuture<'a, Result<Subscriber, HubError>> {
+        Box::pin(self.inner.subscribe(topic, last_event_id))
+    }
+
+    fn subscriber_count(&self, topic: &str) -> usize {
+        self.inner
+            .existing(topic)
+            .map_or(0, |topic| topic.subscriber_count())
+    }
+
+    fn topic_count(&self) -> usize {
+        self.inner.lock().len()
+    }
+
+    fn position(&self, topic: &str) -> Option<EventId> {
+        self.inner.existing(topic).map(|topic| topic.position())
+    }
+
+    fn close(&self) {
+        self.inner.closed.store(true, Ordering::Relaxed);
+        let topics: Vec<Arc<Topic>> = self
+            .inner
+            .lock()
+            .values()
+            .filter_map(|m| m.topic.borrow().clone())
+            .collect();
+        for topic in topics {
+            topic
+                .close()
+                .into_iter()
+                .flatten()
+                .for_each(std::task::Waker::wake);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fnv_is_stable() {
+        // Nodes built apart must agree on where a topic lives.
+        assert_eq!(fnv(&[b"a"]), fnv(&[b"a"]));
+        assert_ne!(fnv(&[b"ab", b"c"]), fnv(&[b"a", b"bc"]));
+        assert_eq!(fnv(&[b"127.0.0.1:6379/0", b"room"]), PINNED);
+    }
+
+    /// Changing it would move every topic of a running cluster.
+    const PINNED: u64 = 9_761_810_612_769_013_620;
+
+    #[test]
+    fn rendezvous_spreads_servers_whose_names_differ_little() {
+        let servers = ["127.0.0.1:6379/0", "127.0.0.1:6380/0", "127.0.0.1:6381/0"];
+        let mut counts = [0; 3];
+        for i in 0..3000 {
+            let topic = format!("room-{i}");
+            let best = (0..3)
+                .max_by_key(|&s| fnv(&[servers[s].as_bytes(), topic.as_bytes()]))
+                .unwrap();
+            counts[best] += 1;
+        }
+        assert!(
+            counts.iter().all(|&n| (800..1200).contains(&n)),
+            "{counts:?}"
+        );
+    }
+}

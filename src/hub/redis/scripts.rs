@@ -1,0 +1,307 @@
+//! The Lua scripts of the Redis store, each one round trip, and the parsing of
+//! their replies (input from the network: never a panic, a typed error).
+//!
+//! Per topic, two keys and one channel, all with the topic's name as their
+//! Redis Cluster hash tag so they live in one slot:
+//!
+//! - `PREFIX:{TOPIC}:s`, a stream whose entry ids are the offsets (`N-0`), each
+//!   entry `d` (the encoded event, written with a stand-in id) and `p` (that
+//!   stand-in's text, replaced by the real id where the event is delivered);
+//! - `PREFIX:{TOPIC}:m`, a hash: `e` the epoch, `t` the top offset;
+//! - `PREFIX:{TOPIC}:c`, the Pub/Sub channel: `OFFSET EPOCH STANDIN\nEVENT`.
+
+use ::redis::{aio::ConnectionManager, RedisError, Script, Value};
+use bytes::Bytes;
+
+use crate::hub::{Epoch, EventId};
+
+/// Creates the epoch when the topic has none (deleting any stale stream),
+/// takes the next offset, appends the event at it with the history bound,
+/// renews both keys' retention and publishes the event to the channel.
+/// `KEYS`: stream, meta. `ARGV`: event, stand-in, max len, TTL in ms, channel,
+/// new epoch. Returns `{offset, epoch}`.
+const PUBLISH: &str = r"
+local epoch = redis.call('hget', KEYS[2], 'e')
+if not epoch then
+  redis.call('del', KEYS[1])
+  epoch = ARGV[6]
+  redis.call('hset', KEYS[2], 'e', epoch, 't', 0)
+end
+local top = redis.call('hincrby', KEYS[2], 't', 1)
+redis.call('xadd', KEYS[1], 'MAXLEN', ARGV[3], top .. '-0', 'd', ARGV[1], 'p', ARGV[2])
+redis.call('pexpire', KEYS[1], ARGV[4])
+redis.call('pexpire', KEYS[2], ARGV[4])
+redis.call('publish', ARGV[5], top .. ' ' .. epoch .. ' ' .. ARGV[2] .. '\n' .. ARGV[1])
+return {top, epoch}
+";
+
+/// Reads the topic's epoch (creating it when missing, so that cursors can be
+/// judged against it), its top offset and the newest `COUNT` entries from
+/// offset `FROM` on. `KEYS`: stream, meta. `ARGV`: new epoch, TTL in ms, count,
+/// from (`N-0` or `-`). Returns `{epoch, top, entries newest first}`.
+const SYNC: &str = r"
+local epoch = redis.call('hget', KEYS[2], 'e')
+if not epoch then
+  redis.call('del', KEYS[1])
+  epoch = ARGV[1]
+  redis.call('hset', KEYS[2], 'e', epoch, 't', 0)
+  redis.call('pexpire', KEYS[2], ARGV[2])
+end
+local top = redis.call('hget', KEYS[2], 't') or '0'
+local entries = redis.call('xrevrange', KEYS[1], '+', ARGV[4], 'COUNT', ARGV[3])
+return {epoch, top, entries}
+";
+
+/// The scripts, hashed once.
+#[derive(Debug)]
+pub(super) struct Scripts {
+    publish: Script,
+    sync: Script,
+}
+
+impl Scripts {
+    pub(super) fn new() -> Self {
+        Self {
+            publish: Script::new(PUBLISH),
+            sync: Script::new(SYNC),
+        }
+    }
+}
+
+/// The keys and channel of one topic.
+#[derive(Debug, Clone)]
+pub(super) struct Keys {
+    pub(super) stream: String,
+    pub(super) meta: String,
+    pub(super) channel: String,
+}
+
+impl Keys {
+    pub(super) fn new(prefix: &str, topic: &str) -> Self {
+        Self {
+            stream: format!("{prefix}:{{{topic}}}:s"),
+            meta: format!("{prefix}:{{{topic}}}:m"),
+            channel: format!("{prefix}:{{{topic}}}:c"),
+        }
+    }
+}
+
+/// One event as stored: its offset, its bytes with the stand-in id, and the
+/// stand-in's text.
+#[derive(Debug, Clone)]
+pub(super) struct Entry {
+    pub(super) offset: u64,
+    pub(super) data: Bytes,
+    pub(super) stand_in: Bytes,
+}
+
+/// What [`sync`] read.
+#[derive(Debug)]
+pub(super) struct Synced {
+    pub(super) epoch: Epoch,
+    pub(super) top: u64,
+    /// Oldest first.
+    pub(super) entries: Vec<Entry>,
+}
+
+/// A reply that is not what the scripts return.
+fn malformed(what: &'static str) -> RedisError {
+    RedisError::from((
+        ::redis::ErrorKind::Parse,
+        "unexpected reply from Redis",
+        what.to_owned(),
+    ))
+}
+
+/// Runs the publish script; returns the event's id.
+pub(super) async fn publish(
+    scripts: &Scripts,
+    conn: &mut ConnectionManager,
+    keys: &Keys,
+    event: &[u8],
+    stand_in: &str,
+    max_len: usize,
+    ttl_ms: u64,
+) -> Result<EventId, RedisError> {
+    let reply: Value = scripts
+        .publish
+        .key(&keys.stream)
+        .key(&keys.meta)
+        .arg(event)
+        .arg(stand_in)
+        .arg(max_len)
+        .arg(ttl_ms)
+        .arg(&keys.channel)
+        .arg(Epoch::random().to_string())
+        .invoke_async(conn)
+        .await?;
+    let Value::Array(items) = reply else {
+        return Err(malformed("publish"));
+    };
+    match items.as_slice() {
+        [top, epoch] => Ok(EventId::new(integer(top)?, epoch_of(epoch)?)),
+        _ => Err(malformed("publish")),
+    }
+}
+
+/// Runs the sync script: the epoch, the top offset and up to `count` of the
+/// newest entries from offset `from` on (`0`: from the start).
+pub(super) async fn sync(
+    scripts: &Scripts,
+    conn: &mut ConnectionManager,
+    keys: &Keys,
+    ttl_ms: u64,
+    count: usize,
+    from: u64,
+) -> Result<Synced, RedisError> {
+    let from = if from == 0 {
+        "-".to_owned()
+    } else {
+        format!("{from}-0")
+    };
+    let reply: Value = scripts
+        .sync
+        .key(&keys.stream)
+        .key(&keys.meta)
+        .arg(Epoch::random().to_string())
+        .arg(ttl_ms)
+        .arg(count)
+        .arg(from)
+        .invoke_async(conn)
+        .await?;
+    let Value::Array(items) = reply else {
+        return Err(malformed("sync"));
+    };
+    let [epoch, top, entries] = items.as_slice() else {
+        return Err(malformed("sync"));
+    };
+    let Value::Array(entries) = entries else {
+        return Err(malformed("sync entries"));
+    };
+    let mut entries = entries.iter().map(entry).collect::<Result<Vec<_>, _>>()?;
+    entries.reverse();
+    Ok(Synced {
+        epoch: epoch_of(epoch)?,
+        top: integer(top)?,
+        entries,
+    })
+}
+
+fn bytes(value: &Value) -> Option<&[u8]> {
+    match value {
+        Value::BulkString(b) => Some(b),
+        Value::SimpleString(s) => Some(s.as_bytes()),
+        _ => None,
+    }
+}
+
+fn integer(value: &Value) -> Result<u64, RedisError> {
+    match value {
+        Value::Int(n) => u64::try_from(*n).map_err(|_| malformed("negative offset")),
+        other => bytes(other)
+            .and_then(|b| std::str::from_utf8(b).ok())
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| malformed("offset")),
+    }
+}
+
+fn epoch_of(value: &Value) -> Result<Epoch, RedisError> {
+    let text = bytes(value)
+        .and_then(|b| std::str::from_utf8(b).ok())
+        .ok_or_else(|| malformed("epoch"))?;
+    parse_epoch(text).ok_or_else(|| malformed("epoch"))
+}
+
+/// An epoch written as an [`Epoch`] displays.
+pub(super) fn parse_epoch(text: &str) -> Option<Epoch> {
+    format!("0-{text}")
+        .parse::<EventId>()
+        .ok()
+        .map(|id| id.epoch())
+}
+
+/// `[id, [field, value, ...]]` with id `N-0`.
+fn entry(value: &Value) -> Result<Entry, RedisError> {
+    let Value::Array(parts) = value else {
+        return Err(malformed("entry"));
+    };
+    let [id, fields] = parts.as_slice() else {
+        return Err(malformed("entry"));
+    };
+    let offset = bytes(id)
+        .and_then(|b| std::str::from_utf8(b).ok())
+        .and_then(|s| s.strip_suffix("-0"))
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| malformed("entry id"))?;
+    let Value::Array(fields) = fields else {
+        return Err(malformed("entry fields"));
+    };
+    let (mut data, mut stand_in) = (None, None);
+    for pair in fields.chunks(2) {
+        if let [name, value] = pair {
+            match bytes(name) {
+                Some(b"d") => data = bytes(value),
+                Some(b"p") => stand_in = bytes(value),
+                _ => {}
+            }
+        }
+    }
+    Ok(Entry {
+        offset,
+        data: Bytes::copy_from_slice(data.ok_or_else(|| malformed("entry data"))?),
+        stand_in: Bytes::copy_from_slice(stand_in.unwrap_or_default()),
+    })
+}
+
+/// A live message from the channel: `OFFSET EPOCH STANDIN\nEVENT`.
+pub(super) fn live(payload: &Bytes) -> Option<(Epoch, Entry)> {
+    let newline = memchr::memchr(b'\n', payload)?;
+    let head = std::str::from_utf8(&payload[..newline]).ok()?;
+    let mut words = head.split(' ');
+    let offset = words.next()?.parse().ok()?;
+    let epoch = parse_epoch(words.next()?)?;
+    let stand_in = Bytes::copy_from_slice(words.next()?.as_bytes());
+    Some((
+        epoch,
+        Entry {
+            offset,
+            data: payload.slice(newline + 1..),
+            stand_in,
+        },
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn live_messages_parse_and_garbage_does_not() {
+        let epoch = Epoch::random();
+        let msg = Bytes::from(format!(
+            "7 {epoch} 18446744073709551615-00000001\ndata: x\n\n"
+        ));
+        let (got, entry) = live(&msg).unwrap();
+        assert_eq!((got, entry.offset), (epoch, 7));
+        assert_eq!(&entry.data[..], b"data: x\n\n");
+        assert_eq!(&entry.stand_in[..], b"18446744073709551615-00000001");
+        for bad in [
+            "",
+            "\n",
+            "x y z\n",
+            "1 ABCDEFGH s\n",
+            "1\n",
+            "-1 00000000 s\n",
+        ] {
+            assert!(live(&Bytes::from(bad)).is_none(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn keys_share_a_hash_tag() {
+        let keys = Keys::new("app", "room");
+        assert_eq!(keys.stream, "app:{room}:s");
+        assert_eq!(keys.meta, "app:{room}:m");
+        assert_eq!(keys.channel, "app:{room}:c");
+    }
+}

@@ -1,0 +1,208 @@
+//! One Redis server of the store: a multiplexed connection for commands (which
+//! reconnects by itself, with short timeouts so that a publish fails fast) and a
+//! Pub/Sub connection kept by a task that reconnects with backoff, subscribes
+//! again to every channel this node uses, and asks each topic to look for what
+//! it missed meanwhile.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, PoisonError},
+    time::Duration,
+};
+
+use ::redis::{
+    aio::{ConnectionManager, ConnectionManagerConfig},
+    Client,
+};
+use bytes::Bytes;
+use futures_core::Stream;
+use tokio::sync::{mpsc, oneshot};
+
+/// What the Pub/Sub task tells a topic's feeder.
+#[derive(Debug)]
+pub(super) enum Feed {
+    /// A message of the topic's channel.
+    Live(Bytes),
+    /// The Pub/Sub connection was (re)established: messages may have been lost
+    /// while it was down; read the stream from the last offset held.
+    Resync,
+}
+
+type Routes = Arc<Mutex<HashMap<String, mpsc::UnboundedSender<Feed>>>>;
+
+enum Control {
+    /// Subscribe to a channel already in the routes; answer once Redis confirmed.
+    Subscribe(String, oneshot::Sender<()>),
+    Unsubscribe(String),
+}
+
+/// One Redis server.
+pub(super) struct Shard {
+    /// The address without credentials, for messages.
+    pub(super) name: String,
+    pub(super) commands: ConnectionManager,
+    routes: Routes,
+    control: mpsc::UnboundedSender<Control>,
+}
+
+impl std::fmt::Debug for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shard").field("name", &self.name).finish()
+    }
+}
+
+const MIN_BACKOFF: Duration = Duration::from_millis(50);
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// How often the Pub/Sub connection is pinged, so that a connection that went
+/// silent without closing (a peer gone, a partition) is found and replaced.
+const PING_EVERY: Duration = Duration::from_secs(5);
+
+impl Shard {
+    /// Opens (lazily) the connections to `url`; spawns the Pub/Sub task on the
+    /// current runtime.
+    pub(super) fn open(url: &str, timeout: Duration) -> Result<Self, ::redis::RedisError> {
+        let client = Client::open(url)?;
+        let info = client.get_connection_info();
+        let name = format!("{}/{}", info.addr(), info.redis_settings().db());
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout))
+            .set_number_of_retries(1)
+            .set_min_delay(MIN_BACKOFF)
+            .set_max_delay(MAX_BACKOFF);
+        let commands = ConnectionManager::new_lazy_with_config(client.clone(), config)?;
+        let routes = Routes::default();
+        let (control, rx) = mpsc::unbounded_channel();
+        tokio::spawn(pubsub(client, routes.clone(), rx, timeout));
+        Ok(Self {
+            name,
+            commands,
+            routes,
+            control,
+        })
+    }
+
+    /// Routes `channel`'s messages to `feed` and subscribes to it; the receiver
+    /// answers once Redis confirmed the subscription (after a reconnection if
+    /// the Pub/Sub connection is down now).
+    pub(super) fn subscribe(
+        &self,
+        channel: &str,
+        feed: mpsc::UnboundedSender<Feed>,
+    ) -> oneshot::Receiver<()> {
+        lock(&self.routes).insert(channel.to_owned(), feed);
+        let (tx, rx) = oneshot::channel();
+        let _ = self
+            .control
+            .send(Control::Subscribe(channel.to_owned(), tx));
+        rx
+    }
+
+    /// Stops routing `channel` and unsubscribes from it.
+    pub(super) fn unsubscribe(&self, channel: &str) {
+        lock(&self.routes).remove(channel);
+        let _ = self.control.send(Control::Unsubscribe(channel.to_owned()));
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Keeps the Pub/Sub connection: connects, subscribes to every routed channel,
+/// tells every feeder to resync, then routes messages until the connection
+/// drops; ends when the shard is dropped.
+async fn pubsub(
+    client: Client,
+    routes: Routes,
+    mut control: mpsc::UnboundedReceiver<Control>,
+    timeout: Duration,
+) {
+    let mut backoff = MIN_BACKOFF;
+    // Subscribers waiting for a confirmation while the connection is down.
+    let mut waiting: Vec<oneshot::Sender<()>> = Vec::new();
+    loop {
+        let connected = match tokio::time::timeout(timeout, client.get_async_pubsub()).await {
+            Ok(Ok(conn)) => Some(conn.split()),
+            _ => None,
+        };
+        let Some((mut sink, mut stream)) = connected else {
+            // Wait for the backoff, taking requests meanwhile: their channels
+            // are in the routes and will be subscribed on reconnection.
+            let sleep = tokio::time::sleep(backoff);
+            tokio::pin!(sleep);
+            loop {
+                tokio::select! {
+                    () = &mut sleep => break,
+                    request = control.recv() => match request {
+                        None => return,
+                        Some(Control::Subscribe(_, reply)) => waiting.push(reply),
+                        Some(Control::Unsubscribe(_)) => {}
+                    },
+                }
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+            continue;
+        };
+        let channels: Vec<String> = lock(&routes).keys().cloned().collect();
+        if !channels.is_empty() {
+            let subscribed = tokio::time::timeout(timeout, sink.subscribe(&channels)).await;
+            if !matches!(subscribed, Ok(Ok(()))) {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                continue;
+            }
+        }
+        backoff = MIN_BACKOFF;
+        for feed in lock(&routes).values() {
+            let _ = feed.send(Feed::Resync);
+        }
+        for reply in waiting.drain(..) {
+            let _ = reply.send(());
+        }
+        let mut ping = tokio::time::interval(PING_EVERY);
+        ping.tick().await;
+        loop {
+            tokio::select! {
+                _ = ping.tick() => {
+                    let pong = tokio::time::timeout(timeout, sink.ping::<::redis::Value>()).await;
+                    if !matches!(pong, Ok(Ok(_))) {
+                        break;
+                    }
+                }
+                message = next(&mut stream) => match message {
+                    Some(message) => {
+                        let routes = lock(&routes);
+                        if let Some(feed) = routes.get(message.get_channel_name()) {
+                            let payload = Bytes::copy_from_slice(message.get_payload_bytes());
+                            let _ = feed.send(Feed::Live(payload));
+                        }
+                    }
+                    None => break,
+                },
+                request = control.recv() => match request {
+                    None => return,
+                    Some(Control::Subscribe(channel, reply)) => {
+                        let done = tokio::time::timeout(timeout, sink.subscribe(&channel)).await;
+                        if matches!(done, Ok(Ok(()))) {
+                            let _ = reply.send(());
+                        } else {
+                            waiting.push(reply);
+                            break;
+                        }
+                    }
+                    Some(Control::Unsubscribe(channel)) => {
+                        // Unless a new feeder took the channel meanwhile.
+                        if !lock(&routes).contains_key(&channel) {
+                            let _ = tokio::time::timeout(timeout, sink.unsubscribe(&channel)).await;
+                        }
+                    }
+                },
+            }
+        }
+    }
+}
+
+async fn next<S: Stream + Unpin>(stream: &mut S) -> Option<S::Item> {
+    std::future::poll_fn(|cx| std::pin::Pin::new(&mut *stream).poll_next(cx)).await
+}
