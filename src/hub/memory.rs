@@ -13,7 +13,7 @@ use std::{
     fmt,
     hash::BuildHasher,
     sync::{
-        atomic::{AtomicBool, AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
         Arc, Mutex, MutexGuard, PoisonError, Weak,
     },
     task::Waker,
@@ -45,8 +45,13 @@ struct Inner {
     hasher: RandomState,
     topics: AtomicUsize,
     bytes: AtomicUsize,
-    /// When the last sweep ran; locked only with `try_lock`, by one sweeper.
-    last_sweep: Mutex<Instant>,
+    /// When the store was made: `next_sweep` counts from here.
+    started: Instant,
+    /// When the next sweep is due, in nanoseconds since `started`: only read by
+    /// publishes, so it costs them no shared write.
+    next_sweep: AtomicU64,
+    /// Held by the one sweeper running, with `try_lock`.
+    sweeping: Mutex<()>,
     closed: AtomicBool,
 }
 
@@ -79,7 +84,9 @@ impl MemoryStore {
             hasher: RandomState::new(),
             topics: AtomicUsize::new(0),
             bytes: AtomicUsize::new(0),
-            last_sweep: Mutex::new(now()),
+            started: now(),
+            next_sweep: AtomicU64::new(0),
+            sweeping: Mutex::new(()),
             closed: AtomicBool::new(false),
         });
         #[cfg(feature = "tokio")]
@@ -173,16 +180,14 @@ impl Inner {
 
     /// Runs a sweep when the last one is older than the sweep interval.
     fn maybe_sweep(&self, now: Instant) {
-        let due = match self.last_sweep.try_lock() {
-            Ok(mut last)
-                if now.saturating_duration_since(*last) >= sweep_interval(&self.config) =>
-            {
-                *last = now;
-                true
-            }
-            _ => false,
-        };
-        if due {
+        let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        let at = nanos(now.saturating_duration_since(self.started));
+        if at < self.next_sweep.load(Ordering::Relaxed) {
+            return;
+        }
+        if let Ok(_sweeping) = self.sweeping.try_lock() {
+            let next = at.saturating_add(nanos(sweep_interval(&self.config)));
+            self.next_sweep.store(next, Ordering::Relaxed);
             self.sweep(now);
         }
     }
@@ -278,12 +283,14 @@ impl Inner {
         };
         // Outside every lock: the user's closure and the encoder. If the closure
         // panics, the guard settles the offset as empty so readers move on.
+        let now = now();
         let mut guard = Settle {
             topic: &topic,
             id,
             config: &self.config,
             bytes: &self.bytes,
             event: None,
+            now,
         };
         let event = make(&id);
         // An `EventId` is digits, `-` and lowercase letters: always a valid id.
@@ -292,7 +299,7 @@ impl Inner {
         drop(guard);
         crate::metrics::hub_published();
         self.enforce_bytes(&topic);
-        self.maybe_sweep(now());
+        self.maybe_sweep(now);
         Ok(id)
     }
 
@@ -318,13 +325,14 @@ struct Settle<'a> {
     config: &'a HubConfig,
     bytes: &'a AtomicUsize,
     event: Option<crate::EncodedEvent>,
+    now: Instant,
 }
 
 impl Drop for Settle<'_> {
     fn drop(&mut self) {
         let (wakers, delta) = self
             .topic
-            .commit(self.id, self.event.take(), self.config, now());
+            .commit(self.id, self.event.take(), self.config, self.now);
         if delta >= 0 {
             self.bytes
                 .fetch_add(delta.unsigned_abs(), Ordering::Relaxed);
