@@ -81,6 +81,12 @@ const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Concurrent event streams; past it, `503` with `retry-after: 5`.
 const MAX_STREAMS: usize = 10_000;
 
+/// jemalloc, with its background purging thread (turned on in `main`), gives
+/// freed memory back to the system within seconds once connections leave;
+/// glibc's allocator kept it (BENCHMARKS.md, "Memory given back").
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
     let addr = std::env::var("ADDR").unwrap_or_else(|_| "127.0.0.1:3000".to_owned());
@@ -93,6 +99,9 @@ async fn main() -> std::io::Result<()> {
         })?,
         Err(_) => 15_000,
     };
+    // Pages freed for `dirty_decay_ms` (10 s) are returned by a background
+    // thread, even while the server is idle. Best effort.
+    let _ = tikv_jemalloc_ctl::background_thread::write(true);
     let tls = tls_wanted()?;
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     let local = listener.local_addr()?;
