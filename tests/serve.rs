@@ -369,3 +369,40 @@ async fn a_busy_stream_to_a_reading_client_is_not_cut_off() {
     let report = guard("the report", reports.recv()).await.unwrap();
     assert_ne!(report.reason, tower_sse::EndReason::Stalled);
 }
+
+#[tokio::test]
+async fn http2_streams_past_the_per_connection_cap_wait_for_a_free_one() {
+    let shutdown = Shutdown::new().grace(Duration::from_millis(200));
+    let server = Server::new().max_streams_per_connection(2);
+    let (addr, server, _) = start(server, shutdown.clone()).await;
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let (mut client, conn) =
+        hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .handshake::<_, http_body_util::Empty<Bytes>>(hyper_util::rt::TokioIo::new(tcp))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let req = |path: &str| {
+        Request::get(format!("http://x{path}"))
+            .header("accept", "text/event-stream")
+            .body(http_body_util::Empty::new())
+            .unwrap()
+    };
+    // Two endless streams take both slots.
+    let a = guard("a", client.send_request(req("/stall")))
+        .await
+        .unwrap();
+    let _b = guard("b", client.send_request(req("/stall")))
+        .await
+        .unwrap();
+    let mut third = Box::pin(client.send_request(req("/")));
+    let early = tokio::time::timeout(Duration::from_millis(300), &mut third).await;
+    assert!(early.is_err(), "the third stream waits: {early:?}");
+    // Closing one frees its slot.
+    drop(a);
+    let res = guard("the third", third).await.unwrap();
+    assert_eq!(res.status(), 200);
+    shutdown.trigger();
+    drop(client);
+    guard("serve returns", server).await.unwrap().unwrap();
+}

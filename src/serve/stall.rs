@@ -241,7 +241,14 @@ impl<B: Send + 'static> Watched<B> {
             watch: Arc::downgrade(watch),
         });
         let weak: Weak<Slot<B>> = Arc::downgrade(&slot);
-        lock(&watch.streams).push(weak);
+        let mut streams = lock(&watch.streams);
+        // A kept-alive connection makes many bodies: forget the finished ones
+        // (HTTP/2 has at most its stream cap alive).
+        if streams.len() >= 32 {
+            streams.retain(|s| s.strong_count() > 0);
+        }
+        streams.push(weak);
+        drop(streams);
         watch.stalled();
         Self { slot }
     }
