@@ -314,3 +314,81 @@ where
             .map_or_else(SizeHint::default, |body| body.size_hint())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::{future::poll_fn, task::Poll};
+
+    use super::*;
+    use crate::{EndReason, Event, SseBody};
+
+    /// An endless stream of events, and the handle that learns its end.
+    fn body() -> (
+        impl Body<Data = bytes::Bytes, Error = std::convert::Infallible> + Send + 'static,
+        crate::EndHandle,
+    ) {
+        let events = futures_core_stream(Event::message("x"));
+        let body = SseBody::from_events(events);
+        let handle = body.end_handle();
+        (body, handle)
+    }
+
+    fn futures_core_stream(event: Event) -> impl futures_core::Stream<Item = Event> + Send {
+        struct Repeat(Event);
+        impl futures_core::Stream for Repeat {
+            type Item = Event;
+            fn poll_next(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Event>> {
+                Poll::Ready(Some(self.0.clone()))
+            }
+        }
+        Repeat(event)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_not_asked_for_its_next_frame_is_cut_off_at_the_deadline() {
+        let watch = Arc::new(Watch::default());
+        let (inner, handle) = body();
+        let mut watched = Box::pin(Watched::new(inner, &watch));
+        // The connection takes one frame, then asks for no more.
+        let frame = poll_fn(|cx| watched.as_mut().poll_frame(cx)).await;
+        assert!(matches!(frame, Some(Ok(_))));
+        let dog = tokio::spawn({
+            let watch = watch.clone();
+            async move { watch.watchdog(Duration::from_secs(30)).await }
+        });
+        tokio::time::sleep(Duration::from_secs(29)).await;
+        assert!(!handle.is_ended(), "not before the deadline");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(handle.report().unwrap().reason, EndReason::Stalled);
+        // The connection's next poll gets an error: the stream is over.
+        let frame = poll_fn(|cx| watched.as_mut().poll_frame(cx)).await;
+        assert!(matches!(frame, Some(Err(_))));
+        // The socket is fine: the watchdog does not close the connection.
+        assert!(!dog.is_finished());
+        dog.abort();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_socket_stuck_for_the_timeout_ends_the_watchdog_and_progress_resets_it() {
+        let watch = Arc::new(Watch::default());
+        let mut dog = Box::pin({
+            let watch = watch.clone();
+            async move { watch.watchdog(Duration::from_secs(30)).await }
+        });
+        watch.io_pending();
+        let early = tokio::time::timeout(Duration::from_secs(20), &mut dog).await;
+        assert!(early.is_err());
+        // A write goes through: the clock starts again at the next stall.
+        watch.io_progress();
+        watch.io_pending();
+        let early = tokio::time::timeout(Duration::from_secs(20), &mut dog).await;
+        assert!(early.is_err(), "20 s into the second stall");
+        let (inner, handle) = body();
+        let _watched = Watched::new(inner, &watch);
+        tokio::time::timeout(Duration::from_secs(11), &mut dog)
+            .await
+            .expect("the watchdog ends 30 s into the stall");
+        watch.cut_all();
+        assert_eq!(handle.report().unwrap().reason, EndReason::Stalled);
+    }
+}
