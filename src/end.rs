@@ -38,7 +38,7 @@ pub enum EndReason {
     /// The server cut the stream off because the connection took none of its
     /// data for the write timeout: a client that stopped reading (a full TCP
     /// window, or a closed HTTP/2 flow-control window). Reported by
-    /// [`serve::Server`](crate::serve) when it drops such a stream.
+    /// `serve::Server` (the `serve` feature) when it drops such a stream.
     Stalled,
 }
 
