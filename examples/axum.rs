@@ -28,17 +28,29 @@ fn ticks() -> impl tokio_stream::Stream<Item = u64> {
         .map(|(n, _)| n as u64 + 1)
 }
 
+/// Where a stream resumes: after the client's `Last-Event-ID` when it is a
+/// tick this server could have sent, from the start otherwise (a number near
+/// `u64::MAX` is not a resume point: it would wrap, or overflow).
+pub fn resume_after(last: Option<&LastEventId>) -> u64 {
+    /// Far beyond any tick (a second each), and exact in JavaScript.
+    const MAX_TICK: u64 = (1 << 53) - 1;
+    last.and_then(LastEventId::as_u64)
+        .filter(|&n| n <= MAX_TICK)
+        .unwrap_or(0)
+}
+
 /// Our body; resumes after the client's `Last-Event-ID` and watches for the end.
-async fn ours(last: Option<LastEventId>, handle: EndHandle) -> impl IntoResponse {
-    let start = last.and_then(|id| id.as_u64()).unwrap_or(0);
+pub async fn ours(last: Option<LastEventId>, handle: EndHandle) -> impl IntoResponse {
+    let start = resume_after(last.as_ref());
     // A task that learns when the client leaves (or the stream ends otherwise).
     let watcher = handle.clone();
     tokio::spawn(async move {
         let report = watcher.ended().await;
         eprintln!("/sse: {} after {} events", report.reason, report.events);
     });
-    let events = ticks()
-        .map(move |n| Event::message(format!("tick {}", start + n)).id((start + n).to_string()));
+    // Never wraps: the stream ends rather than count past `u64::MAX`.
+    let events = tokio_stream::StreamExt::map_while(ticks(), move |n| start.checked_add(n))
+        .map(|n| Event::message(format!("tick {n}")).id(n.to_string()));
     SseBody::new(events).with_end_handle(handle)
 }
 

@@ -35,13 +35,21 @@
 //!   with `Last-Event-ID` (or `?lastEventId=`) gets what it missed first, then a
 //!   fresh `members` snapshot that supersedes the presence events before it. The
 //!   room's history outlives its members for ten minutes.
-//! - `POST /send` with `{"room", "name", "text"}`: `202 {"id": "..."}` once the
-//!   message is stored; bad input gets `400` (or `413`) `{"error": "..."}` and
+//! - `POST /send` with `{"room", "name", "text"}` and `Content-Type:
+//!   application/json`: `202 {"id": "..."}` once the message is stored; another
+//!   content type gets `415` (a foreign page cannot post JSON without a CORS
+//!   preflight, which this server does not answer), bad input `400` (or `413`),
+//!   a body not complete within 10 s `408`, each with `{"error": "..."}`, and
 //!   nothing is broadcast; `503` `{"error": "..."}` when the hub cannot store it
 //!   (Redis unreachable): nothing is delivered then.
 //! - `GET /metrics`: Prometheus text (`chat_messages_posted_total`, and the
 //!   crate's own metrics when it is built with its `metrics` feature).
 //! - `GET /favicon.ico`: the icon.
+//!
+//! Limits: 10 000 concurrent streams (`503` with `retry-after` past it); over
+//! plain HTTP, [`tower_sse::serve::Server`]'s defaults (a 10 s header read
+//! timeout, a 30 s write timeout that cuts off a member that stopped reading,
+//! and so its `leave`, 100 HTTP/2 streams per connection).
 //!
 //! Only the crate's public API is used: [`Hub`] for rooms and replay,
 //! [`SseLayer`] for heartbeats and `Last-Event-ID`, [`SseBody::on_end`] for
@@ -82,6 +90,17 @@ const MAX_ROOM: usize = 64;
 /// Request bodies above this are refused with 413 before being parsed. Generous,
 /// so that 4096 bytes of text survive JSON escaping.
 const MAX_BODY: usize = 64 * 1024;
+/// A `/send` body must arrive whole within this (a body that never finishes,
+/// or is shorter than its `Content-Length`, gets `408`).
+const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Concurrent event streams; past it, `503` with `retry-after: 5`.
+const MAX_STREAMS: usize = 10_000;
+
+/// jemalloc, with its background purging thread (turned on in `main`), gives
+/// freed memory back to the system within seconds once connections leave;
+/// glibc's allocator kept it (BENCHMARKS.md, "Memory given back").
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
@@ -95,6 +114,9 @@ async fn main() -> std::io::Result<()> {
         })?,
         Err(_) => 15_000,
     };
+    // Pages freed for `dirty_decay_ms` (10 s) are returned by a background
+    // thread, even while the server is idle. Best effort.
+    let _ = tikv_jemalloc_ctl::background_thread::write(true);
     let tls = tls_wanted()?;
     let (hub, presence) = cluster()?;
     let listener = tokio::net::TcpListener::bind(&addr).await?;
@@ -212,6 +234,7 @@ pub fn app_with(
     });
     let sse = SseLayer::new()
         .keep_alive(KeepAlive::new().interval(heartbeat))
+        .max_streams(MAX_STREAMS, Duration::from_secs(5))
         .with_shutdown(shutdown);
     let prometheus = prometheus();
     Router::new()
@@ -429,16 +452,37 @@ async fn subscribe(
 }
 
 /// `POST /send` with `{"room", "name", "text"}`.
-async fn send(State(chat): State<Arc<Chat>>, body: Body) -> Response {
-    let bytes = match Limited::new(body, MAX_BODY).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(err) if err.downcast_ref::<LengthLimitError>().is_some() => {
+async fn send(State(chat): State<Arc<Chat>>, req: Request<Body>) -> Response {
+    // Only `application/json`: a foreign page can post `text/plain` or a form
+    // without a preflight, but not JSON.
+    if !is_json(req.headers()) {
+        return error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "the body must be `application/json`",
+        );
+    }
+    let read = Limited::new(req.into_body(), MAX_BODY).collect();
+    let bytes = match tokio::time::timeout(BODY_READ_TIMEOUT, read).await {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(err)) if err.downcast_ref::<LengthLimitError>().is_some() => {
             return error(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 &format!("the body is larger than {MAX_BODY} bytes"),
             )
         }
-        Err(_) => return error(StatusCode::BAD_REQUEST, "the body could not be read"),
+        Ok(Err(_)) => return error(StatusCode::BAD_REQUEST, "the body could not be read"),
+        Err(_) => {
+            let mut res = error(
+                StatusCode::REQUEST_TIMEOUT,
+                "the body did not arrive in time",
+            );
+            // The rest of the body may still come: do not read it as a request.
+            res.headers_mut().insert(
+                header::CONNECTION,
+                header::HeaderValue::from_static("close"),
+            );
+            return res;
+        }
     };
     let message = match parse_message(&bytes) {
         Ok(message) => message,
@@ -457,6 +501,16 @@ async fn send(State(chat): State<Arc<Chat>>, body: Body) -> Response {
         Ok(id) => (StatusCode::ACCEPTED, Json(json!({ "id": id.to_string() }))).into_response(),
         Err(err) => error(StatusCode::SERVICE_UNAVAILABLE, &err.to_string()),
     }
+}
+
+/// Whether the request says its body is `application/json` (parameters such
+/// as `charset` allowed).
+fn is_json(headers: &header::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"))
 }
 
 struct Message {

@@ -18,29 +18,36 @@ use tower_sse::{serve::Server, EndHandle, Event, LastEventId, Shutdown, SseBody,
 
 type Body = UnsyncBoxBody<bytes::Bytes, Infallible>;
 
-async fn handle(req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+/// Far beyond any tick (a second each), and exact in JavaScript.
+const MAX_TICK: u64 = (1 << 53) - 1;
+
+/// `GET /sse`: a tick a second, resuming after `Last-Event-ID`.
+pub async fn handle(req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
     if req.uri().path() != "/sse" {
         let mut res = Response::new(Full::from("GET /sse\n").boxed_unsync());
         *res.status_mut() = StatusCode::NOT_FOUND;
         return Ok(res);
     }
     // Both set by the layer.
+    // A number near `u64::MAX` is not a tick this server sent: start over
+    // rather than wrap.
     let start = req
         .extensions()
         .get::<LastEventId>()
-        .and_then(|id| id.as_u64())
+        .and_then(LastEventId::as_u64)
+        .filter(|&n| n <= MAX_TICK)
         .unwrap_or(0);
     let handle = req
         .extensions()
         .get::<EndHandle>()
         .cloned()
         .unwrap_or_default();
-    let ticks = IntervalStream::new(tokio::time::interval(Duration::from_secs(1)))
-        .enumerate()
-        .map(move |(n, _)| {
-            let n = start + n as u64 + 1;
-            Event::message(format!("tick {n}")).id(n.to_string())
-        });
+    let ticks = IntervalStream::new(tokio::time::interval(Duration::from_secs(1))).enumerate();
+    // Never wraps: the stream ends rather than count past `u64::MAX`.
+    let ticks = tokio_stream::StreamExt::map_while(ticks, move |(n, _)| {
+        start.checked_add(n as u64)?.checked_add(1)
+    })
+    .map(|n| Event::message(format!("tick {n}")).id(n.to_string()));
     let body = SseBody::new(ticks).with_end_handle(handle);
     Ok(body.into_response().map(BodyExt::boxed_unsync))
 }

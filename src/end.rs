@@ -35,6 +35,11 @@ pub enum EndReason {
     Shutdown,
     /// The stream reached its maximum lifetime.
     Lifetime,
+    /// The server cut the stream off because the connection took none of its
+    /// data for the write timeout: a client that stopped reading (a full TCP
+    /// window, or a closed HTTP/2 flow-control window). Reported by
+    /// `serve::Server` (the `serve` feature) when it drops such a stream.
+    Stalled,
 }
 
 impl EndReason {
@@ -62,6 +67,7 @@ impl fmt::Display for EndReason {
             Self::Failed(e) => write!(f, "failed: {e}"),
             Self::Shutdown => f.write_str("shut down"),
             Self::Lifetime => f.write_str("lifetime reached"),
+            Self::Stalled => f.write_str("stalled: writes made no progress"),
         }
     }
 }

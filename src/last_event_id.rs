@@ -96,7 +96,13 @@ impl LastEventId {
         &self.0
     }
 
-    /// The id, parsed as a number (as the [broadcast hub](crate::Hub)'s ids are).
+    /// The id, parsed as a decimal number (the [broadcast hub](crate::Hub)'s ids
+    /// are not: pass [`as_str`](Self::as_str) to it).
+    ///
+    /// The client chooses it: it may be any number up to `u64::MAX`. Before
+    /// counting on from it, check that it is an id you could have sent, and
+    /// never add to it unchecked (`checked_add`): `u64::MAX - 1` would make the
+    /// next ids wrap to `0`, or panic with overflow checks.
     pub fn as_u64(&self) -> Option<u64> {
         self.0.parse().ok()
     }

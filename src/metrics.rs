@@ -44,6 +44,7 @@ pub(crate) fn reason_label(reason: &EndReason) -> &'static str {
         EndReason::Failed(_) => "failed",
         EndReason::Shutdown => "shutdown",
         EndReason::Lifetime => "lifetime",
+        EndReason::Stalled => "stalled",
     }
 }
 

@@ -155,9 +155,34 @@ impl Tracker {
     }
 }
 
+thread_local! {
+    /// Set while the server drops a stream it cut off (see [`drop_stalled`]).
+    static STALLED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Drops `value` (a response body, or a connection holding some) so that every
+/// stream dropped unfinished meanwhile on this thread reports
+/// [`EndReason::Stalled`] rather than `ClientGone`.
+#[cfg_attr(not(feature = "serve"), allow(dead_code))]
+pub(crate) fn drop_stalled<T>(value: T) {
+    struct Reset(bool);
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            STALLED.with(|s| s.set(self.0));
+        }
+    }
+    let _reset = Reset(STALLED.with(|s| s.replace(true)));
+    drop(value);
+}
+
 impl Drop for Tracker {
     fn drop(&mut self) {
-        self.finish(EndReason::ClientGone);
+        let reason = if STALLED.with(std::cell::Cell::get) {
+            EndReason::Stalled
+        } else {
+            EndReason::ClientGone
+        };
+        self.finish(reason);
     }
 }
 

@@ -445,3 +445,40 @@ async fn a_waiting_subscriber_is_woken_across_tasks() {
         assert_eq!(got, expected);
     }
 }
+
+#[test]
+fn a_replay_is_capped_in_bytes_with_a_reset_then_the_newest_events() {
+    // Each event `id: N-EEEEEEEE\ndata: xxxxxxxxxx\n\n` is 33 bytes (N < 10).
+    let hub = Hub::with_config(HubConfig::new().max_replay_bytes(70));
+    let ids: Vec<_> = (0..6)
+        .map(|_| publish(&hub, "t", &"x".repeat(10)))
+        .collect();
+    let event = |n: usize| msg(ids[n], &"x".repeat(10));
+    assert_eq!(event(0).len(), 33);
+    // Two events fit in 70 bytes: after the oldest, a reset after ids[3], then 4, 5.
+    let reset = format!(
+        "event: reset\nid: {0}\ndata: {{\"after\":\"{0}\"}}\n\n",
+        ids[3]
+    );
+    for cursor in [ids[0].to_string(), "garbage".into()] {
+        let got = drain(&mut subscribe(&hub, "t", Some(&cursor)));
+        assert_eq!(got, [reset.clone(), event(4), event(5)], "{cursor:?}");
+    }
+    // A replay that fits is exact, without a reset.
+    let got = drain(&mut subscribe(&hub, "t", Some(&ids[3].to_string())));
+    assert_eq!(got, [event(4), event(5)]);
+    // No cursor: no replay, nothing capped.
+    let mut live = subscribe(&hub, "t", None);
+    assert!(drain(&mut live).is_empty());
+    // A cap of 0 turns every replay into a reset, and live events still flow.
+    let hub = Hub::with_config(HubConfig::new().max_replay_bytes(0));
+    let first = publish(&hub, "t", "a");
+    publish(&hub, "t", "b");
+    let mut sub = subscribe(&hub, "t", Some(&first.to_string()));
+    let got = drain(&mut sub);
+    assert_eq!(got.len(), 1);
+    assert!(got[0].starts_with("event: reset\n"), "{got:?}");
+    let live = publish(&hub, "t", "c");
+    assert_eq!(drain(&mut sub), [msg(live, "c")]);
+    assert_eq!(HubConfig::new().get_max_replay_bytes(), 1024 * 1024);
+}

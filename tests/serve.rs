@@ -264,3 +264,145 @@ async fn heartbeats_flow_through_the_server() {
     drop(tcp);
     guard("serve returns", server).await.unwrap().unwrap();
 }
+
+/// A client socket with a small receive buffer, so that a stream fills it fast.
+async fn small_window_client(addr: SocketAddr) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.connect(addr).await.unwrap()
+}
+
+#[tokio::test]
+async fn a_client_that_never_reads_is_cut_off_over_http1() {
+    let shutdown = Shutdown::new();
+    let timeout = Duration::from_secs(1);
+    let server = Server::new().write_timeout(Some(timeout));
+    let (addr, server, mut reports) = start(server, shutdown.clone()).await;
+    let mut frozen = small_window_client(addr).await;
+    frozen
+        .write_all(b"GET /big HTTP/1.1\r\nhost: x\r\naccept: text/event-stream\r\n\r\n")
+        .await
+        .unwrap();
+    let since = Instant::now();
+    // Never read: the server's writes stop making progress, and the stream is
+    // reported as cut off without the client doing anything.
+    let report = guard("the report", reports.recv()).await.unwrap();
+    assert_eq!(report.reason, tower_sse::EndReason::Stalled);
+    println!(
+        "a frozen HTTP/1.1 reader was cut off {:?} after it connected (timeout {timeout:?})",
+        since.elapsed()
+    );
+    // And its connection is closed: reading now drains what was sent, then EOF.
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match guard("the close", frozen.read(&mut buf)).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+    // The server still serves.
+    assert!(get(addr, "/").await.ends_with("ok"));
+    shutdown.trigger();
+    guard("serve returns", server).await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn a_zero_window_http2_stream_is_cut_off_and_its_connection_goes_on() {
+    let shutdown = Shutdown::new();
+    let server = Server::new().write_timeout(Some(Duration::from_secs(1)));
+    let (addr, server, mut reports) = start(server, shutdown.clone()).await;
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    // A client that never grants its streams any flow-control window.
+    let (mut client, conn) =
+        hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .initial_stream_window_size(0)
+            .handshake::<_, http_body_util::Empty<Bytes>>(hyper_util::rt::TokioIo::new(tcp))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let req = |path: &str| {
+        Request::get(format!("http://x{path}"))
+            .header("accept", "text/event-stream")
+            .body(http_body_util::Empty::new())
+            .unwrap()
+    };
+    let res = guard("the head", client.send_request(req("/big")))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let report = guard("the report", reports.recv()).await.unwrap();
+    assert_eq!(report.reason, tower_sse::EndReason::Stalled);
+    // The connection itself was not closed: it answers another request.
+    let res = guard("another head", client.send_request(req("/")))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    drop(res);
+    shutdown.trigger();
+    drop(client);
+    guard("serve returns", server).await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn a_busy_stream_to_a_reading_client_is_not_cut_off() {
+    let shutdown = Shutdown::new().grace(Duration::from_millis(200));
+    let server = Server::new().write_timeout(Some(Duration::from_millis(500)));
+    let (addr, server, mut reports) = start(server, shutdown.clone()).await;
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(b"GET /big HTTP/1.1\r\nhost: x\r\naccept: text/event-stream\r\n\r\n")
+        .await
+        .unwrap();
+    // Read well past several write timeouts' worth of a stream that never
+    // pauses: the deadline moves with each frame the connection takes.
+    let mut total = 0usize;
+    let mut buf = vec![0u8; 64 * 1024];
+    let until = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < until {
+        let n = guard("data", tcp.read(&mut buf)).await.unwrap();
+        assert!(n > 0, "the stream was closed after {total} bytes");
+        total += n;
+    }
+    assert!(reports.try_recv().is_err(), "no stream ended");
+    shutdown.trigger();
+    drop(tcp);
+    guard("serve returns", server).await.unwrap().unwrap();
+    let report = guard("the report", reports.recv()).await.unwrap();
+    assert_ne!(report.reason, tower_sse::EndReason::Stalled);
+}
+
+#[tokio::test]
+async fn http2_streams_past_the_per_connection_cap_wait_for_a_free_one() {
+    let shutdown = Shutdown::new().grace(Duration::from_millis(200));
+    let server = Server::new().max_streams_per_connection(2);
+    let (addr, server, _) = start(server, shutdown.clone()).await;
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let (mut client, conn) =
+        hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .handshake::<_, http_body_util::Empty<Bytes>>(hyper_util::rt::TokioIo::new(tcp))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let req = |path: &str| {
+        Request::get(format!("http://x{path}"))
+            .header("accept", "text/event-stream")
+            .body(http_body_util::Empty::new())
+            .unwrap()
+    };
+    // Two endless streams take both slots.
+    let a = guard("a", client.send_request(req("/stall")))
+        .await
+        .unwrap();
+    let _b = guard("b", client.send_request(req("/stall")))
+        .await
+        .unwrap();
+    let mut third = Box::pin(client.send_request(req("/")));
+    let early = tokio::time::timeout(Duration::from_millis(300), &mut third).await;
+    assert!(early.is_err(), "the third stream waits: {early:?}");
+    // Closing one frees its slot.
+    drop(a);
+    let res = guard("the third", third).await.unwrap();
+    assert_eq!(res.status(), 200);
+    shutdown.trigger();
+    drop(client);
+    guard("serve returns", server).await.unwrap().unwrap();
+}

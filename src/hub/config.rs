@@ -63,14 +63,19 @@ pub struct HubConfig {
     max_topics: usize,
     max_total_history_bytes: usize,
     queue_capacity: usize,
+    max_replay_bytes: usize,
     lag: Lag,
 }
 
 impl HubConfig {
+    /// The default cap on one subscriber's replay: 1 MiB.
+    pub const DEFAULT_MAX_REPLAY_BYTES: usize = 1024 * 1024;
+
     /// Per topic, a history of 1 024 events and at most 1 MiB, kept for 10
     /// minutes after the topic's last publish; hub-wide, at most 100 000 topics
     /// and 256 MiB of history; subscribers may fall 1 024 events behind, then
-    /// [`Lag::Disconnect`] with a one-second retry.
+    /// [`Lag::Disconnect`] with a one-second retry; one subscriber's replay is
+    /// at most 1 MiB.
     ///
     /// Why 10 minutes: a phone switching networks or a tunnel on a commute is
     /// back within seconds to a minute, a laptop closed for a short break within
@@ -85,6 +90,7 @@ impl HubConfig {
             max_topics: 100_000,
             max_total_history_bytes: 256 * 1024 * 1024,
             queue_capacity: 1024,
+            max_replay_bytes: Self::DEFAULT_MAX_REPLAY_BYTES,
             lag: Lag::default(),
         }
     }
@@ -136,6 +142,21 @@ impl HubConfig {
     pub fn queue_capacity(mut self, capacity: usize) -> Self {
         self.queue_capacity = capacity.max(1);
         self
+    }
+
+    /// Replays at most `bytes` of history to one subscriber (default 1 MiB). A
+    /// client whose `Last-Event-ID` asks for more gets the `reset` notice (with
+    /// the id after which what follows is complete) and the newest events that
+    /// fit: a small request cannot make the server send the whole history back.
+    /// `0` replays nothing: every resume past the newest event is a `reset`.
+    pub fn max_replay_bytes(mut self, bytes: usize) -> Self {
+        self.max_replay_bytes = bytes;
+        self
+    }
+
+    /// The cap on one subscriber's replay, in bytes.
+    pub fn get_max_replay_bytes(&self) -> usize {
+        self.max_replay_bytes
     }
 
     /// What to do with a subscriber whose queue is full.

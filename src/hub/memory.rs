@@ -310,7 +310,8 @@ impl Inner {
         self.maybe_sweep(now());
         loop {
             let topic = self.topic(name);
-            if let Some(joined) = topic.subscribe(cursor) {
+            if let Some(joined) = topic.subscribe_within(cursor, self.config.get_max_replay_bytes())
+            {
                 return Ok(Subscriber::new(topic, joined, self.config.clone()));
             }
         }

@@ -270,24 +270,48 @@ impl Topic {
 
     /// Adds a subscriber from `cursor` (a client's `Last-Event-ID`), or `None`
     /// when the topic was removed.
+    #[cfg_attr(not(tower_sse_loom), allow(dead_code))]
     pub(crate) fn subscribe(&self, cursor: Option<&str>) -> Option<Joined> {
+        self.subscribe_within(cursor, usize::MAX)
+    }
+
+    /// Subscribes after `cursor`, replaying at most `max_replay_bytes`: a
+    /// longer replay is cut to the newest events that fit, after a `reset`.
+    pub(crate) fn subscribe_within(
+        &self,
+        cursor: Option<&str>,
+        max_replay_bytes: usize,
+    ) -> Option<Joined> {
         let mut state = self.lock();
         if state.removed {
             return None;
         }
         let exact = |offset| offset >= state.floor && offset <= state.settled;
-        let (start, reset) = match cursor.map(str::parse::<EventId>) {
-            None => (state.settled, None),
-            Some(Ok(id)) if id.epoch() == self.epoch && exact(id.offset()) => {
-                crate::metrics::hub_replay();
-                (id.offset(), None)
+        let mut start = match cursor.map(str::parse::<EventId>) {
+            None => Ok(state.settled),
+            Some(Ok(id)) if id.epoch() == self.epoch && exact(id.offset()) => Ok(id.offset()),
+            Some(_) => Err(state.floor),
+        };
+        let from = match start {
+            Ok(at) | Err(at) => at,
+        };
+        let capped = state.replay_start(from, max_replay_bytes);
+        if capped != from {
+            start = Err(capped);
+        }
+        let (start, reset) = match start {
+            Ok(at) => {
+                if cursor.is_some() {
+                    crate::metrics::hub_replay();
+                }
+                (at, None)
             }
-            Some(_) => {
+            Err(at) => {
                 crate::metrics::hub_reset();
                 // `event: reset`, with the id after which what follows is complete.
-                let floor = self.id(state.floor).to_string();
-                let data = format!("{{\"after\":\"{floor}\"}}");
-                (state.floor, Some(notice("reset", &floor, data)))
+                let after = self.id(at).to_string();
+                let data = format!("{{\"after\":\"{after}\"}}");
+                (at, Some(notice("reset", &after, data)))
             }
         };
         let reader = Reader {
@@ -487,6 +511,26 @@ impl Topic {
 }
 
 impl State {
+    /// Where a replay after `from` starts so that it holds at most `max`
+    /// bytes: `from` itself, or the offset before the oldest event that fits.
+    fn replay_start(&self, from: u64, max: usize) -> u64 {
+        let mut bytes = 0usize;
+        let mut at = self.settled;
+        while at > from {
+            let index = (at - self.floor - 1) as usize;
+            let len = match self.slots.get(index) {
+                Some(Slot::Event(event)) => event.len(),
+                _ => 0,
+            };
+            bytes = bytes.saturating_add(len);
+            if bytes > max {
+                return at;
+            }
+            at -= 1;
+        }
+        from
+    }
+
     fn take_waiters(&mut self) -> Vec<Option<Waker>> {
         self.round += 1;
         let capacity = self.waiters.len();

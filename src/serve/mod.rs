@@ -10,6 +10,8 @@
 //! | header read timeout | 10 s, from the connection's start | none without a timer | a half-sent request head cannot hold a descriptor and memory forever |
 //! | `writev` | off | auto | one buffer per connection: less idle memory |
 //! | buffer size cap | 8 KiB | ~400 KiB | a client that stops reading holds at most this much of the server's memory; above 8 KiB + 24 B hyper-util's protocol sniffing doubles the read buffer of every connection (request heads must fit in it) |
+//! | [write timeout](Server::write_timeout) | 30 s | none | a client that stops reading (a full TCP window, a closed HTTP/2 stream window) is cut off and its stream reported as [`Stalled`](crate::EndReason::Stalled), whether or not it ever reads again |
+//! | HTTP/2 streams per connection | 100 | 200 | one connection cannot hold an unbounded share of the streams |
 //! | connection cap | none ([`max_connections`](Server::max_connections)) | none | past it, the server stops accepting until a connection closes |
 //! | graceful shutdown | [`with_shutdown`](Server::with_shutdown): stop accepting, end streams, close the connections still open after the grace period | waits forever | a frozen reader or a stalled stream cannot hold shutdown |
 //!
@@ -47,11 +49,14 @@
 //! # }
 //! ```
 
+mod stall;
 mod tcp;
 
 use std::{
     error::Error,
+    future::Future,
     io,
+    pin::Pin,
     sync::{
         atomic::{AtomicBool, Ordering},
         Arc,
@@ -70,6 +75,7 @@ use hyper_util::{
 use tokio::{net::TcpListener, sync::Semaphore, task::JoinSet};
 use tower_service::Service;
 
+use self::stall::{Progress, Watch, Watched};
 pub use self::tcp::TcpOptions;
 use crate::{BoxError, Shutdown};
 
@@ -83,6 +89,8 @@ pub struct Server {
     max_buf_size: usize,
     writev: bool,
     max_connections: Option<usize>,
+    write_timeout: Option<Duration>,
+    max_streams_per_connection: u32,
     shutdown: Option<Shutdown>,
 }
 
@@ -100,6 +108,12 @@ impl Server {
     /// The smallest buffer cap hyper accepts (a smaller value is raised to it).
     pub const MIN_BUF_SIZE: usize = 8 * 1024;
 
+    /// The default write timeout: 30 s.
+    pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
+    /// The default cap on concurrent HTTP/2 streams per connection: 100.
+    pub const DEFAULT_MAX_STREAMS_PER_CONNECTION: u32 = 100;
+
     /// The defaults of the [module docs](self).
     pub fn new() -> Self {
         Self {
@@ -108,6 +122,8 @@ impl Server {
             max_buf_size: Self::DEFAULT_MAX_BUF_SIZE,
             writev: false,
             max_connections: None,
+            write_timeout: Some(Self::DEFAULT_WRITE_TIMEOUT),
+            max_streams_per_connection: Self::DEFAULT_MAX_STREAMS_PER_CONNECTION,
             shutdown: None,
         }
     }
@@ -153,6 +169,34 @@ impl Server {
         self
     }
 
+    /// Cuts off what makes no write progress for `timeout` (`None`: never):
+    ///
+    /// - a response body the connection has not asked for its next frame for
+    ///   that long (it holds a frame it cannot write: the client's TCP window,
+    ///   or its HTTP/2 stream's flow-control window, is closed) is dropped and
+    ///   reported as [`EndReason::Stalled`](crate::EndReason::Stalled); an
+    ///   HTTP/2 connection's other streams go on;
+    /// - a connection whose socket has taken no bytes for that long is closed,
+    ///   all its streams reported as `Stalled`.
+    ///
+    /// The server does not poll a body it cannot write, so a stream cannot see
+    /// this by itself: a watchdog beside each connection does, and the end
+    /// report (and what hangs on it, such as presence) comes at most `timeout`
+    /// after the client stopped taking data, whether or not it ever reads
+    /// again. A client reading slowly but steadily is not cut off unless one
+    /// frame waits longer than `timeout`.
+    pub fn write_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.write_timeout = timeout;
+        self
+    }
+
+    /// Caps the streams an HTTP/2 connection may have open at once (hyper's
+    /// own default is 200); a client opening more gets them refused.
+    pub fn max_streams_per_connection(mut self, max: u32) -> Self {
+        self.max_streams_per_connection = max;
+        self
+    }
+
     /// Shuts down when `shutdown` is triggered: stops accepting, lets each
     /// connection finish (give the same `Shutdown` to the streams, so they
     /// end), and closes the connections still open after its
@@ -186,7 +230,10 @@ impl Server {
             .header_read_timeout(self.header_read_timeout)
             .writev(self.writev)
             .max_buf_size(self.max_buf_size);
-        builder.http2().timer(TokioTimer::new());
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(self.max_streams_per_connection);
         let builder = Arc::new(builder);
         let graceful = GracefulShutdown::new();
         let mut connections = JoinSet::new();
@@ -222,24 +269,38 @@ impl Server {
             // Best effort: a refused option must not refuse the client.
             let _ = self.tcp.apply(&tcp);
             let seen = Arc::new(AtomicBool::new(false));
+            let watch = Arc::new(Watch::default());
             let svc = TowerToHyperService::new(FirstRequest {
                 inner: service.clone(),
                 seen: seen.clone(),
+                watch: watch.clone(),
             });
             let builder = builder.clone();
             let watcher = graceful.watcher();
             let timeout = self.header_read_timeout;
+            let write_timeout = self.write_timeout;
             connections.spawn(async move {
                 let _permit = permit;
-                let conn = builder.serve_connection(TokioIo::new(tcp), svc);
+                let io = TokioIo::new(Progress::new(tcp, watch.clone()));
+                let conn = builder.serve_connection(io, svc);
                 let conn = watcher.watch(conn.into_owned());
+                tokio::pin!(conn);
+                let stalled = async {
+                    match write_timeout {
+                        Some(timeout) => watch.watchdog(timeout).await,
+                        None => std::future::pending().await,
+                    }
+                };
                 tokio::select! {
-                    _ = conn => {}
+                    _ = &mut conn => return,
                     // hyper's own timeout starts after the protocol is known; this
                     // one also covers a client that sends nothing, or a partial
                     // HTTP/2 preface.
                     () = no_request_within(&seen, timeout) => {}
+                    () = stalled => watch.cut_all(),
                 }
+                // Closed by the server: its streams are reported as stalled.
+                crate::tracker::drop_stalled(conn);
             });
         }
         drop(listener);
@@ -269,27 +330,36 @@ async fn no_request_within(seen: &AtomicBool, timeout: Duration) {
     }
 }
 
-/// Marks that a connection has sent a complete request head.
+/// Marks that a connection has sent a complete request head, and puts the
+/// response bodies under the connection's watch.
 #[derive(Clone)]
 struct FirstRequest<S> {
     inner: S,
     seen: Arc<AtomicBool>,
+    watch: Arc<Watch>,
 }
 
-impl<S, R> Service<R> for FirstRequest<S>
+impl<S, R, B> Service<R> for FirstRequest<S>
 where
-    S: Service<R>,
+    S: Service<R, Response = Response<B>>,
+    S::Future: Send + 'static,
+    B: Send + 'static,
 {
-    type Response = S::Response;
+    type Response = Response<Watched<B>>;
     type Error = S::Error;
-    type Future = S::Future;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, S::Error>> + Send>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: R) -> S::Future {
+    fn call(&mut self, req: R) -> Self::Future {
         self.seen.store(true, Ordering::Release);
-        self.inner.call(req)
+        let response = self.inner.call(req);
+        let watch = self.watch.clone();
+        Box::pin(async move {
+            let response = response.await?;
+            Ok(response.map(|body| Watched::new(body, &watch)))
+        })
     }
 }
