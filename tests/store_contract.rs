@@ -250,19 +250,12 @@ macro_rules! contract_tests {
 contract_tests!(memory, Some(Hub::with_config(config())));
 
 #[cfg(feature = "redis")]
-#[allow(dead_code)]
 mod redis_support;
 
 // The same tests on a `RedisStore` (the shared Redis of `.ci/run`), with a
 // key prefix of its own per test.
 #[cfg(feature = "redis")]
 contract_tests!(redis, {
-    match redis_support::shared().await {
-        Some(url) => Some(redis_support::node(
-            &url,
-            &redis_support::prefix("contract"),
-            config(),
-        )),
-        None => None,
-    }
+    let url = redis_support::shared().await;
+    url.map(|url| redis_support::node(&url, &redis_support::prefix("contract"), config()))
 });
