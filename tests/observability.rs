@@ -89,6 +89,7 @@ fn drain<B: Body + Unpin>(body: &mut B) {
 
 #[test]
 fn a_stream_records_its_metrics_once_even_under_the_layer() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let recorded = Recorded::default();
     metrics::with_local_recorder(&recorded, || {
         // A body alone.
@@ -167,8 +168,14 @@ impl tracing::Subscriber for Lines {
     fn exit(&self, _: &tracing::span::Id) {}
 }
 
+/// Serialises this file's tests: tracing caches whether a callsite is enabled
+/// when it is first hit, so a test on another thread without this test's
+/// subscriber could leave the stream's span cached as disabled.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn a_span_per_stream_with_the_request_and_an_event_for_its_end() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let lines = Lines::default();
     tracing::subscriber::with_default(lines.clone(), || {
         let mut svc = SseLayer::new().layer(tower::service_fn(|_req: Request<()>| async {
