@@ -286,7 +286,7 @@ impl Inner {
         if self.closed.load(Ordering::Relaxed) {
             return Err(HubError::Closed);
         }
-        let deadline = tokio::time::Instant::now() + 2 * self.config.timeout;
+        let mut deadline = tokio::time::Instant::now() + 2 * self.config.timeout;
         loop {
             let mut rx = self.mirror(name);
             let topic = match tokio::time::timeout_at(deadline, rx.wait_for(Option::is_some)).await
@@ -301,13 +301,38 @@ impl Inner {
                 Ok(Ok(topic)) => topic.clone(),
             };
             let Some(topic) = topic else { continue };
+            // An id just acknowledged (by this node or another) may reach this
+            // node's copy a moment after Redis stored it: wait for the copy to
+            // catch up rather than treat the cursor as one from the future.
+            let ahead = cursor
+                .and_then(|c| c.parse::<EventId>().ok())
+                .filter(|id| id.epoch() == topic.position().epoch());
+            let mut waited = false;
+            if let Some(id) = ahead {
+                let catch_up = tokio::time::Instant::now() + CATCH_UP;
+                while topic.position().offset() < id.offset()
+                    && tokio::time::Instant::now() < catch_up
+                {
+                    waited = true;
+                    tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+                }
+            }
             if let Some(joined) = topic.subscribe(cursor) {
                 return Ok(Subscriber::new(topic, joined, self.hub.clone()));
+            }
+            if waited {
+                // The copy was released while this waited: look it up afresh.
+                deadline = tokio::time::Instant::now() + 2 * self.config.timeout;
             }
             tokio::task::yield_now().await;
         }
     }
 }
+
+/// How long a subscribe waits for this node's copy of a topic to reach a
+/// cursor of the topic's epoch that it has not seen yet (an id acknowledged a
+/// moment ago); a cursor still ahead after that gets the `reset` notice.
+const CATCH_UP: std::time::Duration = std::time::Duration::from_millis(250);
 
 impl Store for RedisStore {
     fn publish<'a>(
