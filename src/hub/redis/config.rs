@@ -50,7 +50,7 @@ impl RedisConfig {
     }
 
     /// How long a command may take before the operation fails with
-    /// [`HubError::Unavailable`] (at least 1 ms): a publish while Redis is
+    /// [`HubError::Unavailable`](crate::HubError::Unavailable) (at least 1 ms): a publish while Redis is
     /// unreachable fails after about this long.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout.max(Duration::from_millis(1));
