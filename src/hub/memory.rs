@@ -21,7 +21,7 @@ use std::{
 };
 
 use super::{
-    store::{HubError, MakeEvent, Store, StoreFuture},
+    store::{self, HubError, MakeEvent, Store, StoreFuture},
     topic::Topic,
     EventId, HubConfig, Subscriber,
 };
@@ -292,9 +292,7 @@ impl Inner {
             event: None,
             now,
         };
-        let event = make(&id);
-        // An `EventId` is digits, `-` and lowercase letters: always a valid id.
-        let event = event.id(id.to_string()).unwrap_or_default().encode();
+        let event = store::encode_with_id(make(&id), &id);
         guard.event = Some(event);
         drop(guard);
         crate::metrics::hub_published();

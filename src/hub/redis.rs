@@ -250,11 +250,7 @@ impl Inner {
         }
         let stand_in = EventId::new(u64::MAX, Epoch::random());
         let text = stand_in.to_string();
-        // An `EventId` is digits, `-` and lowercase letters: always a valid id.
-        let event = make(&stand_in)
-            .id(text.clone())
-            .unwrap_or_default()
-            .encode();
+        let event = super::store::encode_with_id(make(&stand_in), &stand_in);
         let keys = Keys::new(&self.config.prefix, name);
         let shard = self.shard(name);
         let mut conn = shard.commands.clone();

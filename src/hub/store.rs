@@ -76,6 +76,13 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     fn close(&self);
 }
 
+/// Encodes `event` with `id` as its `id:`, replacing any id of its own: what
+/// every store does to the event a publisher built.
+pub(crate) fn encode_with_id(event: Event, id: &EventId) -> crate::EncodedEvent {
+    // An `EventId` is digits, `-` and lowercase letters: always a valid id.
+    event.id(id.to_string()).unwrap_or_default().encode()
+}
+
 /// Why a hub operation failed.
 #[derive(Debug)]
 #[non_exhaustive]
