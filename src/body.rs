@@ -17,6 +17,7 @@ use pin_project_lite::pin_project;
 
 use crate::{
     coalesce::coalesce,
+    encoded::PartsLeft,
     end::{EndHandle, EndReason, EndReport},
     keep_alive::{Heartbeat, KeepAlive},
     lifecycle::{Control, Lifecycle},
@@ -100,6 +101,8 @@ pin_project! {
         retry: Option<Duration>,
         // A frame owed before the stream is polled again, with its event count.
         pending: Option<(Bytes, u64)>,
+        // The parts of an event made of several still to write, after `pending`.
+        rest: Option<PartsLeft>,
         coalesce: usize,
         // The heartbeat was set on the body (it then wins over the layer's).
         keep_alive_set: bool,
@@ -129,6 +132,7 @@ impl<S> SseBody<S> {
             first: None,
             retry: None,
             pending: None,
+            rest: None,
             coalesce: DEFAULT_COALESCE,
             keep_alive_set: false,
             polled: false,
@@ -356,7 +360,8 @@ where
         if let Some((bytes, events)) = this.pending.take() {
             // An event that did not fit in the last frame starts the next one, unless
             // the stream is over or a shutdown is due: then it goes alone.
-            let more = lifecycle.ending.is_none()
+            let more = this.rest.is_none()
+                && lifecycle.ending.is_none()
                 && bytes.len() < *this.coalesce
                 && !lifecycle.shutdown_triggered();
             let (bytes, events) = if more {
@@ -366,6 +371,7 @@ where
                     bytes,
                     *this.coalesce,
                     this.pending,
+                    this.rest,
                     &mut lifecycle.ending,
                     this.on_error,
                 )
@@ -375,6 +381,14 @@ where
             lifecycle.data(events, bytes.len());
             return Poll::Ready(Some(Ok(Frame::data(bytes))));
         }
+        // The rest of an event made of parts: each as it is, nothing between.
+        if let Some(rest) = this.rest {
+            if let Some(part) = rest.next_part() {
+                lifecycle.data(0, part.len());
+                return Poll::Ready(Some(Ok(Frame::data(part))));
+            }
+            *this.rest = None;
+        }
         // Between two polls the body is always at an event boundary.
         if let Some(control) = lifecycle.poll_control(true, cx) {
             return Poll::Ready(written(control));
@@ -382,14 +396,18 @@ where
 
         match this.stream.as_mut().poll_next(cx) {
             Poll::Ready(Some(Ok(item))) => {
-                let first: Bytes = item.into().into_bytes();
-                let (bytes, events) = if first.len() < *this.coalesce {
+                let (first, rest) = item.into().into_first();
+                let (bytes, events) = if rest.is_some() {
+                    *this.rest = rest;
+                    (first, 1)
+                } else if first.len() < *this.coalesce {
                     coalesce(
                         this.stream,
                         cx,
                         first,
                         *this.coalesce,
                         this.pending,
+                        this.rest,
                         &mut lifecycle.ending,
                         this.on_error,
                     )

@@ -1,5 +1,7 @@
 //! Coalescing: the events a stream has ready right now, joined into one frame,
-//! so a burst costs one write instead of one per event.
+//! so a burst costs one write instead of one per event. An event made of parts
+//! ends a frame (its first part may join it); its other parts are frames of
+//! their own.
 
 use std::{
     pin::Pin,
@@ -11,6 +13,7 @@ use futures_core::Stream;
 
 use crate::{
     body::{failure, OnError},
+    encoded::PartsLeft,
     BoxError, EncodedEvent, EndReason,
 };
 
@@ -21,6 +24,7 @@ pub(crate) fn coalesce<S, T, E>(
     first: Bytes,
     max: usize,
     pending: &mut Option<(Bytes, u64)>,
+    rest: &mut Option<PartsLeft>,
     ending: &mut Option<EndReason>,
     on_error: &Option<OnError>,
 ) -> (Bytes, u64)
@@ -34,7 +38,21 @@ where
     let mut len = first.len();
     while len < max {
         let next = match stream.as_mut().poll_next(cx) {
-            Poll::Ready(Some(Ok(item))) => item.into().into_bytes(),
+            Poll::Ready(Some(Ok(item))) => match item.into().into_first() {
+                (next, None) => next,
+                // An event made of parts ends the frame: its first part joins
+                // it if it fits, the others follow as they are.
+                (next, more) => {
+                    *rest = more;
+                    if len + next.len() > max {
+                        *pending = Some((next, 1));
+                    } else {
+                        append(&mut buf, &first, &next);
+                        events += 1;
+                    }
+                    break;
+                }
+            },
             Poll::Ready(Some(Err(err))) => {
                 let (last, reason) = failure(err.into(), on_error);
                 *ending = Some(reason);

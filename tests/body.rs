@@ -9,7 +9,7 @@ use std::{
 };
 
 use bytes::Bytes;
-use futures_util::{task::noop_waker_ref, Stream};
+use futures_util::{task::noop_waker_ref, Stream, StreamExt};
 use http_body::Body;
 use tower_sse::{EncodedEvent, EndReason, EndReport, Event, KeepAlive, Shutdown, SseBody};
 
@@ -471,4 +471,107 @@ fn the_request_context_is_in_the_report() {
     drop(body);
     let report = seen.lock().unwrap().pop().unwrap();
     assert_eq!(report.request.unwrap().path, "/feed");
+}
+
+/// An event made of a small head, a large shared list and a small tail.
+fn parted(list: &Bytes, you: &str) -> EncodedEvent {
+    EncodedEvent::from_parts([
+        Bytes::from(format!(
+            "event: members\ndata: {{\"you\":\"{you}\",\"names\":"
+        )),
+        list.clone(),
+        Bytes::from_static(b"}\n\n"),
+    ])
+    .unwrap()
+}
+
+#[test]
+fn an_event_of_parts_is_written_part_by_part_without_a_copy() {
+    let list = Bytes::from(format!("[{}]", vec!["\"someone\""; 2_000].join(",")));
+    let (seen, on_end) = reports();
+    let events = vec![
+        Event::message("a").encode(),
+        parted(&list, "ada"),
+        Event::message("b").encode(),
+    ];
+    let mut body = SseBody::from_events(futures_util::stream::iter(events))
+        .keep_alive(KeepAlive::disabled())
+        .on_end(on_end);
+    // The head joins the frame of the events ready before it; the list is a
+    // frame of its own, the very buffer shared by every snapshot made from it.
+    assert_eq!(
+        poll(&mut body),
+        data("data: a\n\nevent: members\ndata: {\"you\":\"ada\",\"names\":")
+    );
+    match poll(&mut body) {
+        Poll::Ready(Some(bytes)) => assert_eq!(bytes.as_ptr(), list.as_ptr()),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(poll(&mut body), data("}\n\n"));
+    assert_eq!(poll(&mut body), data("data: b\n\n"));
+    assert_eq!(poll(&mut body), Poll::Ready(None));
+    let report = seen.lock().unwrap().pop().unwrap();
+    assert_eq!(report.events, 3);
+    assert_eq!(report.bytes, (9 + parted(&list, "ada").len() + 9) as u64);
+
+    // First in its frame, and with coalescing off, it is the same.
+    let mut body = SseBody::from_events(futures_util::stream::iter([parted(&list, "bo")]))
+        .coalesce(0)
+        .keep_alive(KeepAlive::disabled());
+    assert_eq!(
+        poll(&mut body),
+        data("event: members\ndata: {\"you\":\"bo\",\"names\":")
+    );
+    assert!(matches!(poll(&mut body), Poll::Ready(Some(b)) if b.as_ptr() == list.as_ptr()));
+    assert_eq!(poll(&mut body), data("}\n\n"));
+    assert_eq!(poll(&mut body), Poll::Ready(None));
+
+    // A head that does not fit the frame starts the next one, still whole.
+    let events = [Event::message("a").encode(), parted(&list, "cy")];
+    let mut body = SseBody::from_events(futures_util::stream::iter(events))
+        .coalesce(12)
+        .keep_alive(KeepAlive::disabled());
+    assert_eq!(poll(&mut body), data("data: a\n\n"));
+    assert_eq!(
+        poll(&mut body),
+        data("event: members\ndata: {\"you\":\"cy\",\"names\":")
+    );
+    assert!(matches!(poll(&mut body), Poll::Ready(Some(b)) if b.as_ptr() == list.as_ptr()));
+    assert_eq!(poll(&mut body), data("}\n\n"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn nothing_is_written_between_the_parts_of_an_event() {
+    let list = Bytes::from_static(b"[\"ada\",\"bo\"]");
+    let shutdown = Shutdown::new();
+    let events =
+        futures_util::stream::iter([parted(&list, "ada")]).chain(futures_util::stream::pending());
+    let mut body = SseBody::from_events(events)
+        .with_shutdown(&shutdown)
+        .keep_alive(KeepAlive::new().interval(Duration::from_millis(10)));
+    assert_eq!(
+        poll(&mut body),
+        data("event: members\ndata: {\"you\":\"ada\",\"names\":")
+    );
+    // A heartbeat due and a shutdown both wait for the event's end.
+    tokio::time::advance(Duration::from_secs(1)).await;
+    shutdown.trigger_with(Event::message("bye").encode());
+    assert_eq!(poll(&mut body), data("[\"ada\",\"bo\"]"));
+    assert_eq!(poll(&mut body), data("}\n\n"));
+    assert_eq!(poll(&mut body), data("data: bye\n\n"));
+    assert_eq!(poll(&mut body), Poll::Ready(None));
+
+    // Without the shutdown, the heartbeat comes after the event.
+    let events =
+        futures_util::stream::iter([parted(&list, "bo")]).chain(futures_util::stream::pending());
+    let mut body = SseBody::from_events(events)
+        .keep_alive(KeepAlive::new().interval(Duration::from_millis(10)));
+    assert!(matches!(poll(&mut body), Poll::Ready(Some(_))));
+    tokio::time::advance(Duration::from_secs(1)).await;
+    assert_eq!(poll(&mut body), data("[\"ada\",\"bo\"]"));
+    assert_eq!(poll(&mut body), data("}\n\n"));
+    // The interval restarts after the event's last part.
+    assert_eq!(poll(&mut body), Poll::Pending);
+    tokio::time::advance(Duration::from_millis(11)).await;
+    assert!(matches!(poll(&mut body), Poll::Ready(Some(b)) if b.starts_with(b":")));
 }
