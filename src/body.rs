@@ -16,8 +16,7 @@ use http_body::{Body, Frame};
 use pin_project_lite::pin_project;
 
 use crate::{
-    coalesce::coalesce,
-    encoded::PartsLeft,
+    coalesce::{coalesce, Owed},
     end::{EndHandle, EndReason, EndReport},
     keep_alive::{Heartbeat, KeepAlive},
     lifecycle::{Control, Lifecycle},
@@ -99,10 +98,8 @@ pin_project! {
         first: Option<Box<Event>>,
         // Repeated before a planned end (lifetime), so the client comes back.
         retry: Option<Duration>,
-        // A frame owed before the stream is polled again, with its event count.
-        pending: Option<(Bytes, u64)>,
-        // The parts of an event made of several still to write, after `pending`.
-        rest: Option<PartsLeft>,
+        // Frames owed before the stream is polled again.
+        owed: Owed,
         coalesce: usize,
         // The heartbeat was set on the body (it then wins over the layer's).
         keep_alive_set: bool,
@@ -131,8 +128,7 @@ impl<S> SseBody<S> {
             on_error: None,
             first: None,
             retry: None,
-            pending: None,
-            rest: None,
+            owed: Owed::default(),
             coalesce: DEFAULT_COALESCE,
             keep_alive_set: false,
             polled: false,
@@ -357,10 +353,10 @@ where
             lifecycle.tracker.sent(0, bytes.len());
             return Poll::Ready(Some(Ok(Frame::data(bytes))));
         }
-        if let Some((bytes, events)) = this.pending.take() {
+        if let Some((bytes, events)) = this.owed.frame.take() {
             // An event that did not fit in the last frame starts the next one, unless
             // the stream is over or a shutdown is due: then it goes alone.
-            let more = this.rest.is_none()
+            let more = this.owed.rest.is_none()
                 && lifecycle.ending.is_none()
                 && bytes.len() < *this.coalesce
                 && !lifecycle.shutdown_triggered();
@@ -370,8 +366,7 @@ where
                     cx,
                     bytes,
                     *this.coalesce,
-                    this.pending,
-                    this.rest,
+                    this.owed,
                     &mut lifecycle.ending,
                     this.on_error,
                 )
@@ -382,12 +377,12 @@ where
             return Poll::Ready(Some(Ok(Frame::data(bytes))));
         }
         // The rest of an event made of parts: each as it is, nothing between.
-        if let Some(rest) = this.rest {
+        if let Some(rest) = &mut this.owed.rest {
             if let Some(part) = rest.next_part() {
                 lifecycle.data(0, part.len());
                 return Poll::Ready(Some(Ok(Frame::data(part))));
             }
-            *this.rest = None;
+            this.owed.rest = None;
         }
         // Between two polls the body is always at an event boundary.
         if let Some(control) = lifecycle.poll_control(true, cx) {
@@ -398,7 +393,7 @@ where
             Poll::Ready(Some(Ok(item))) => {
                 let (first, rest) = item.into().into_first();
                 let (bytes, events) = if rest.is_some() {
-                    *this.rest = rest;
+                    this.owed.rest = rest;
                     (first, 1)
                 } else if first.len() < *this.coalesce {
                     coalesce(
@@ -406,8 +401,7 @@ where
                         cx,
                         first,
                         *this.coalesce,
-                        this.pending,
-                        this.rest,
+                        this.owed,
                         &mut lifecycle.ending,
                         this.on_error,
                     )

@@ -17,14 +17,22 @@ use crate::{
     BoxError, EncodedEvent, EndReason,
 };
 
+/// What a body owes before it polls its stream again.
+#[derive(Default)]
+pub(crate) struct Owed {
+    /// An event that did not fit in the last frame, with its event count.
+    pub(crate) frame: Option<(Bytes, u64)>,
+    /// The parts still to write of an event made of several, after `frame`.
+    pub(crate) rest: Option<PartsLeft>,
+}
+
 /// Pulls the events that are ready right now into one frame of at most `max` bytes.
 pub(crate) fn coalesce<S, T, E>(
     mut stream: Pin<&mut S>,
     cx: &mut Context<'_>,
     first: Bytes,
     max: usize,
-    pending: &mut Option<(Bytes, u64)>,
-    rest: &mut Option<PartsLeft>,
+    owed: &mut Owed,
     ending: &mut Option<EndReason>,
     on_error: &Option<OnError>,
 ) -> (Bytes, u64)
@@ -43,9 +51,9 @@ where
                 // An event made of parts ends the frame: its first part joins
                 // it if it fits, the others follow as they are.
                 (next, more) => {
-                    *rest = more;
+                    owed.rest = more;
                     if len + next.len() > max {
-                        *pending = Some((next, 1));
+                        owed.frame = Some((next, 1));
                     } else {
                         append(&mut buf, &first, &next);
                         events += 1;
@@ -61,7 +69,7 @@ where
                         append(&mut buf, &first, &last);
                         events += 1;
                     }
-                    Some(last) => *pending = Some((last, 1)),
+                    Some(last) => owed.frame = Some((last, 1)),
                     None => {}
                 }
                 break;
@@ -73,7 +81,7 @@ where
             Poll::Pending => break,
         };
         if len + next.len() > max {
-            *pending = Some((next, 1));
+            owed.frame = Some((next, 1));
             break;
         }
         len += next.len();
