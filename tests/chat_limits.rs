@@ -1,5 +1,6 @@
 //! The chat example's limits, over real sockets: the content type of `/send`,
-//! its body read timeout, and the `leave` of a member that never reads.
+//! its body read timeout, the `leave` of a member that never reads, and the
+//! `members` snapshots' shared list.
 
 #[allow(dead_code)]
 #[path = "../examples/chat.rs"]
@@ -216,4 +217,39 @@ async fn a_member_that_never_reads_gets_its_leave() {
         since.elapsed()
     );
     drop(frozen);
+}
+
+/// A room's `members` snapshots: their own head and tail, one shared list.
+#[test]
+fn snapshots_share_the_member_list_until_it_changes() {
+    let mut members = chat::Members::default();
+    let position: tower_sse::EventId = "7-00000000".parse().unwrap();
+    let names = |n: usize| (0..n).map(|i| format!("member {i}")).collect::<Vec<_>>();
+    let ada = members.snapshot("lobby", "ada", position, names(500));
+    let bo = members.snapshot("lobby", "bo\n\"quoted\"", position, names(500));
+    // The list is one buffer for both, and most of each snapshot.
+    assert_eq!(ada.parts()[1].as_ptr(), bo.parts()[1].as_ptr());
+    assert!(ada.parts()[1].len() > 9 * ada.len() / 10);
+    for (snapshot, you) in [(&ada, "ada"), (&bo, "bo\n\"quoted\"")] {
+        let text = std::str::from_utf8(snapshot.as_bytes()).unwrap();
+        let data = text
+            .strip_prefix("event: members\nid: 7-00000000\ndata: ")
+            .and_then(|rest| rest.strip_suffix("\n\n"))
+            .unwrap();
+        assert!(!data.contains('\n'), "one data line");
+        let json: Value = serde_json::from_str(data).unwrap();
+        assert_eq!(
+            json,
+            json!({"room": "lobby", "you": you, "names": names(500), "as_of": "7-00000000"})
+        );
+    }
+    // A changed list is a new buffer, shared from then on.
+    let cy = members.snapshot("lobby", "cy", position, names(501));
+    let dee = members.snapshot("lobby", "dee", position, names(501));
+    assert_ne!(cy.parts()[1].as_ptr(), ada.parts()[1].as_ptr());
+    assert_eq!(cy.parts()[1].as_ptr(), dee.parts()[1].as_ptr());
+    let empty = members.snapshot("lobby", "eve", position, Vec::new());
+    assert!(empty
+        .as_bytes()
+        .ends_with(b"\"names\":[],\"as_of\":\"7-00000000\"}\n\n"));
 }
