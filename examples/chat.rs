@@ -135,20 +135,24 @@ async fn main() -> std::io::Result<()> {
     if tls {
         let config = tls_config(local)?;
         println!("listening on https://{local}");
-        serve_tls(listener, app, config, shutdown.triggered()).await
+        serve_tls(listener, app, config, &shutdown).await
     } else {
         println!("listening on http://{local}");
-        // A vanished member's `leave` within heartbeat + 30 s, a header read
-        // timeout, bounded buffers: the crate's serving defaults.
-        tower_sse::serve::Server::new()
-            // Frames queued, not copied into one buffer per connection: in the
-            // 5 000-member join storm (`benches/storm.sh`) that is 19 KiB per
-            // member instead of 43.
-            .writev(true)
-            .with_shutdown(&shutdown)
-            .serve(listener, app)
-            .await
+        server(&shutdown).serve(listener, app).await
     }
+}
+
+/// The crate's serving defaults, over plain TCP and over TLS alike: a vanished
+/// member's `leave` within the heartbeat plus 30 s, a frozen reader's within
+/// 30 s, a header read timeout, bounded buffers.
+fn server(shutdown: &Shutdown) -> tower_sse::serve::Server {
+    tower_sse::serve::Server::new()
+        // Frames queued, not copied into one buffer per connection: in the
+        // 5 000-member join storm (`benches/storm.sh`) that is 19 KiB per
+        // member instead of 43, and a `members` snapshot's shared list stays
+        // shared.
+        .writev(true)
+        .with_shutdown(shutdown)
 }
 
 fn invalid_input(message: String) -> std::io::Error {
@@ -752,52 +756,18 @@ pub fn tls_server_config(
     Ok(Arc::new(config))
 }
 
-/// Serves `app` over TLS, HTTP/2 or HTTP/1.1 as each client chooses, until
-/// `stop` completes; then waits for the open connections to close (trigger the
-/// app's `Shutdown` in `stop` so that its streams end).
+/// Serves `app` over TLS, HTTP/2 or HTTP/1.1 as each client chooses, on the
+/// same serving defaults as plain HTTP (write and header timeouts included; a
+/// handshake counts against the header timeout), until `shutdown` is
+/// triggered and its grace period has passed.
 pub async fn serve_tls(
     listener: tokio::net::TcpListener,
     app: Router,
     config: Arc<rustls::ServerConfig>,
-    stop: impl std::future::Future<Output = ()>,
+    shutdown: &Shutdown,
 ) -> std::io::Result<()> {
-    use hyper_util::{
-        rt::{TokioExecutor, TokioIo},
-        server::{conn::auto, graceful::GracefulShutdown},
-        service::TowerToHyperService,
-    };
-    let acceptor = tokio_rustls::TlsAcceptor::from(config);
-    let graceful = GracefulShutdown::new();
-    let mut stop = std::pin::pin!(stop);
-    loop {
-        let tcp = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((tcp, _)) => tcp,
-                // Out of descriptors, or a connection reset while queued: the
-                // listener itself is fine; pause briefly rather than spin.
-                Err(_) => {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = &mut stop => break,
-        };
-        // The serving defaults' socket options: a vanished peer is noticed.
-        let _ = tower_sse::serve::TcpOptions::default().apply(&tcp);
-        let acceptor = acceptor.clone();
-        let service = TowerToHyperService::new(app.clone());
-        let watcher = graceful.watcher();
-        tokio::spawn(async move {
-            // A client that never finishes its handshake, or fails it (plain
-            // HTTP, a refused certificate), costs only its own connection.
-            let handshake = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp));
-            let Ok(Ok(tls)) = handshake.await else { return };
-            let builder = auto::Builder::new(TokioExecutor::new());
-            let conn = builder.serve_connection(TokioIo::new(tls), service);
-            let _ = watcher.watch(conn.into_owned()).await;
-        });
-    }
-    drop(listener);
-    graceful.shutdown().await;
-    Ok(())
+    let tls = tokio_rustls::TlsAcceptor::from(config);
+    server(shutdown)
+        .serve_with(listener, app, move |tcp| tls.accept(tcp))
+        .await
 }

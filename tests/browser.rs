@@ -28,12 +28,16 @@ use tower_sse::Shutdown;
 async fn serve_chat(tls: bool) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let app = chat::app(Duration::from_secs(15), &Shutdown::new());
+    let shutdown = Shutdown::new();
+    let app = chat::app(Duration::from_secs(15), &shutdown);
     if tls {
         let (certs, key) = chat::self_signed(addr.ip()).unwrap();
         let config = chat::tls_server_config(certs, key).unwrap();
-        let never = std::future::pending::<()>();
-        tokio::spawn(async move { chat::serve_tls(listener, app, config, never).await.unwrap() });
+        tokio::spawn(async move {
+            chat::serve_tls(listener, app, config, &shutdown)
+                .await
+                .unwrap()
+        });
     } else {
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     }

@@ -126,7 +126,6 @@ struct TlsServer {
     addr: SocketAddr,
     client: Arc<rustls::ClientConfig>,
     shutdown: Shutdown,
-    stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -146,20 +145,13 @@ async fn tls_server(alpn: &[&[u8]]) -> TlsServer {
     let server = chat::tls_server_config(certs, key).unwrap();
     let shutdown = Shutdown::new();
     let app = chat::app(Duration::from_secs(15), &shutdown);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        let stopped = async move {
-            let _ = stopped.await;
-        };
-        chat::serve_tls(listener, app, server, stopped)
-            .await
-            .unwrap()
-    });
+    let stop = shutdown.clone();
+    let task =
+        tokio::spawn(async move { chat::serve_tls(listener, app, server, &stop).await.unwrap() });
     TlsServer {
         addr,
         client: Arc::new(client),
         shutdown,
-        stop,
         task,
     }
 }
@@ -272,7 +264,6 @@ async fn https_ends_streams_and_stops_on_shutdown() {
         "members"
     );
     // What `main` does on Ctrl-C: stop accepting, end the streams.
-    server.stop.send(()).unwrap();
     server.shutdown.trigger();
     // The stream ends cleanly, the server closes the connection and returns.
     while let Some(event) = guard("end of stream", events.next()).await {

@@ -1,5 +1,6 @@
 //! `tower_sse::serve`: half-sent heads, the connection cap, and graceful
-//! shutdown with a deadline, over real sockets on 127.0.0.1.
+//! shutdown with a deadline, over real sockets on 127.0.0.1, in plain TCP and
+//! through a TLS handshake (`Server::serve_with`).
 
 use std::{
     convert::Infallible,
@@ -65,6 +66,19 @@ async fn start(
     JoinHandle<std::io::Result<()>>,
     tokio::sync::mpsc::UnboundedReceiver<tower_sse::EndReport>,
 ) {
+    start_with(server, shutdown, None).await
+}
+
+/// `start`, over TLS when `tls` is given.
+async fn start_with(
+    server: Server,
+    shutdown: Shutdown,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) -> (
+    SocketAddr,
+    JoinHandle<std::io::Result<()>>,
+    tokio::sync::mpsc::UnboundedReceiver<tower_sse::EndReport>,
+) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, reports) = tokio::sync::mpsc::unbounded_channel();
@@ -80,14 +94,38 @@ async fn start(
             res.map(|b| b.boxed_unsync())
         })
         .service(svc);
+    let server = server.with_shutdown(&shutdown_for_server);
+    let task = match tls {
+        None => tokio::spawn(server.serve(listener, svc)),
+        Some(tls) => tokio::spawn(server.serve_with(listener, svc, move |tcp| tls.accept(tcp))),
+    };
+    (addr, task, reports)
+}
+
+/// Over TLS: a certificate for `localhost`, signed by itself, and a client that
+/// trusts it.
+fn tls_pair() -> (tokio_rustls::TlsAcceptor, tokio_rustls::TlsConnector) {
+    let rcgen::CertifiedKey { cert, signing_key } =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let cert = cert.der().clone();
+    let key = rustls::pki_types::PrivateKeyDer::try_from(signing_key.serialize_der()).unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let server = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.clone()], key)
+        .unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert).unwrap();
+    let client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
     (
-        addr,
-        tokio::spawn(
-            server
-                .with_shutdown(&shutdown_for_server)
-                .serve(listener, svc),
-        ),
-        reports,
+        tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(server)),
+        tokio_rustls::TlsConnector::from(std::sync::Arc::new(client)),
     )
 }
 
@@ -404,5 +442,77 @@ async fn http2_streams_past_the_per_connection_cap_wait_for_a_free_one() {
     assert_eq!(res.status(), 200);
     shutdown.trigger();
     drop(client);
+    guard("serve returns", server).await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn a_client_that_never_reads_is_cut_off_over_tls() {
+    let (acceptor, connector) = tls_pair();
+    let shutdown = Shutdown::new();
+    let timeout = Duration::from_secs(1);
+    let server = Server::new().write_timeout(Some(timeout));
+    let (addr, server, mut reports) = start_with(server, shutdown.clone(), Some(acceptor)).await;
+    let tcp = small_window_client(addr).await;
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut frozen = guard("handshake", connector.connect(name, tcp))
+        .await
+        .unwrap();
+    frozen
+        .write_all(b"GET /big HTTP/1.1\r\nhost: x\r\naccept: text/event-stream\r\n\r\n")
+        .await
+        .unwrap();
+    frozen.flush().await.unwrap();
+    let since = Instant::now();
+    // The TLS stream stops taking bytes once the socket is full: the same
+    // watchdog cuts the stream off, and reports it.
+    let report = guard("the report", reports.recv()).await.unwrap();
+    assert_eq!(report.reason, tower_sse::EndReason::Stalled);
+    println!(
+        "a frozen TLS reader was cut off {:?} after its request (timeout {timeout:?})",
+        since.elapsed()
+    );
+    shutdown.trigger();
+    guard("serve returns", server).await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn unfinished_and_failed_tls_handshakes_cost_only_their_connection() {
+    let (acceptor, connector) = tls_pair();
+    let shutdown = Shutdown::new();
+    let server = Server::new().header_read_timeout(Duration::from_secs(1));
+    let (addr, server, _reports) = start_with(server, shutdown.clone(), Some(acceptor)).await;
+    // Connects and never says hello: closed by the header read timeout.
+    let silent = TcpStream::connect(addr).await.unwrap();
+    // Half a ClientHello: the same.
+    let mut half = TcpStream::connect(addr).await.unwrap();
+    half.write_all(&[0x16, 0x03, 0x01, 0x02, 0x00, 0x01])
+        .await
+        .unwrap();
+    let since = Instant::now();
+    // Plain HTTP to the TLS port: the handshake fails, the connection closes.
+    let mut plain = TcpStream::connect(addr).await.unwrap();
+    plain
+        .write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let _ = guard("plain HTTP refused", plain.read_to_end(&mut out)).await;
+    assert!(!String::from_utf8_lossy(&out).contains("ok"));
+    let silent_closed = closed_after(silent, since).await;
+    let half_closed = closed_after(half, since).await;
+    println!("handshakes never finished were closed after {silent_closed:?} and {half_closed:?} (timeout 1 s)");
+    // A real client is served all along.
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let mut tls = guard("handshake", connector.connect(name, tcp))
+        .await
+        .unwrap();
+    tls.write_all(b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = guard("the answer", tls.read_to_end(&mut answer)).await;
+    assert!(String::from_utf8_lossy(&answer).ends_with("ok"));
+    shutdown.trigger();
     guard("serve returns", server).await.unwrap().unwrap();
 }

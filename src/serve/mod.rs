@@ -72,7 +72,13 @@ use hyper_util::{
     server::{conn::auto, graceful::GracefulShutdown},
     service::TowerToHyperService,
 };
-use tokio::{net::TcpListener, sync::Semaphore, task::JoinSet};
+use tokio::{
+    io::{AsyncRead, AsyncWrite},
+    net::{TcpListener, TcpStream},
+    sync::Semaphore,
+    task::JoinSet,
+    time::Instant,
+};
 use tower_service::Service;
 
 use self::stall::{Progress, Watch, Watched};
@@ -223,6 +229,54 @@ impl Server {
         B::Data: Send,
         B::Error: Into<Box<dyn Error + Send + Sync>>,
     {
+        self.serve_with(listener, service, |tcp| std::future::ready(Ok(tcp)))
+            .await
+    }
+
+    /// Serves `service` on `listener` as [`serve`](Self::serve) does, with each
+    /// accepted connection first handed to `handshake`: TLS, most often, whose
+    /// stream then carries HTTP/1.1 or HTTP/2 (the client's first bytes tell
+    /// which; offer both in ALPN). Every setting applies as it does without
+    /// it: the write timeout watches the bytes the handshake's stream accepts,
+    /// and the header read timeout counts from the TCP connection's start, so
+    /// a client that never finishes its handshake is closed by it as well.
+    /// A failed handshake closes that connection only.
+    ///
+    /// ```no_run
+    /// # async fn run(config: std::sync::Arc<rustls::ServerConfig>) -> std::io::Result<()> {
+    /// # let service = tower::service_fn(|_req: http::Request<hyper::body::Incoming>| async {
+    /// #     Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+    /// # });
+    /// use tower_sse::serve::Server;
+    ///
+    /// let tls = tokio_rustls::TlsAcceptor::from(config);
+    /// let listener = tokio::net::TcpListener::bind("127.0.0.1:3443").await?;
+    /// Server::new()
+    ///     .serve_with(listener, service, move |tcp| tls.accept(tcp))
+    ///     .await
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As for [`serve`](Self::serve).
+    pub async fn serve_with<S, B, H, F, IO>(
+        self,
+        listener: TcpListener,
+        service: S,
+        handshake: H,
+    ) -> io::Result<()>
+    where
+        S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<BoxError>,
+        B: http_body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<Box<dyn Error + Send + Sync>>,
+        H: Fn(TcpStream) -> F,
+        F: Future<Output = io::Result<IO>> + Send + 'static,
+        IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
             .http1()
@@ -279,9 +333,18 @@ impl Server {
             let watcher = graceful.watcher();
             let timeout = self.header_read_timeout;
             let write_timeout = self.write_timeout;
+            let handshake = handshake(tcp);
             connections.spawn(async move {
                 let _permit = permit;
-                let io = TokioIo::new(Progress::new(tcp, watch.clone()));
+                let deadline = Instant::now() + timeout;
+                let io = tokio::select! {
+                    io = handshake => match io {
+                        Ok(io) => io,
+                        Err(_) => return,
+                    },
+                    () = tokio::time::sleep_until(deadline) => return,
+                };
+                let io = TokioIo::new(Progress::new(io, watch.clone()));
                 let conn = builder.serve_connection(io, svc);
                 let conn = watcher.watch(conn.into_owned());
                 tokio::pin!(conn);
@@ -296,7 +359,7 @@ impl Server {
                     // hyper's own timeout starts after the protocol is known; this
                     // one also covers a client that sends nothing, or a partial
                     // HTTP/2 preface.
-                    () = no_request_within(&seen, timeout) => {}
+                    () = no_request_by(&seen, deadline) => {}
                     () = stalled => watch.cut_all(),
                 }
                 // Closed by the server: its streams are reported as stalled.
@@ -322,9 +385,9 @@ impl Default for Server {
     }
 }
 
-/// Completes if no request arrived within `timeout`.
-async fn no_request_within(seen: &AtomicBool, timeout: Duration) {
-    tokio::time::sleep(timeout).await;
+/// Completes if no request arrived by `deadline`.
+async fn no_request_by(seen: &AtomicBool, deadline: Instant) {
+    tokio::time::sleep_until(deadline).await;
     if seen.load(Ordering::Acquire) {
         std::future::pending::<()>().await;
     }
