@@ -55,7 +55,7 @@ where
                     if len + next.len() > max {
                         owed.frame = Some((next, 1));
                     } else {
-                        append(&mut buf, &first, &next);
+                        append(&mut buf, &first, &next, max);
                         events += 1;
                     }
                     break;
@@ -66,7 +66,7 @@ where
                 *ending = Some(reason);
                 match last {
                     Some(last) if len + last.len() <= max => {
-                        append(&mut buf, &first, &last);
+                        append(&mut buf, &first, &last, max);
                         events += 1;
                     }
                     Some(last) => owed.frame = Some((last, 1)),
@@ -85,7 +85,7 @@ where
             break;
         }
         len += next.len();
-        append(&mut buf, &first, &next);
+        append(&mut buf, &first, &next, max);
         events += 1;
     }
     match buf {
@@ -94,11 +94,46 @@ where
     }
 }
 
-fn append(buf: &mut Option<BytesMut>, first: &Bytes, next: &[u8]) {
-    buf.get_or_insert_with(|| {
-        let mut buf = BytesMut::with_capacity((first.len() + next.len()) * 2);
+/// Appends `next` to the frame started with `first`. The buffer doubles as it
+/// grows, but never past `max` (the frame limit, which `next` never crosses):
+/// a frame held by a connection that stopped reading holds at most `max`
+/// bytes of memory, not up to twice that.
+fn append(buf: &mut Option<BytesMut>, first: &Bytes, next: &[u8], max: usize) {
+    let buf = buf.get_or_insert_with(|| {
+        let mut buf = BytesMut::with_capacity(((first.len() + next.len()) * 2).min(max));
         buf.extend_from_slice(first);
         buf
-    })
-    .extend_from_slice(next);
+    });
+    let need = buf.len() + next.len();
+    if need > buf.capacity() {
+        // `reserve` could double past `max`; a buffer of the exact size cannot.
+        let capacity = (buf.capacity() * 2).min(max).max(need);
+        let mut bigger = BytesMut::with_capacity(capacity);
+        bigger.extend_from_slice(buf);
+        *buf = bigger;
+    }
+    buf.extend_from_slice(next);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_frame_buffer_never_grows_past_the_limit() {
+        for max in [16 * 1024, 1000, 31] {
+            let event = Bytes::from_static(b"data: 1234567\n\n");
+            let mut buf = None;
+            let mut len = event.len();
+            while len + event.len() <= max {
+                append(&mut buf, &event, &event, max);
+                len += event.len();
+                let buf = buf.as_ref().unwrap();
+                assert_eq!(buf.len(), len);
+                assert!(buf.capacity() <= max, "{} > {max}", buf.capacity());
+            }
+            let frame = buf.unwrap();
+            assert!(frame.chunks(event.len()).all(|e| e == &event[..]));
+        }
+    }
 }
