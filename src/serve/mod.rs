@@ -15,6 +15,10 @@
 //! | connection cap | none ([`max_connections`](Server::max_connections)) | none | past it, the server stops accepting until a connection closes |
 //! | graceful shutdown | [`with_shutdown`](Server::with_shutdown): stop accepting, end streams, close the connections still open after the grace period | waits forever | a frozen reader or a stalled stream cannot hold shutdown |
 //!
+//! Over TLS, [`Server::serve_with`] runs a handshake (a `tokio_rustls`
+//! acceptor, say) on each connection first, under the same settings: the
+//! header read timeout also bounds the handshake.
+//!
 //! With `axum::serve`, the socket options apply through
 //! `ListenerExt::tap_io` (see [`TcpOptions`]); the other settings need this
 //! server (an axum `Router` is a Tower service and runs on it as is).
