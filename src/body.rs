@@ -34,7 +34,7 @@ pub(crate) type OnError =
     Box<dyn Fn(&(dyn Error + Send + Sync + 'static)) -> Option<Event> + Send + Sync>;
 
 /// Ready events are joined into one frame up to this many bytes by default.
-const DEFAULT_COALESCE: usize = 16 * 1024;
+const DEFAULT_COALESCE: u32 = 16 * 1024;
 
 pin_project! {
     /// An `http_body::Body` that writes a stream of events as `text/event-stream`.
@@ -100,7 +100,8 @@ pin_project! {
         retry: Option<Duration>,
         // Frames owed before the stream is polled again.
         owed: Owed,
-        coalesce: usize,
+        // A frame limit (`u32`: no frame needs 4 GiB, and idle bodies stay small).
+        coalesce: u32,
         // The heartbeat was set on the body (it then wins over the layer's).
         keep_alive_set: bool,
         polled: bool,
@@ -172,10 +173,10 @@ impl<S> SseBody<S> {
         self
     }
 
-    /// Joins events that are ready together into frames of at most `max_bytes`.
-    /// `0` writes one frame per event.
+    /// Joins events that are ready together into frames of at most `max_bytes`
+    /// (values above 4 GiB count as 4 GiB). `0` writes one frame per event.
     pub fn coalesce(mut self, max_bytes: usize) -> Self {
-        self.coalesce = max_bytes;
+        self.coalesce = u32::try_from(max_bytes).unwrap_or(u32::MAX);
         self
     }
 
@@ -353,25 +354,25 @@ where
             lifecycle.tracker.sent(0, bytes.len());
             return Poll::Ready(Some(Ok(Frame::data(bytes))));
         }
-        if let Some((bytes, events)) = this.owed.frame.take() {
+        if let Some(bytes) = this.owed.frame.take() {
             // An event that did not fit in the last frame starts the next one, unless
             // the stream is over or a shutdown is due: then it goes alone.
             let more = this.owed.rest.is_none()
                 && lifecycle.ending.is_none()
-                && bytes.len() < *this.coalesce
+                && bytes.len() < *this.coalesce as usize
                 && !lifecycle.shutdown_triggered();
             let (bytes, events) = if more {
                 coalesce(
                     this.stream,
                     cx,
                     bytes,
-                    *this.coalesce,
+                    *this.coalesce as usize,
                     this.owed,
                     &mut lifecycle.ending,
                     this.on_error,
                 )
             } else {
-                (bytes, events)
+                (bytes, 1)
             };
             lifecycle.data(events, bytes.len());
             return Poll::Ready(Some(Ok(Frame::data(bytes))));
@@ -395,12 +396,12 @@ where
                 let (bytes, events) = if rest.is_some() {
                     this.owed.rest = rest;
                     (first, 1)
-                } else if first.len() < *this.coalesce {
+                } else if first.len() < *this.coalesce as usize {
                     coalesce(
                         this.stream,
                         cx,
                         first,
-                        *this.coalesce,
+                        *this.coalesce as usize,
                         this.owed,
                         &mut lifecycle.ending,
                         this.on_error,

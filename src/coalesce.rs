@@ -20,8 +20,8 @@ use crate::{
 /// What a body owes before it polls its stream again.
 #[derive(Default)]
 pub(crate) struct Owed {
-    /// An event that did not fit in the last frame, with its event count.
-    pub(crate) frame: Option<(Bytes, u64)>,
+    /// An event that did not fit in the last frame.
+    pub(crate) frame: Option<Bytes>,
     /// The parts still to write of an event made of several, after `frame`.
     pub(crate) rest: Option<PartsLeft>,
 }
@@ -53,7 +53,7 @@ where
                 (next, more) => {
                     owed.rest = more;
                     if len + next.len() > max {
-                        owed.frame = Some((next, 1));
+                        owed.frame = Some(next);
                     } else {
                         append(&mut buf, &first, &next, max);
                         events += 1;
@@ -69,7 +69,7 @@ where
                         append(&mut buf, &first, &last, max);
                         events += 1;
                     }
-                    Some(last) => owed.frame = Some((last, 1)),
+                    Some(last) => owed.frame = Some(last),
                     None => {}
                 }
                 break;
@@ -81,7 +81,7 @@ where
             Poll::Pending => break,
         };
         if len + next.len() > max {
-            owed.frame = Some((next, 1));
+            owed.frame = Some(next);
             break;
         }
         len += next.len();
