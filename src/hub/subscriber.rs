@@ -77,6 +77,11 @@ impl Subscriber {
     /// Queues `event` right after the replay, before any live event: a snapshot
     /// of state as of [`position`](Self::position) (a chat's member list), which
     /// the client applies after catching up and before what changes it next.
+    ///
+    /// A snapshot as large as the state it describes (a room's member list)
+    /// is best made with [`EncodedEvent::from_parts`]: its large piece shared
+    /// by every subscriber that gets the same state, only its small pieces
+    /// (this subscriber's name, the id) its own.
     pub fn then(mut self, event: impl Into<EncodedEvent>) -> Self {
         let event = event.into();
         if self.cursor.at >= self.position.offset() {
