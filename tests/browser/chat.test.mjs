@@ -4,48 +4,25 @@
 // (tests/browser.rs starts the chat example and runs this). Exits non-zero on
 // any failure.
 import assert from 'node:assert/strict';
-import { chromium } from 'playwright-core';
+import { hangGuard, launch, say, newPage } from './support.mjs';
 
 const url = process.env.CHAT_URL;
 assert.ok(url, 'CHAT_URL is not set');
 const screenshot = process.argv[2];
-const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
 
-// Everything below must finish well before this; it only guards against hangs.
-const guard = setTimeout(() => {
-  console.error('FAIL: browser test hung');
-  process.exit(1);
-}, 120_000);
+const guard = hangGuard();
 
-// `launch` starts from a fresh temporary profile every run.
-const chrome = await chromium.launch({
-  executablePath,
-  headless: true,
-  args: [
-    '--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-    '--disable-quic', '--no-first-run', '--disable-component-update', '--disable-sync',
-  ],
-});
+const chrome = await launch();
 
 async function open(name) {
   // Separate contexts: separate cookies and connections, like two people.
-  const context = await chrome.newContext({ viewport: { width: 960, height: 600 } });
-  const page = await context.newPage();
-  page.setDefaultTimeout(20_000);
-  page.on('pageerror', (err) => { throw err; });
+  const page = await newPage(chrome, { viewport: { width: 960, height: 600 } });
   await page.goto(`${url}/?name=${name}&room=browser`);
   await page.locator('#state', { hasText: /^connected$/ }).waitFor();
   return page;
 }
 
 const members = (page) => page.locator('#members li').allTextContents();
-
-async function say(page, text) {
-  await page.fill('#text', text);
-  await page.click('#send');
-  // The page clears the input once the server answered 202.
-  await page.waitForFunction(() => document.getElementById('text').value === '');
-}
 
 const messageOn = (page, name, text) =>
   page.locator('#messages li.message', { has: page.locator('.name', { hasText: name }) })

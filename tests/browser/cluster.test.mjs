@@ -5,40 +5,20 @@
 // (tests/redis_browser.rs starts both nodes and runs this). Exits non-zero on
 // any failure.
 import assert from 'node:assert/strict';
-import { chromium } from 'playwright-core';
+import { hangGuard, launch, say, newPage } from './support.mjs';
 
 const urls = [process.env.CHAT_URL, process.env.CHAT_URL_2];
 assert.ok(urls[0] && urls[1], 'CHAT_URL and CHAT_URL_2 must be set');
-const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
 
-const guard = setTimeout(() => {
-  console.error('FAIL: browser test hung');
-  process.exit(1);
-}, 120_000);
+const guard = hangGuard();
 
-const chrome = await chromium.launch({
-  executablePath,
-  headless: true,
-  args: [
-    '--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-    '--disable-quic', '--no-first-run', '--disable-component-update', '--disable-sync',
-  ],
-});
+const chrome = await launch();
 
 async function open(url, name) {
-  const context = await chrome.newContext({ viewport: { width: 960, height: 600 } });
-  const page = await context.newPage();
-  page.setDefaultTimeout(20_000);
-  page.on('pageerror', (err) => { throw err; });
+  const page = await newPage(chrome, { viewport: { width: 960, height: 600 } });
   await page.goto(`${url}/?name=${name}&room=cluster`);
   await page.locator('#state', { hasText: /^connected$/ }).waitFor();
   return page;
-}
-
-async function say(page, text) {
-  await page.fill('#text', text);
-  await page.click('#send');
-  await page.waitForFunction(() => document.getElementById('text').value === '');
 }
 
 const messageOn = (page, name, text) =>

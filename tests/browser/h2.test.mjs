@@ -6,34 +6,19 @@
 // (tests/browser.rs starts the chat example with TLS and runs this). Exits
 // non-zero on any failure.
 import assert from 'node:assert/strict';
-import { chromium } from 'playwright-core';
+import { hangGuard, launch, newPage } from './support.mjs';
 
 const url = process.env.CHAT_URL;
 assert.ok(url && url.startsWith('https://'), 'CHAT_URL must be an https:// URL');
-const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
 const STREAMS = 10;
 
-const guard = setTimeout(() => {
-  console.error('FAIL: browser test hung');
-  process.exit(1);
-}, 120_000);
+const guard = hangGuard();
 
-const chrome = await chromium.launch({
-  executablePath,
-  headless: true,
-  args: [
-    '--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-    '--disable-quic', '--no-first-run', '--disable-component-update', '--disable-sync',
-    // The chat's certificate is self-signed, made at start.
-    '--ignore-certificate-errors',
-  ],
-});
+// The chat's certificate is self-signed, made at start.
+const chrome = await launch(['--ignore-certificate-errors']);
 
 try {
-  const context = await chrome.newContext({ ignoreHTTPSErrors: true });
-  const page = await context.newPage();
-  page.setDefaultTimeout(30_000);
-  page.on('pageerror', (err) => { throw err; });
+  const page = await newPage(chrome, { ignoreHTTPSErrors: true }, 30_000);
   await page.goto(`${url}/favicon.ico`);
   assert.equal(
     await page.evaluate(() => performance.getEntriesByType('navigation')[0].nextHopProtocol),

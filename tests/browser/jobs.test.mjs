@@ -9,32 +9,18 @@
 // (tests/browser_jobs.rs starts the example and runs this). Exits non-zero on
 // any failure.
 import assert from 'node:assert/strict';
-import { chromium } from 'playwright-core';
+import { hangGuard, launch, newPage } from './support.mjs';
 
 const url = process.env.CHAT_URL;
 const job = process.env.JOB;
 assert.ok(url, 'CHAT_URL is not set');
-const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
 
-const guard = setTimeout(() => {
-  console.error('FAIL: browser test hung');
-  process.exit(1);
-}, 120_000);
+const guard = hangGuard();
 
-const chrome = await chromium.launch({
-  executablePath,
-  headless: true,
-  args: [
-    '--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-    '--disable-quic', '--no-first-run', '--disable-component-update', '--disable-sync',
-  ],
-});
+const chrome = await launch();
 
 async function open(path) {
-  const context = await chrome.newContext({ viewport: { width: 800, height: 600 } });
-  const page = await context.newPage();
-  page.setDefaultTimeout(20_000);
-  page.on('pageerror', (err) => { throw err; });
+  const page = await newPage(chrome, { viewport: { width: 800, height: 600 } });
   await page.goto(url + path);
   return page;
 }

@@ -5,26 +5,15 @@
 // (tests/browser.rs starts the chat example and runs this). Exits non-zero on
 // any failure.
 import assert from 'node:assert/strict';
-import { chromium } from 'playwright-core';
+import { hangGuard, launch, say } from './support.mjs';
 
 const url = process.env.CHAT_URL;
 assert.ok(url, 'CHAT_URL is not set');
 const screenshot = process.argv[2];
-const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
 
-const guard = setTimeout(() => {
-  console.error('FAIL: browser test hung');
-  process.exit(1);
-}, 120_000);
+const guard = hangGuard();
 
-const chrome = await chromium.launch({
-  executablePath,
-  headless: true,
-  args: [
-    '--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-    '--disable-quic', '--no-first-run', '--disable-component-update', '--disable-sync',
-  ],
-});
+const chrome = await launch();
 
 // Every failed request and console error of a page, to assert there are none.
 function watch(page) {
@@ -33,12 +22,6 @@ function watch(page) {
   page.on('console', (msg) => { if (msg.type() === 'error') problems.push(`console: ${msg.text()}`); });
   page.on('response', (res) => { if (res.status() >= 400) problems.push(`${res.status()} ${res.url()}`); });
   return problems;
-}
-
-async function say(page, text) {
-  await page.fill('#text', text);
-  await page.click('#send');
-  await page.waitForFunction(() => document.getElementById('text').value === '');
 }
 
 const message = (page, text) => page.locator('#messages li.message', { hasText: text });
