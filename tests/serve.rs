@@ -303,6 +303,34 @@ async fn heartbeats_flow_through_the_server() {
     guard("serve returns", server).await.unwrap().unwrap();
 }
 
+/// An HTTP/2 (h2c) client connection to `addr`, granting each stream
+/// `window` bytes of flow control (hyper's default when `None`).
+async fn h2_client(
+    addr: SocketAddr,
+    window: Option<u32>,
+) -> hyper::client::conn::http2::SendRequest<http_body_util::Empty<Bytes>> {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let mut builder =
+        hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new());
+    if let Some(window) = window {
+        builder.initial_stream_window_size(window);
+    }
+    let (client, conn) = builder
+        .handshake(hyper_util::rt::TokioIo::new(tcp))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    client
+}
+
+/// `GET path` as an `EventSource` asks for it, over HTTP/2.
+fn sse_get(path: &str) -> Request<http_body_util::Empty<Bytes>> {
+    Request::get(format!("http://x{path}"))
+        .header("accept", "text/event-stream")
+        .body(http_body_util::Empty::new())
+        .unwrap()
+}
+
 /// A client socket with a small receive buffer, so that a stream fills it fast.
 async fn small_window_client(addr: SocketAddr) -> TcpStream {
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
@@ -349,29 +377,16 @@ async fn a_zero_window_http2_stream_is_cut_off_and_its_connection_goes_on() {
     let shutdown = Shutdown::new();
     let server = Server::new().write_timeout(Some(Duration::from_secs(1)));
     let (addr, server, mut reports) = start(server, shutdown.clone()).await;
-    let tcp = TcpStream::connect(addr).await.unwrap();
     // A client that never grants its streams any flow-control window.
-    let (mut client, conn) =
-        hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
-            .initial_stream_window_size(0)
-            .handshake::<_, http_body_util::Empty<Bytes>>(hyper_util::rt::TokioIo::new(tcp))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
-    let req = |path: &str| {
-        Request::get(format!("http://x{path}"))
-            .header("accept", "text/event-stream")
-            .body(http_body_util::Empty::new())
-            .unwrap()
-    };
-    let res = guard("the head", client.send_request(req("/big")))
+    let mut client = h2_client(addr, Some(0)).await;
+    let res = guard("the head", client.send_request(sse_get("/big")))
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
     let report = guard("the report", reports.recv()).await.unwrap();
     assert_eq!(report.reason, tower_sse::EndReason::Stalled);
     // The connection itself was not closed: it answers another request.
-    let res = guard("another head", client.send_request(req("/")))
+    let res = guard("another head", client.send_request(sse_get("/")))
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
@@ -413,27 +428,15 @@ async fn http2_streams_past_the_per_connection_cap_wait_for_a_free_one() {
     let shutdown = Shutdown::new().grace(Duration::from_millis(200));
     let server = Server::new().max_streams_per_connection(2);
     let (addr, server, _) = start(server, shutdown.clone()).await;
-    let tcp = TcpStream::connect(addr).await.unwrap();
-    let (mut client, conn) =
-        hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
-            .handshake::<_, http_body_util::Empty<Bytes>>(hyper_util::rt::TokioIo::new(tcp))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
-    let req = |path: &str| {
-        Request::get(format!("http://x{path}"))
-            .header("accept", "text/event-stream")
-            .body(http_body_util::Empty::new())
-            .unwrap()
-    };
+    let mut client = h2_client(addr, None).await;
     // Two endless streams take both slots.
-    let a = guard("a", client.send_request(req("/stall")))
+    let a = guard("a", client.send_request(sse_get("/stall")))
         .await
         .unwrap();
-    let _b = guard("b", client.send_request(req("/stall")))
+    let _b = guard("b", client.send_request(sse_get("/stall")))
         .await
         .unwrap();
-    let mut third = Box::pin(client.send_request(req("/")));
+    let mut third = Box::pin(client.send_request(sse_get("/")));
     let early = tokio::time::timeout(Duration::from_millis(300), &mut third).await;
     assert!(early.is_err(), "the third stream waits: {early:?}");
     // Closing one frees its slot.
