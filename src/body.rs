@@ -342,6 +342,7 @@ where
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
         let mut this = self.project();
         let lifecycle = this.lifecycle;
+        let limit = *this.coalesce as usize;
         if !*this.polled {
             *this.polled = true;
             start(lifecycle, *this.keep_alive_set);
@@ -359,14 +360,14 @@ where
             // the stream is over or a shutdown is due: then it goes alone.
             let more = this.owed.rest.is_none()
                 && lifecycle.ending.is_none()
-                && bytes.len() < *this.coalesce as usize
+                && bytes.len() < limit
                 && !lifecycle.shutdown_triggered();
             let (bytes, events) = if more {
                 coalesce(
                     this.stream,
                     cx,
                     bytes,
-                    *this.coalesce as usize,
+                    limit,
                     this.owed,
                     &mut lifecycle.ending,
                     this.on_error,
@@ -396,12 +397,12 @@ where
                 let (bytes, events) = if rest.is_some() {
                     this.owed.rest = rest;
                     (first, 1)
-                } else if first.len() < *this.coalesce as usize {
+                } else if first.len() < limit {
                     coalesce(
                         this.stream,
                         cx,
                         first,
-                        *this.coalesce as usize,
+                        limit,
                         this.owed,
                         &mut lifecycle.ending,
                         this.on_error,
