@@ -482,3 +482,125 @@ fn a_replay_is_capped_in_bytes_with_a_reset_then_the_newest_events() {
     assert_eq!(drain(&mut sub), [msg(live, "c")]);
     assert_eq!(HubConfig::new().get_max_replay_bytes(), 1024 * 1024);
 }
+
+/// Runs `f` on a thread of its own and fails (rather than hangs) when it has
+/// not returned within `limit`: a spin is reported, not waited for forever.
+fn within<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(limit)
+        .expect("returned in time (a spin never returns)")
+}
+
+#[test]
+fn a_new_topic_past_the_bound_with_every_topic_in_use_is_refused_not_a_spin() {
+    // Before: the new topic was created, then evicted as the only idle one
+    // (itself), and the look-up looped for good with every shard locked.
+    let (hub, kept) = within(Duration::from_secs(20), || {
+        let hub = Hub::with_config(HubConfig::new().max_topics(3));
+        let kept: Vec<_> = ["a", "b", "c"]
+            .iter()
+            .map(|t| subscribe(&hub, t, None))
+            .collect();
+        let err = now(hub.subscribe("d", None)).unwrap_err();
+        assert!(matches!(err, tower_sse::HubError::Full), "{err}");
+        let err = now(hub.publish("e", Event::message("x"))).unwrap_err();
+        assert!(matches!(err, tower_sse::HubError::Full), "{err}");
+        // Existing topics still work.
+        publish(&hub, "a", "still here");
+        assert_eq!(hub.topic_count(), 3);
+        (hub, kept)
+    });
+    // Once a topic is idle, it makes room (after the short backoff).
+    let mut kept = kept;
+    drop(kept.remove(0));
+    std::thread::sleep(Duration::from_millis(150));
+    let d = subscribe(&hub, "d", None);
+    assert_eq!(hub.topic_count(), 3);
+    assert_eq!(hub.position("a"), None, "the idle topic was evicted");
+    drop(d);
+}
+
+#[test]
+fn topics_created_while_the_hub_closes_are_closed_too() {
+    // Before: a topic created in a shard that `close` had already visited was
+    // never closed, and its subscribers waited forever.
+    for round in 0..20 {
+        let hub = Hub::new();
+        let store_hub = hub.clone();
+        let creators: Vec<_> = (0..2)
+            .map(|t| {
+                let hub = hub.clone();
+                std::thread::spawn(move || {
+                    let mut subs = Vec::new();
+                    for n in 0..300 {
+                        match now(hub.subscribe(&format!("r{round}-t{t}-{n}"), None)) {
+                            Ok(sub) => subs.push(sub),
+                            Err(tower_sse::HubError::Closed) => break,
+                            Err(err) => panic!("{err}"),
+                        }
+                    }
+                    subs
+                })
+            })
+            .collect();
+        store_hub.store().close();
+        for creator in creators {
+            for mut sub in creator.join().unwrap() {
+                let end = within(Duration::from_secs(10), move || {
+                    futures_executor_block_on(sub.next())
+                });
+                assert!(end.is_none(), "round {round}: every stream ends");
+            }
+        }
+    }
+}
+
+#[test]
+fn the_hub_wide_byte_count_never_wraps_under_concurrent_eviction() {
+    // Publishers add to the count after their commit while evictions subtract
+    // what a topic holds: the delta is applied under the topic's lock, so the
+    // count never goes below zero (a wrap reads as a huge total and evicts
+    // every idle topic at once).
+    let hub = Hub::with_config(
+        HubConfig::new()
+            .max_topics(64)
+            .max_total_history_bytes(8 * 1024),
+    );
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let (hub, done) = (hub.clone(), done.clone());
+        std::thread::spawn(move || {
+            let mut highest = 0usize;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                let debug = format!("{:?}", hub.store());
+                let bytes: usize = debug
+                    .split("history_bytes: ")
+                    .nth(1)
+                    .and_then(|s| s.split(',').next())
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(0);
+                highest = highest.max(bytes);
+            }
+            highest
+        })
+    };
+    let publishers: Vec<_> = (0..2)
+        .map(|p| {
+            let hub = hub.clone();
+            std::thread::spawn(move || {
+                for n in 0..20_000 {
+                    publish(&hub, &format!("p{p}-{}", n % 200), "some bytes of history");
+                }
+            })
+        })
+        .collect();
+    for p in publishers {
+        p.join().unwrap();
+    }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let highest = watcher.join().unwrap();
+    assert!(highest < 1 << 40, "the count wrapped: {highest}");
+}

@@ -196,15 +196,17 @@ async fn reset_after_flushall() {
         "a new epoch once Redis lost the topic"
     );
     assert_eq!(after.offset(), 1);
-    // The stream of the old epoch ends; its client comes back with its cursor.
-    assert_eq!(next(&mut live).await, None);
-    let mut back = b.subscribe("t", Some(&first.to_string())).await.unwrap();
-    let reset = next(&mut back).await.unwrap();
     let zero = EventId::new(0, after.epoch());
+    let reset = format!("event: reset\nid: {zero}\ndata: {{\"after\":\"{zero}\"}}\n\n");
+    // The open stream stays open: the reset in-band, then the new epoch.
+    assert_eq!(next(&mut live).await.unwrap(), reset);
     assert_eq!(
-        reset,
-        format!("event: reset\nid: {zero}\ndata: {{\"after\":\"{zero}\"}}\n\n")
+        next(&mut live).await.unwrap(),
+        format!("id: {after}\ndata: after\n\n")
     );
+    // A client that comes back with a cursor of the lost epoch gets the same.
+    let mut back = b.subscribe("t", Some(&first.to_string())).await.unwrap();
+    assert_eq!(next(&mut back).await.unwrap(), reset);
     assert_eq!(
         next(&mut back).await.unwrap(),
         format!("id: {after}\ndata: after\n\n")

@@ -1,10 +1,12 @@
 //! The [`Store`](tower_sse::hub::Store) contract (`src/hub/store.rs`), checked
 //! once for every store through the `Hub` API: one order per topic,
 //! acknowledged means stored, epochs, retention without subscribers, replay
-//! then live with no gap or duplicate, and lag that never blocks. Each store
-//! gets the same tests from `contract_tests!`.
+//! then live with no gap or duplicate, lag that never blocks, the replay cap,
+//! quiet topics that keep their history while subscribed, epoch changes
+//! in-band, and idempotent publish. Each store gets the same tests from
+//! `contract_tests!`.
 
-use std::time::Duration;
+use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
 
 use futures_util::StreamExt;
 use tower_sse::{EncodedEvent, Event, EventId, Hub, HubConfig, Subscriber};
@@ -186,24 +188,165 @@ pub async fn lag_never_blocks(hub: Hub, topic: &str) {
     );
 }
 
+/// A replay is cut to the newest events that fit `max_replay_bytes`, after a
+/// `reset` naming the id after which it is complete.
+pub async fn replay_is_capped(hub: Hub, topic: &str) {
+    let before = hub.publish(topic, Event::message("first")).await.unwrap();
+    let mut last = before;
+    for n in 0..200 {
+        // 200 events of about 130 bytes: twice the cap.
+        let data = format!("{n:03}:{}", "x".repeat(100));
+        last = hub.publish(topic, Event::message(data)).await.unwrap();
+    }
+    let mut sub = hub
+        .subscribe(topic, Some(&before.to_string()))
+        .await
+        .unwrap();
+    let (reset_id, kind, _) = parse(&take(&mut sub, 1).await[0]);
+    assert_eq!(kind, "reset", "a replay past the cap starts with a reset");
+    let after = reset_id.unwrap();
+    assert!(after.offset() > before.offset());
+    let count = (last.offset() - after.offset()) as usize;
+    let replay = take(&mut sub, count).await;
+    let bytes: usize = replay.iter().map(|e| e.len()).sum();
+    assert!(bytes <= MAX_REPLAY, "{bytes} bytes replayed");
+    assert!(
+        bytes > MAX_REPLAY / 2,
+        "the newest events that fit: {bytes}"
+    );
+    assert_eq!(parse(replay.last().unwrap()).0, Some(last));
+}
+
+/// A topic with a subscriber keeps its history and epoch however long it stays
+/// quiet, past the retention TTL.
+pub async fn quiet_topics_with_subscribers_stay(hub: Hub, topic: &str) {
+    let first = hub.publish(topic, Event::message("one")).await.unwrap();
+    let mut sub = hub.subscribe(topic, None).await.unwrap();
+    tokio::time::sleep(4 * QUIET_TTL).await;
+    let second = hub.publish(topic, Event::message("two")).await.unwrap();
+    assert_eq!(
+        (second.epoch(), second.offset()),
+        (first.epoch(), first.offset() + 1),
+        "the same history, not a new epoch"
+    );
+    let (id, kind, data) = parse(&take(&mut sub, 1).await[0]);
+    assert_eq!(
+        (id, kind.as_str(), data.as_str()),
+        (Some(second), "", "two")
+    );
+    // And it is still replayable from the first event.
+    let mut back = hub
+        .subscribe(topic, Some(&first.to_string()))
+        .await
+        .unwrap();
+    assert_eq!(parse(&take(&mut back, 1).await[0]).0, Some(second));
+}
+
+/// When the store loses a topic's history under open streams, they stay open:
+/// each gets the `reset` in-band, then the new epoch's events.
+pub async fn epoch_changes_reach_open_streams(hub: Hub, topic: &str, lose: &Lose) {
+    let old = hub.publish(topic, Event::message("old")).await.unwrap();
+    let mut subs = Vec::new();
+    for _ in 0..3 {
+        subs.push(hub.subscribe(topic, None).await.unwrap());
+    }
+    lose(topic.to_owned()).await;
+    let new = hub.publish(topic, Event::message("new")).await.unwrap();
+    assert_ne!(new.epoch(), old.epoch(), "the history was lost");
+    let again = hub.publish(topic, Event::message("again")).await.unwrap();
+    for sub in &mut subs {
+        let got: Vec<_> = take(sub, 3).await.iter().map(parse).collect();
+        let (reset, kind, data) = &got[0];
+        assert_eq!(kind, "reset");
+        let reset = reset.unwrap();
+        assert_eq!(reset.epoch(), new.epoch());
+        assert!(reset.offset() < new.offset());
+        assert_eq!(data, &format!("{{\"after\":\"{reset}\"}}"));
+        assert_eq!(got[1], (Some(new), String::new(), "new".into()));
+        assert_eq!(got[2], (Some(again), String::new(), "again".into()));
+    }
+    // A cursor of the lost epoch gets the reset, then the new epoch from its start.
+    let mut back = hub.subscribe(topic, Some(&old.to_string())).await.unwrap();
+    let got: Vec<_> = take(&mut back, 3).await.iter().map(parse).collect();
+    assert_eq!(got[0].1, "reset");
+    assert_eq!(got[1].0, Some(new));
+    assert_eq!(got[2].0, Some(again));
+}
+
+/// A publish with a key already used stores nothing and answers with the
+/// first id, also when both run at once.
+pub async fn idempotent_publish(hub: Hub, topic: &str) {
+    let mut sub = hub.subscribe(topic, None).await.unwrap();
+    let racers: Vec<_> = (0..4)
+        .map(|_| {
+            let (hub, topic) = (hub.clone(), topic.to_owned());
+            tokio::spawn(async move {
+                hub.publish_once(&topic, "msg-1", |id| Event::message(format!("1 {id}")))
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for racer in racers {
+        ids.push(racer.await.unwrap());
+    }
+    assert!(ids.windows(2).all(|w| w[0] == w[1]), "one id: {ids:?}");
+    let retry = hub
+        .publish_once(topic, "msg-1", |_| Event::message("again"))
+        .await
+        .unwrap();
+    assert_eq!(retry, ids[0]);
+    let other = hub
+        .publish_once(topic, "msg-2", |_| Event::message("2"))
+        .await
+        .unwrap();
+    assert_eq!(other.offset(), ids[0].offset() + 1, "stored once");
+    let got: Vec<_> = take(&mut sub, 2).await.iter().map(parse).collect();
+    assert_eq!(
+        got[0],
+        (Some(ids[0]), String::new(), format!("1 {}", ids[0]))
+    );
+    assert_eq!(got[1], (Some(other), String::new(), "2".into()));
+    let err = hub
+        .publish_once(topic, "", |_| Event::message("x"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, tower_sse::HubError::InvalidKey), "{err}");
+}
+
 /// The lag bound of the tested hubs; the history holds four times as much.
 const CAPACITY: usize = 256;
+/// The replay cap of the tested hubs.
+const MAX_REPLAY: usize = 16 * 1024;
+/// The retention of the quiet-topic test.
+const QUIET_TTL: Duration = Duration::from_millis(1500);
 
 /// The hub configuration every store is tested with.
 pub fn config() -> HubConfig {
     HubConfig::new()
         .queue_capacity(CAPACITY)
         .history_len(4 * CAPACITY)
+        .max_replay_bytes(MAX_REPLAY)
 }
 
-/// One test per promise for the store that `$hub` (an async expression) builds.
+/// Makes the store lose one topic's history, as a broker restarted empty
+/// would; `None` for a store that cannot lose it under subscribers.
+pub type Lose = Arc<dyn Fn(String) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+
+/// One test per promise for the store that `$hub` (an async expression using
+/// `$config`) builds; `$lose` (an async expression) gives its [`Lose`].
 macro_rules! contract_tests {
-    ($store:ident, $hub:expr) => {
+    ($store:ident, |$config:ident| $hub:expr, $lose:expr) => {
         mod $store {
             use super::*;
 
-            async fn hub() -> Option<Hub> {
+            async fn hub_with($config: HubConfig) -> Option<Hub> {
                 $hub
+            }
+
+            async fn hub() -> Option<Hub> {
+                hub_with(config()).await
             }
 
             fn topic(name: &str) -> String {
@@ -243,19 +386,69 @@ macro_rules! contract_tests {
                 let Some(hub) = hub().await else { return };
                 super::lag_never_blocks(hub, &topic("lag")).await;
             }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn replay_is_capped() {
+                let Some(hub) = hub().await else { return };
+                super::replay_is_capped(hub, &topic("capped")).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn quiet_topics_with_subscribers_stay() {
+                let config = config().history_ttl(QUIET_TTL);
+                let Some(hub) = hub_with(config).await else {
+                    return;
+                };
+                super::quiet_topics_with_subscribers_stay(hub, &topic("quiet")).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn epoch_changes_reach_open_streams() {
+                let Some(hub) = hub().await else { return };
+                let lose: Option<Lose> = $lose;
+                let Some(lose) = lose else { return };
+                super::epoch_changes_reach_open_streams(hub, &topic("epoch"), &lose).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn idempotent_publish() {
+                let Some(hub) = hub().await else { return };
+                super::idempotent_publish(hub, &topic("once")).await;
+            }
         }
     };
 }
 
-contract_tests!(memory, Some(Hub::with_config(config())));
+// In memory, a topic's history is never lost while it has subscribers.
+contract_tests!(memory, |config| Some(Hub::with_config(config)), None);
 
 #[cfg(feature = "redis")]
 mod redis_support;
 
 // The same tests on a `RedisStore` (the shared Redis of `.ci/run`), with a
 // key prefix of its own per test.
+// Losing a topic's history: its keys deleted, as a Redis restarted empty or
+// flushed leaves them.
 #[cfg(feature = "redis")]
-contract_tests!(redis, {
-    let url = redis_support::shared().await;
-    url.map(|url| redis_support::node(&url, &redis_support::prefix("contract"), config()))
-});
+contract_tests!(
+    redis,
+    |config| {
+        let url = redis_support::shared().await;
+        url.map(|url| redis_support::node(&url, &redis_support::prefix("contract"), config))
+    },
+    Some(Arc::new(
+        |topic: String| -> Pin<Box<dyn Future<Output = ()> + Send>> {
+            Box::pin(async move {
+                let Some(url) = redis_support::shared().await else {
+                    return;
+                };
+                let pattern = format!("*:{{{topic}}}:*");
+                let keys: Vec<String> =
+                    redis_support::command(&url, ::redis::cmd("KEYS").arg(&pattern)).await;
+                for key in keys {
+                    let _: i64 = redis_support::command(&url, ::redis::cmd("DEL").arg(&key)).await;
+                }
+            })
+        }
+    ))
+);

@@ -64,6 +64,7 @@ pub struct HubConfig {
     max_total_history_bytes: usize,
     queue_capacity: usize,
     max_replay_bytes: usize,
+    idempotency_window: Duration,
     lag: Lag,
 }
 
@@ -91,6 +92,7 @@ impl HubConfig {
             max_total_history_bytes: 256 * 1024 * 1024,
             queue_capacity: 1024,
             max_replay_bytes: Self::DEFAULT_MAX_REPLAY_BYTES,
+            idempotency_window: Duration::from_secs(300),
             lag: Lag::default(),
         }
     }
@@ -121,7 +123,11 @@ impl HubConfig {
 
     /// At most this many topics (at least 1). Creating one more first frees the
     /// topics without subscribers whose last publish is oldest. Topics with
-    /// subscribers are never evicted, so the bound can be exceeded by them.
+    /// subscribers are never evicted: when every topic has subscribers, a
+    /// publish or subscribe that would create a new topic fails with
+    /// [`HubError::Full`](crate::HubError::Full) (for 100 ms after a scan found
+    /// nothing to evict, without scanning again). Concurrent creators may
+    /// exceed the bound by at most their number.
     pub fn max_topics(mut self, topics: usize) -> Self {
         self.max_topics = topics.max(1);
         self
@@ -152,6 +158,21 @@ impl HubConfig {
     pub fn max_replay_bytes(mut self, bytes: usize) -> Self {
         self.max_replay_bytes = bytes;
         self
+    }
+
+    /// How long an idempotency key of [`Hub::publish_once`](crate::Hub::publish_once)
+    /// is remembered (default 5 minutes): a retry with the same key within it
+    /// is answered with the first publish's id and stores nothing. In memory a
+    /// topic also remembers at most its [`history_len`](Self::history_len)
+    /// newest keys (at least 1 024).
+    pub fn idempotency_window(mut self, window: Duration) -> Self {
+        self.idempotency_window = window;
+        self
+    }
+
+    /// How long an idempotency key is remembered.
+    pub fn get_idempotency_window(&self) -> Duration {
+        self.idempotency_window
     }
 
     /// The cap on one subscriber's replay, in bytes.

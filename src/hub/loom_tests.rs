@@ -23,7 +23,7 @@ use crate::Event;
 fn publish(topic: &Topic, config: &HubConfig, n: u32) {
     let id = topic.reserve().expect("not removed");
     let event = Event::message(n.to_string()).encode();
-    let (wakers, _) = topic.commit(id, Some(event), config, Instant::now());
+    let wakers = topic.commit(id, Some(event), config, Instant::now(), None);
     wakers.into_iter().flatten().for_each(|w| w.wake());
 }
 

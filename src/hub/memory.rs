@@ -22,9 +22,14 @@ use std::{
 
 use super::{
     store::{self, HubError, MakeEvent, Store, StoreFuture},
-    topic::Topic,
+    topic::{Reservation, Topic},
     EventId, HubConfig, Subscriber,
 };
+
+/// After a scan at the topic bound found no topic to evict, new topics are
+/// refused for this long without scanning again: a flood of new topics while
+/// every topic is in use costs a scan per interval, not one per request.
+const FULL_BACKOFF: Duration = Duration::from_millis(100);
 
 const SHARDS: usize = 32;
 
@@ -52,6 +57,12 @@ struct Inner {
     next_sweep: AtomicU64,
     /// Held by the one sweeper running, with `try_lock`.
     sweeping: Mutex<()>,
+    /// Until when new topics are refused (nanoseconds since `started`): a
+    /// scan at the bound found nothing to evict.
+    full_until: AtomicU64,
+    /// Set by `close`, read under a shard's lock before a topic is created
+    /// there: a topic is either created before `close` visits its shard (and
+    /// closed by it) or refused.
     closed: AtomicBool,
 }
 
@@ -87,6 +98,7 @@ impl MemoryStore {
             started: now(),
             next_sweep: AtomicU64::new(0),
             sweeping: Mutex::new(()),
+            full_until: AtomicU64::new(0),
             closed: AtomicBool::new(false),
         });
         #[cfg(feature = "tokio")]
@@ -154,24 +166,47 @@ impl Inner {
         &self.shards[self.hasher.hash_one(name) as usize % SHARDS]
     }
 
-    /// The topic named `name`, created if missing.
-    fn topic(&self, name: &str) -> Arc<Topic> {
-        let created = {
-            let mut map = lock(self.shard(name));
-            if let Some(topic) = map.get(name) {
-                return topic.clone();
-            }
-            let topic = Arc::new(Topic::new(Arc::from(name), now()));
-            map.insert(topic.name().clone(), topic.clone());
-            topic
-        };
-        let count = self.topics.fetch_add(1, Ordering::Relaxed) + 1;
-        let max = self.config.get_max_topics();
-        if count > max {
-            // Down to 95% of the bound at once, so the scan is amortised.
-            self.evict_idle(count - max + max / 20, 0);
+    /// Nanoseconds from `started` to `now`.
+    fn since_start(&self, now: Instant) -> u64 {
+        let elapsed = now.saturating_duration_since(self.started);
+        u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// The topic named `name`, created if missing. At the topic bound, room is
+    /// made first by evicting idle topics (never the one being created);
+    /// [`HubError::Full`] when there is none to evict.
+    fn topic(&self, name: &str) -> Result<Arc<Topic>, HubError> {
+        if let Some(topic) = self.existing(name) {
+            return Ok(topic);
         }
-        created
+        let max = self.config.get_max_topics();
+        let count = self.topics.load(Ordering::Relaxed);
+        if count >= max {
+            let at = self.since_start(now());
+            if at < self.full_until.load(Ordering::Relaxed) {
+                return Err(HubError::Full);
+            }
+            // Down to 95% of the bound at once, so the scan is amortised.
+            // Full only when no topic at all was idle: one that a concurrent
+            // eviction took first still means room was being made.
+            let (_, idle) = self.evict_idle(count + 1 - max + max / 20, 0);
+            if idle == 0 {
+                let until = at.saturating_add(FULL_BACKOFF.as_nanos() as u64);
+                self.full_until.store(until, Ordering::Relaxed);
+                return Err(HubError::Full);
+            }
+        }
+        let mut map = lock(self.shard(name));
+        if let Some(topic) = map.get(name) {
+            return Ok(topic.clone());
+        }
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(HubError::Closed);
+        }
+        let topic = Arc::new(Topic::new(Arc::from(name), now()));
+        map.insert(topic.name().clone(), topic.clone());
+        self.topics.fetch_add(1, Ordering::Relaxed);
+        Ok(topic)
     }
 
     fn existing(&self, name: &str) -> Option<Arc<Topic>> {
@@ -220,8 +255,9 @@ impl Inner {
     }
 
     /// Frees topics without subscribers, oldest last publish first, until
-    /// `topics` of them are freed and at least `bytes` of history.
-    fn evict_idle(&self, topics: usize, bytes: usize) {
+    /// `topics` of them are freed and at least `bytes` of history; returns how
+    /// many topics it freed and how many were idle when it looked.
+    fn evict_idle(&self, topics: usize, bytes: usize) -> (usize, usize) {
         let mut idle: Vec<(Instant, Arc<Topic>)> = Vec::new();
         for shard in self.shards.iter() {
             let map = lock(shard);
@@ -231,6 +267,7 @@ impl Inner {
             );
         }
         idle.sort_unstable_by_key(|(since, _)| *since);
+        let candidates = idle.len();
         let (mut freed_topics, mut freed_bytes) = (0, 0);
         for (_, topic) in idle {
             if freed_topics >= topics && freed_bytes >= bytes {
@@ -251,6 +288,7 @@ impl Inner {
                 self.topics.fetch_sub(1, Ordering::Relaxed);
             }
         }
+        (freed_topics, candidates)
     }
 
     /// Keeps the history bytes across topics within the bound after `topic`
@@ -261,7 +299,7 @@ impl Inner {
         if total <= max {
             return;
         }
-        self.evict_idle(0, total - max + max / 20);
+        let _ = self.evict_idle(0, total - max + max / 20);
         let total = self.bytes.load(Ordering::Relaxed);
         if total > max {
             let keep = topic.bytes().saturating_sub(total - max);
@@ -270,20 +308,30 @@ impl Inner {
         }
     }
 
-    fn publish(&self, name: &str, make: MakeEvent<'_>) -> Result<EventId, HubError> {
+    fn publish(
+        &self,
+        name: &str,
+        key: Option<&str>,
+        make: MakeEvent<'_>,
+    ) -> Result<EventId, HubError> {
         if self.closed.load(Ordering::Relaxed) {
             return Err(HubError::Closed);
         }
+        store::check_key(key)?;
+        let now = now();
+        let window = self.config.get_idempotency_window();
+        let max_keys = self.config.get_history_len().max(1024);
         let (topic, id) = loop {
-            let topic = self.topic(name);
+            let topic = self.topic(name)?;
             // `None`: freed between the look-up and now; look it up again.
-            if let Some(id) = topic.reserve() {
-                break (topic, id);
+            match topic.reserve_once(key, window, max_keys, now) {
+                Some(Reservation::New(id)) => break (topic, id),
+                Some(Reservation::Known(id)) => return Ok(id),
+                None => {}
             }
         };
         // Outside every lock: the user's closure and the encoder. If the closure
         // panics, the guard settles the offset as empty so readers move on.
-        let now = now();
         let mut guard = Settle {
             topic: &topic,
             id,
@@ -307,7 +355,7 @@ impl Inner {
         }
         self.maybe_sweep(now());
         loop {
-            let topic = self.topic(name);
+            let topic = self.topic(name)?;
             if let Some(joined) = topic.subscribe_within(cursor, self.config.get_max_replay_bytes())
             {
                 return Ok(Subscriber::new(topic, joined, self.config.clone()));
@@ -329,16 +377,10 @@ struct Settle<'a> {
 
 impl Drop for Settle<'_> {
     fn drop(&mut self) {
-        let (wakers, delta) = self
+        let event = self.event.take();
+        let wakers = self
             .topic
-            .commit(self.id, self.event.take(), self.config, self.now);
-        if delta >= 0 {
-            self.bytes
-                .fetch_add(delta.unsigned_abs(), Ordering::Relaxed);
-        } else {
-            self.bytes
-                .fetch_sub(delta.unsigned_abs(), Ordering::Relaxed);
-        }
+            .commit(self.id, event, self.config, self.now, Some(self.bytes));
         wakers.into_iter().flatten().for_each(Waker::wake);
     }
 }
@@ -347,9 +389,10 @@ impl Store for MemoryStore {
     fn publish<'a>(
         &'a self,
         topic: &'a str,
+        key: Option<&'a str>,
         make: MakeEvent<'a>,
     ) -> StoreFuture<'a, Result<EventId, HubError>> {
-        Box::pin(async move { self.inner.publish(topic, make) })
+        Box::pin(async move { self.inner.publish(topic, key, make) })
     }
 
     fn subscribe<'a>(
@@ -375,7 +418,7 @@ impl Store for MemoryStore {
     }
 
     fn close(&self) {
-        self.inner.closed.store(true, Ordering::Relaxed);
+        self.inner.closed.store(true, Ordering::SeqCst);
         let mut wakers = Vec::new();
         for shard in self.inner.shards.iter() {
             for topic in lock(shard).values() {

@@ -24,7 +24,7 @@ pub use config::{HubConfig, Lag};
 pub use id::{Epoch, EventId, ParseEventIdError};
 pub use memory::MemoryStore;
 pub use presence::{MemoryPresence, Presence};
-pub use store::{HubError, MakeEvent, Store, StoreFuture};
+pub use store::{HubError, MakeEvent, Store, StoreFuture, MAX_KEY_LEN};
 pub use subscriber::Subscriber;
 
 use crate::Event;
@@ -169,10 +169,55 @@ impl Hub {
     /// # Errors
     ///
     /// [`HubError::Closed`] when every handle is gone (not possible through
-    /// `&self`, kept for stores shared otherwise), [`HubError::Unavailable`] when
-    /// a networked store cannot be reached: the event was not published.
+    /// `&self`, kept for stores shared otherwise); [`HubError::Full`] when the
+    /// topic is new and the store holds as many topics as it may, all in use;
+    /// [`HubError::Unavailable`] when a networked store cannot be reached or
+    /// failed: the event was not published, unless the broker did not answer
+    /// in time, when it may have been (use [`publish_once`](Self::publish_once)
+    /// to retry exactly).
     pub async fn publish(&self, topic: &str, event: Event) -> Result<EventId, HubError> {
-        self.store.publish(topic, Box::new(move |_| event)).await
+        self.store
+            .publish(topic, None, Box::new(move |_| event))
+            .await
+    }
+
+    /// Publishes the event `make` builds from its id, **at most once per
+    /// `key`**: a publish with a key already used on `topic` within
+    /// [`HubConfig::idempotency_window`] (5 minutes by default) stores nothing
+    /// and resolves with the id the first one got. The key's check and the
+    /// store are one atomic step, on every store.
+    ///
+    /// This makes retries exact. A publish to a networked store that did not
+    /// answer in time fails with [`HubError::Unavailable`] although the broker
+    /// may have stored it a moment later; retried with the same key, it is
+    /// stored once and the retry gets its id. An HTTP API takes the key from
+    /// its client (the chat example reads an `Idempotency-Key` header), so
+    /// that the client's own retries are exact too.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), tower_sse::HubError> {
+    /// use tower_sse::{Event, Hub};
+    ///
+    /// let hub = Hub::new();
+    /// let first = hub.publish_once("t", "msg-1", |_| Event::message("hi")).await?;
+    /// let retry = hub.publish_once("t", "msg-1", |_| Event::message("hi")).await?;
+    /// assert_eq!(first, retry);
+    /// assert_eq!(hub.position("t"), Some(first), "stored once");
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`publish`](Self::publish), and [`HubError::InvalidKey`] for an empty
+    /// key or one longer than [`MAX_KEY_LEN`] bytes.
+    pub async fn publish_once(
+        &self,
+        topic: &str,
+        key: &str,
+        make: impl FnOnce(&EventId) -> Event + Send,
+    ) -> Result<EventId, HubError> {
+        store::check_key(Some(key))?;
+        self.store.publish(topic, Some(key), Box::new(make)).await
     }
 
     /// Publishes the event that `make` builds from its id, for events whose data
@@ -197,7 +242,7 @@ impl Hub {
         topic: &str,
         make: impl FnOnce(&EventId) -> Event + Send,
     ) -> Result<EventId, HubError> {
-        self.store.publish(topic, Box::new(make)).await
+        self.store.publish(topic, None, Box::new(make)).await
     }
 
     /// Subscribes to `topic`, first replaying the events after `last_event_id`
@@ -207,7 +252,8 @@ impl Hub {
     ///
     /// # Errors
     ///
-    /// As [`publish`](Self::publish).
+    /// As [`publish`](Self::publish), and [`HubError::Full`] when the topic
+    /// is new and the store holds as many topics as it may, all in use.
     pub async fn subscribe(
         &self,
         topic: &str,

@@ -11,15 +11,19 @@ use std::{
     collections::HashMap,
     fmt,
     sync::{
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering},
         Arc, Mutex, PoisonError,
     },
+    time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 pub use self::{config::RedisConfig, presence::RedisPresence};
-use self::{scripts::Keys, scripts::Scripts, shard::Shard};
+use self::{
+    scripts::{Keys, Publish, Published, Scripts},
+    shard::{Feed, Shard},
+};
 use super::{
     store::{HubError, MakeEvent, Store, StoreFuture},
     topic::Topic,
@@ -58,14 +62,28 @@ use super::{
 ///
 /// # Faults
 ///
-/// - Redis unreachable: publishes and first subscriptions to a topic fail with
-///   [`HubError::Unavailable`] after [`RedisConfig::timeout`]; open streams stay
-///   open. The node reconnects by itself with backoff, subscribes again and
-///   reads from the streams what it missed.
-/// - Redis lost its data (restarted without persistence, flushed, or a topic
-///   expired): the topic gets a new epoch. The node's subscribers of the old
-///   one see their streams end; their clients reconnect with `Last-Event-ID`
-///   and get the `reset` notice.
+/// What each fault costs a client (`docs/guide.md` has the whole table):
+///
+/// - **Redis unreachable, paused or slow**: publishes and first subscriptions
+///   to a topic fail with [`HubError::Unavailable`] after
+///   [`RedisConfig::timeout`]; open streams stay open and miss nothing. A
+///   publish that timed out is not stored later: the script refuses to run
+///   past half the timeout on Redis's clock (a paused Redis that gets to it
+///   after the pause stores nothing). Only when the connection drops the
+///   answer of a script that ran is the outcome unknown; a retry with the same
+///   key ([`Hub::publish_once`](super::Hub::publish_once)) is then exact. The
+///   node reconnects by itself with backoff, subscribes again and reads from
+///   the streams what it missed.
+/// - **Redis lost its data** (restarted without persistence, flushed): the
+///   topic gets a new epoch. Open streams **stay open**: each gets the `reset`
+///   notice in-band, then the new epoch's events, so a Redis restart makes no
+///   client reconnect, and nothing accepted after the restart is missed. A
+///   client that reconnects with an id of the lost epoch gets `reset` and the
+///   new epoch's history from its start. What was accepted before the restart
+///   and not yet delivered to a node is lost with Redis's data (the `reset`
+///   says so).
+/// - **A quiet topic** does not expire while any node has subscribers to it:
+///   each node renews its topics' retention every quarter of the TTL.
 ///
 /// # Several Redis servers, and Redis Cluster
 ///
@@ -88,12 +106,23 @@ struct Inner {
     scripts: Scripts,
     mirrors: Mutex<HashMap<Arc<str>, Mirror>>,
     serial: AtomicU64,
+    /// Redis's clock minus this node's, in ms, as last seen in a publish's
+    /// reply: a publish's deadline is set on Redis's clock.
+    skew_ms: AtomicI64,
+    /// Set by `close`; read under the mirrors' lock before a copy is started,
+    /// and by a feeder before it makes its topic, which it then closes.
     closed: AtomicBool,
 }
 
+/// This node's copy of one topic, as the store's map holds it.
 struct Mirror {
     serial: u64,
     topic: watch::Receiver<Option<Arc<Topic>>>,
+    /// The feeder's queue: a subscribe with a cursor of another epoch asks it
+    /// to read the topic again.
+    feed: mpsc::UnboundedSender<Feed>,
+    /// Counts the feeder's completed reads of the topic.
+    syncs: Arc<AtomicU64>,
 }
 
 fn unavailable(message: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> HubError {
@@ -135,6 +164,7 @@ impl RedisStore {
                 scripts: Scripts::new(),
                 mirrors: Mutex::new(HashMap::new()),
                 serial: AtomicU64::new(0),
+                skew_ms: AtomicI64::new(0),
                 closed: AtomicBool::new(false),
             }),
         })
@@ -202,25 +232,48 @@ impl Inner {
         self.mirrors.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The node's copy of `name`, started if missing.
-    fn mirror(self: &Arc<Self>, name: &str) -> watch::Receiver<Option<Arc<Topic>>> {
+    /// The node's copy of `name`, started if missing: its topic (once read),
+    /// its feeder's queue and its count of reads.
+    #[allow(clippy::type_complexity)]
+    fn mirror(
+        self: &Arc<Self>,
+        name: &str,
+    ) -> Result<
+        (
+            watch::Receiver<Option<Arc<Topic>>>,
+            mpsc::UnboundedSender<Feed>,
+            Arc<AtomicU64>,
+        ),
+        HubError,
+    > {
         let mut map = self.lock();
-        if let Some(mirror) = map.get(name) {
-            return mirror.topic.clone();
+        if let Some(m) = map.get(name) {
+            return Ok((m.topic.clone(), m.feed.clone(), m.syncs.clone()));
+        }
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(HubError::Closed);
         }
         let name: Arc<str> = Arc::from(name);
         let serial = self.serial.fetch_add(1, Ordering::Relaxed);
         let keys = Keys::new(&self.config.prefix, &name);
         let shard = self.shard(&name).clone();
-        let topic = mirror::spawn(Arc::downgrade(self), shard, name.clone(), keys, serial);
-        map.insert(
-            name,
-            Mirror {
-                serial,
-                topic: topic.clone(),
-            },
+        let syncs = Arc::new(AtomicU64::new(0));
+        let (topic, feed) = mirror::spawn(
+            Arc::downgrade(self),
+            shard,
+            name.clone(),
+            keys,
+            serial,
+            syncs.clone(),
         );
-        topic
+        let mirror = Mirror {
+            serial,
+            topic: topic.clone(),
+            feed: feed.clone(),
+            syncs: syncs.clone(),
+        };
+        map.insert(name, mirror);
+        Ok((topic, feed, syncs))
     }
 
     /// Lets go of the copy of `name` made by feeder `serial` if it has no
@@ -244,31 +297,57 @@ impl Inner {
         self.lock().get(name).and_then(|m| m.topic.borrow().clone())
     }
 
-    async fn publish(&self, name: &str, make: MakeEvent<'_>) -> Result<EventId, HubError> {
+    async fn publish(
+        &self,
+        name: &str,
+        key: Option<&str>,
+        make: MakeEvent<'_>,
+    ) -> Result<EventId, HubError> {
         if self.closed.load(Ordering::Relaxed) {
             return Err(HubError::Closed);
         }
+        super::store::check_key(key)?;
         let stand_in = EventId::new(u64::MAX, Epoch::random());
         let text = stand_in.to_string();
         let event = super::store::encode_with_id(make(&stand_in), &stand_in);
         let keys = Keys::new(&self.config.prefix, name);
         let shard = self.shard(name);
         let mut conn = shard.commands.clone();
-        let max_len = self.hub.get_history_len();
-        let stored = scripts::publish(
-            &self.scripts,
-            &mut conn,
-            &keys,
-            event.as_bytes(),
-            &text,
-            max_len,
-            self.ttl_ms(),
-        );
+        let window = self.hub.get_idempotency_window().as_millis();
+        // Redis must not store it after this node has given up on it: the
+        // script refuses to run past half the timeout (on Redis's clock), and
+        // this node waits the whole timeout for the answer, so an answer that
+        // does not come means nothing was stored unless the connection itself
+        // lost it (then a retry with the same key is exact).
+        let deadline = unix_ms()
+            .saturating_add_signed(self.skew_ms.load(Ordering::Relaxed))
+            .saturating_add((self.config.timeout / 2).as_millis() as u64);
+        let publish = Publish {
+            event: event.as_bytes(),
+            stand_in: &text,
+            max_len: self.hub.get_history_len(),
+            ttl_ms: self.ttl_ms(),
+            key: key.map(|key| (key, u64::try_from(window).unwrap_or(u64::MAX))),
+            deadline_ms: deadline,
+        };
+        let stored = scripts::publish(&self.scripts, &mut conn, &keys, &publish);
         match tokio::time::timeout(self.config.timeout, stored).await {
-            Ok(Ok(id)) => Ok(id),
+            Ok(Ok((published, redis_now))) => {
+                let skew = i64::try_from(redis_now).unwrap_or(i64::MAX)
+                    - i64::try_from(unix_ms()).unwrap_or(i64::MAX);
+                self.skew_ms.store(skew, Ordering::Relaxed);
+                match published {
+                    Published::Stored(id) => Ok(id),
+                    Published::Late => Err(unavailable(format!(
+                        "Redis at {} ran the publish after its deadline: not stored",
+                        shard.name
+                    ))),
+                }
+            }
             Ok(Err(err)) => Err(unavailable(err)),
             Err(_) => Err(unavailable(format!(
-                "Redis at {} did not answer in time",
+                "Redis at {} did not answer in time (not stored, unless the \
+                 connection lost the answer: retry with the same idempotency key)",
                 shard.name
             ))),
         }
@@ -283,8 +362,9 @@ impl Inner {
             return Err(HubError::Closed);
         }
         let mut deadline = tokio::time::Instant::now() + 2 * self.config.timeout;
+        let mut resynced = false;
         loop {
-            let mut rx = self.mirror(name);
+            let (mut rx, feed, syncs) = self.mirror(name)?;
             let topic = match tokio::time::timeout_at(deadline, rx.wait_for(Option::is_some)).await
             {
                 Err(_) => {
@@ -297,12 +377,30 @@ impl Inner {
                 Ok(Ok(topic)) => topic.clone(),
             };
             let Some(topic) = topic else { continue };
+            let parsed = cursor.and_then(|c| c.parse::<EventId>().ok());
+            // A cursor of another epoch: the copy may be the stale one (Redis
+            // lost the topic and another node already serves the new epoch).
+            // Have the copy read the topic again (once) and judge the cursor
+            // against what it finds.
+            if let Some(id) = parsed.filter(|id| id.epoch() != topic.position().epoch()) {
+                if !resynced {
+                    resynced = true;
+                    let before = syncs.load(Ordering::Acquire);
+                    if feed.send(Feed::Resync).is_ok() {
+                        let until = tokio::time::Instant::now() + CATCH_UP;
+                        while syncs.load(Ordering::Acquire) == before
+                            && topic.position().epoch() != id.epoch()
+                            && tokio::time::Instant::now() < until
+                        {
+                            tokio::time::sleep(Duration::from_millis(2)).await;
+                        }
+                    }
+                }
+            }
             // An id just acknowledged (by this node or another) may reach this
             // node's copy a moment after Redis stored it: wait for the copy to
             // catch up rather than treat the cursor as one from the future.
-            let ahead = cursor
-                .and_then(|c| c.parse::<EventId>().ok())
-                .filter(|id| id.epoch() == topic.position().epoch());
+            let ahead = parsed.filter(|id| id.epoch() == topic.position().epoch());
             let mut waited = false;
             if let Some(id) = ahead {
                 let catch_up = tokio::time::Instant::now() + CATCH_UP;
@@ -310,10 +408,11 @@ impl Inner {
                     && tokio::time::Instant::now() < catch_up
                 {
                     waited = true;
-                    tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+                    tokio::time::sleep(Duration::from_millis(2)).await;
                 }
             }
-            if let Some(joined) = topic.subscribe(cursor) {
+            let max_replay = self.hub.get_max_replay_bytes();
+            if let Some(joined) = topic.subscribe_within(cursor, max_replay) {
                 return Ok(Subscriber::new(topic, joined, self.hub.clone()));
             }
             if waited {
@@ -328,15 +427,23 @@ impl Inner {
 /// How long a subscribe waits for this node's copy of a topic to reach a
 /// cursor of the topic's epoch that it has not seen yet (an id acknowledged a
 /// moment ago); a cursor still ahead after that gets the `reset` notice.
-const CATCH_UP: std::time::Duration = std::time::Duration::from_millis(250);
+const CATCH_UP: Duration = Duration::from_millis(250);
+
+/// This node's clock, in ms since the Unix epoch.
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
 
 impl Store for RedisStore {
     fn publish<'a>(
         &'a self,
         topic: &'a str,
+        key: Option<&'a str>,
         make: MakeEvent<'a>,
     ) -> StoreFuture<'a, Result<EventId, HubError>> {
-        Box::pin(self.inner.publish(topic, make))
+        Box::pin(self.inner.publish(topic, key, make))
     }
 
     fn subscribe<'a>(
@@ -362,7 +469,7 @@ impl Store for RedisStore {
     }
 
     fn close(&self) {
-        self.inner.closed.store(true, Ordering::Relaxed);
+        self.inner.closed.store(true, Ordering::SeqCst);
         let topics: Vec<Arc<Topic>> = self
             .inner
             .lock()

@@ -29,7 +29,12 @@ pub type MakeEvent<'a> = Box<dyn FnOnce(&EventId) -> Event + Send + 'a>;
 ///    subscriber receives a topic's events in offset order, each exactly once.
 /// 2. **Acknowledged means stored.** [`publish`](Self::publish) resolves with the
 ///    id only once the event is in the history, from where any subscriber (of any
-///    node) can replay it; an error means it was not published.
+///    node) can replay it. An error means it was not published, except
+///    [`HubError::Unavailable`] from a networked store whose broker did not
+///    answer in time, which cannot know: the event may have been stored. A
+///    publish with an idempotency key makes that exact: retried with the same
+///    key, it is stored at most once, and a retry is answered with the first
+///    publish's id (see [`Hub::publish_once`](super::Hub::publish_once)).
 /// 3. **Epochs.** A topic's history belongs to one epoch, drawn when the history
 ///    starts. A cursor is honoured only if its epoch is the topic's and its offset
 ///    is still in the history; otherwise the subscriber first gets the `reset`
@@ -45,12 +50,25 @@ pub type MakeEvent<'a> = Box<dyn FnOnce(&EventId) -> Event + Send + 'a>;
 /// 6. **Lag never blocks.** A subscriber that reads too slowly is handled by the
 ///    [`Lag`](super::Lag) policy; the publisher and the other subscribers are
 ///    never held up.
+/// 7. **Idempotent publish.** Within the
+///    [`idempotency_window`](super::HubConfig::idempotency_window), a publish
+///    with a key already used on the topic stores nothing and resolves with the
+///    id the key got, decided in the same atomic step that stores (two
+///    concurrent publishes with one key store one event).
+/// 8. **Epoch changes in-band.** When a topic's history is lost under open
+///    streams (a broker restarted empty, or the topic expired there), the
+///    streams stay open: each gets the `reset` notice, then the new epoch's
+///    events from its start. A topic with subscribers on some node does not
+///    expire.
 pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// Publishes the event `make` builds from its id to `topic`; resolves with the
-    /// id once the event is stored.
+    /// id once the event is stored. With an idempotency `key`, a key already
+    /// used on the topic within the window stores nothing and resolves with the
+    /// id it got (`make` is then not called, or its event dropped).
     fn publish<'a>(
         &'a self,
         topic: &'a str,
+        key: Option<&'a str>,
         make: MakeEvent<'a>,
     ) -> StoreFuture<'a, Result<EventId, HubError>>;
 
@@ -83,12 +101,32 @@ pub(crate) fn encode_with_id(event: Event, id: &EventId) -> crate::EncodedEvent 
     event.id(id.to_string()).unwrap_or_default().encode()
 }
 
+/// The longest idempotency key a store takes, in bytes.
+pub const MAX_KEY_LEN: usize = 256;
+
+/// Checks an idempotency key: 1 to [`MAX_KEY_LEN`] bytes.
+pub(crate) fn check_key(key: Option<&str>) -> Result<(), HubError> {
+    match key {
+        Some(key) if key.is_empty() || key.len() > MAX_KEY_LEN => Err(HubError::InvalidKey),
+        _ => Ok(()),
+    }
+}
+
 /// Why a hub operation failed.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum HubError {
     /// Every [`Hub`](super::Hub) handle was dropped.
     Closed,
+    /// A new topic cannot be made now: the store holds
+    /// [`HubConfig::max_topics`](super::HubConfig::max_topics) topics and every
+    /// one has subscribers (none can be evicted). Nothing was published or
+    /// subscribed; try again later (an HTTP server answers `503` with
+    /// `retry-after`).
+    Full,
+    /// An idempotency key longer than [`MAX_KEY_LEN`] bytes or empty: nothing
+    /// was published.
+    InvalidKey,
     /// The store could not be reached or failed; nothing was published.
     Unavailable(Box<dyn std::error::Error + Send + Sync>),
 }
@@ -97,6 +135,8 @@ impl fmt::Display for HubError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Closed => f.write_str("the hub is closed"),
+            Self::Full => f.write_str("the hub holds its maximum number of topics, all in use"),
+            Self::InvalidKey => write!(f, "an idempotency key must be 1 to {MAX_KEY_LEN} bytes"),
             Self::Unavailable(err) => write!(f, "the hub's store is unavailable: {err}"),
         }
     }
@@ -105,7 +145,7 @@ impl fmt::Display for HubError {
 impl std::error::Error for HubError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Self::Closed => None,
+            Self::Closed | Self::Full | Self::InvalidKey => None,
             Self::Unavailable(err) => Some(&**err),
         }
     }

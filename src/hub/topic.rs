@@ -15,11 +15,11 @@
 //! events are read in offset order even when publishers finish out of order.
 
 use std::{
-    collections::VecDeque,
+    collections::{HashMap, VecDeque},
     mem,
-    sync::Arc,
+    sync::{atomic::AtomicUsize, Arc},
     task::{Context, Poll, Waker},
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use super::{
@@ -37,7 +37,6 @@ const BATCH: usize = 16;
 #[derive(Debug)]
 pub(crate) struct Topic {
     name: Arc<str>,
-    epoch: Epoch,
     state: Mutex<State>,
     /// Bumped (under the lock) by every change a reader must look at: a commit,
     /// the end. A reader that saw this version, has read everything settled and
@@ -47,6 +46,10 @@ pub(crate) struct Topic {
 
 #[derive(Debug)]
 struct State {
+    /// The epoch of the history: fixed for an in-process topic; a mirror of a
+    /// broker's history takes the broker's new epoch when that history was lost
+    /// ([`Topic::rebase`]), and its readers get a `reset` in-band.
+    epoch: Epoch,
     /// The events at offsets `floor + 1 ..= floor + slots.len()`.
     slots: VecDeque<Slot>,
     /// The history is complete after this offset.
@@ -73,6 +76,41 @@ struct State {
     closed: bool,
     /// The store freed this topic: it takes no more publishes or subscribers.
     removed: bool,
+    /// The idempotency keys of recent publishes (see [`Topic::reserve_once`]).
+    recent: Recent,
+}
+
+/// The idempotency keys of a topic's recent publishes, oldest first, each with
+/// the offset it got: a publish with a known key is answered with that offset
+/// and stores nothing.
+#[derive(Debug, Default)]
+struct Recent {
+    offsets: HashMap<Arc<str>, u64>,
+    order: VecDeque<(Instant, Arc<str>)>,
+}
+
+impl Recent {
+    /// Forgets the keys older than `window` before `now`, and the oldest beyond
+    /// `max` keys.
+    fn prune(&mut self, now: Instant, window: Duration, max: usize) {
+        while let Some((at, key)) = self.order.front() {
+            let old = now.saturating_duration_since(*at) > window;
+            if !old && self.order.len() <= max {
+                break;
+            }
+            self.offsets.remove(key);
+            self.order.pop_front();
+        }
+    }
+}
+
+/// What [`Topic::reserve_once`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reservation {
+    /// A new offset, to be committed.
+    New(EventId),
+    /// The key was published before, with this id: nothing to store.
+    Known(EventId),
 }
 
 #[derive(Debug)]
@@ -117,6 +155,9 @@ pub(crate) struct Cursor {
     pub(crate) local: VecDeque<EncodedEvent>,
     /// An event to yield once `at` reaches its offset (after the replay).
     pub(crate) greeting: Option<(u64, EncodedEvent)>,
+    /// The epoch `at` counts in: when the topic's differs, the history this
+    /// reader was in is gone and it gets a `reset` in-band.
+    epoch: Epoch,
     /// The waker it left in the topic.
     registered: Option<Waker>,
     /// The topic's version and settled offset when it last looked.
@@ -134,6 +175,7 @@ impl Cursor {
             replay_end: joined.position.offset(),
             local: joined.reset.iter().cloned().collect(),
             greeting: None,
+            epoch: joined.position.epoch(),
             registered: None,
             seen: u64::MAX,
             available: 0,
@@ -147,8 +189,8 @@ impl Topic {
     pub(crate) fn new(name: Arc<str>, now: Instant) -> Self {
         Self {
             name,
-            epoch: Epoch::random(),
             state: Mutex::new(State {
+                epoch: Epoch::random(),
                 slots: VecDeque::new(),
                 floor: 0,
                 settled: 0,
@@ -161,6 +203,7 @@ impl Topic {
                 touched: now,
                 closed: false,
                 removed: false,
+                recent: Recent::default(),
             }),
             version: AtomicU64::new(0),
         }
@@ -172,16 +215,34 @@ impl Topic {
     /// copy of a topic's tail for their own subscribers.
     #[cfg(feature = "redis")]
     pub(crate) fn mirror(name: Arc<str>, epoch: Epoch, start: u64, now: Instant) -> Self {
-        let topic = Self {
-            epoch,
-            ..Self::new(name, now)
-        };
+        let topic = Self::new(name, now);
         {
             let mut state = topic.lock();
+            state.epoch = epoch;
             state.floor = start;
             state.settled = start;
         }
         topic
+    }
+
+    /// Starts the history over in `epoch` after offset `start`, keeping every
+    /// subscriber: the broker this topic mirrors lost the history (restarted
+    /// empty, flushed, or the topic expired there). Each reader first gets
+    /// what it had already taken, then a `reset` notice (the id after which
+    /// what follows is complete), then the new epoch's events: the stream stays
+    /// open, so a broker restart costs no reconnection. Returns the wakers to
+    /// call. A publish reserved in the old epoch and committed after is dropped.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) fn rebase(&self, epoch: Epoch, start: u64) -> Vec<Option<Waker>> {
+        let mut state = self.lock();
+        state.epoch = epoch;
+        state.slots = VecDeque::new();
+        state.bytes = 0;
+        state.floor = start;
+        state.settled = start;
+        state.recent = Recent::default();
+        self.version.fetch_add(1, Ordering::Release);
+        state.take_waiters()
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -196,16 +257,35 @@ impl Topic {
         &self.name
     }
 
-    fn id(&self, offset: u64) -> EventId {
-        EventId::new(offset, self.epoch)
-    }
-
     /// Reserves the next offset, or `None` when the topic was removed (the
     /// store then looks the topic up again).
     pub(crate) fn reserve(&self) -> Option<EventId> {
-        let mut state = self.lock();
+        match self.reserve_once(None, Duration::ZERO, 0, Instant::now())? {
+            Reservation::New(id) | Reservation::Known(id) => Some(id),
+        }
+    }
+
+    /// Reserves the next offset for a publish with the idempotency `key`: when
+    /// the key was used less than `window` ago (and is among the newest `max`
+    /// keys), answers with the id it got instead. `None` when the topic was
+    /// removed.
+    pub(crate) fn reserve_once(
+        &self,
+        key: Option<&str>,
+        window: Duration,
+        max: usize,
+        now: Instant,
+    ) -> Option<Reservation> {
+        let mut guard = self.lock();
+        let state = &mut *guard;
         if state.removed {
             return None;
+        }
+        if let Some(key) = key {
+            state.recent.prune(now, window, max);
+            if let Some(&offset) = state.recent.offsets.get(key) {
+                return Some(Reservation::Known(state.id(offset)));
+            }
         }
         // 2^64 publishes to one topic are out of reach: saturating is enough.
         let offset = state
@@ -213,23 +293,38 @@ impl Topic {
             .saturating_add(state.slots.len() as u64)
             .saturating_add(1);
         state.slots.push_back(Slot::Reserved);
-        Some(self.id(offset))
+        if let Some(key) = key.filter(|_| max > 0) {
+            let key: Arc<str> = Arc::from(key);
+            state.recent.offsets.insert(key.clone(), offset);
+            state.recent.order.push_back((now, key));
+        }
+        Some(Reservation::New(state.id(offset)))
     }
 
     /// Fills the reserved `id` with `event` (`None`: its closure panicked),
-    /// evicts beyond the bounds, and returns the wakers to call once the lock is
-    /// released and the change in history bytes.
+    /// evicts beyond the bounds, adds the change in history bytes to `total`
+    /// (under the lock, so that a concurrent removal, which subtracts what the
+    /// topic holds, never subtracts bytes not yet added: the total cannot
+    /// wrap), and returns the wakers to call once the lock is released.
     pub(crate) fn commit(
         &self,
         id: EventId,
         event: Option<EncodedEvent>,
         config: &HubConfig,
         now: Instant,
-    ) -> (Vec<Option<Waker>>, isize) {
+        total: Option<&AtomicUsize>,
+    ) -> Vec<Option<Waker>> {
         let mut guard = self.lock();
         let state = &mut *guard;
+        if id.epoch() != state.epoch {
+            return Vec::new();
+        }
         let before = state.bytes;
         let offset = id.offset();
+        if event.is_none() {
+            // Nothing is stored at this offset: its key must not answer with it.
+            state.recent.offsets.retain(|_, at| *at != offset);
+        }
         if offset > state.floor {
             if let Some(slot) = state.slots.get_mut((offset - state.floor - 1) as usize) {
                 *slot = match event {
@@ -255,8 +350,15 @@ impl Topic {
             wakers = state.take_waiters();
         }
         state.evict(config.get_history_len(), config.get_history_bytes());
-        let delta = state.bytes as isize - before as isize;
-        (wakers, delta)
+        if let Some(total) = total {
+            use std::sync::atomic::Ordering::Relaxed;
+            if state.bytes >= before {
+                total.fetch_add(state.bytes - before, Relaxed);
+            } else {
+                total.fetch_sub(before - state.bytes, Relaxed);
+            }
+        }
+        wakers
     }
 
     /// Drops the oldest settled events until at most `bytes` are kept (the
@@ -289,7 +391,7 @@ impl Topic {
         let exact = |offset| offset >= state.floor && offset <= state.settled;
         let mut start = match cursor.map(str::parse::<EventId>) {
             None => Ok(state.settled),
-            Some(Ok(id)) if id.epoch() == self.epoch && exact(id.offset()) => Ok(id.offset()),
+            Some(Ok(id)) if id.epoch() == state.epoch && exact(id.offset()) => Ok(id.offset()),
             Some(_) => Err(state.floor),
         };
         let from = match start {
@@ -306,13 +408,7 @@ impl Topic {
                 }
                 (at, None)
             }
-            Err(at) => {
-                crate::metrics::hub_reset();
-                // `event: reset`, with the id after which what follows is complete.
-                let after = self.id(at).to_string();
-                let data = format!("{{\"after\":\"{after}\"}}");
-                (at, Some(notice("reset", &after, data)))
-            }
+            Err(at) => (at, Some(reset_notice(state.id(at)))),
         };
         let reader = Reader {
             waiter_round: 0,
@@ -340,7 +436,7 @@ impl Topic {
         Some(Joined {
             slot,
             start,
-            position: self.id(state.settled),
+            position: state.id(state.settled),
             reset,
         })
     }
@@ -363,7 +459,8 @@ impl Topic {
 
     /// The id of the last settled event (offset `0` before the first).
     pub(crate) fn position(&self) -> EventId {
-        self.id(self.lock().settled)
+        let state = self.lock();
+        state.id(state.settled)
     }
 
     /// Bytes of history held.
@@ -449,6 +546,18 @@ impl Topic {
             cursor.ended = true;
             return Poll::Ready(None);
         };
+        if cursor.epoch != state.epoch {
+            // The history this reader was in is gone (see `rebase`): what it
+            // was promised for the old one first, then the reset, then the new
+            // epoch from its start, none of which counts as lag.
+            if let Some((_, greeting)) = cursor.greeting.take() {
+                cursor.local.push_back(greeting);
+            }
+            cursor.local.push_back(reset_notice(state.id(state.floor)));
+            cursor.epoch = state.epoch;
+            cursor.at = state.floor;
+            cursor.replay_end = state.settled;
+        }
         let behind = state.settled.saturating_sub(cursor.at);
         let live_behind = state
             .settled
@@ -466,7 +575,7 @@ impl Topic {
                     return Poll::Ready(cursor.local.pop_front());
                 }
                 Lag::Skip => {
-                    let last = self.id(state.settled).to_string();
+                    let last = state.id(state.settled).to_string();
                     let data = format!("{{\"skipped\":{behind}}}");
                     cursor.local.push_back(notice("gap", &last, data));
                     cursor.at = state.settled;
@@ -511,6 +620,10 @@ impl Topic {
 }
 
 impl State {
+    fn id(&self, offset: u64) -> EventId {
+        EventId::new(offset, self.epoch)
+    }
+
     /// Where a replay after `from` starts so that it holds at most `max`
     /// bytes: `from` itself, or the offset before the oldest event that fits.
     fn replay_start(&self, from: u64, max: usize) -> u64 {
@@ -602,6 +715,14 @@ impl State {
     }
 }
 
+/// `event: reset`, with the id after which what follows is complete.
+fn reset_notice(after: EventId) -> EncodedEvent {
+    crate::metrics::hub_reset();
+    let after = after.to_string();
+    let data = format!("{{\"after\":\"{after}\"}}");
+    notice("reset", &after, data)
+}
+
 /// A notice the hub writes into a stream: `event: KIND`, `id: ID`, JSON `data`.
 /// The kind is a fixed word and the id an [`EventId`], so it is always valid.
 fn notice(kind: &'static str, id: &str, data: String) -> EncodedEvent {
@@ -633,7 +754,7 @@ mod tests {
     fn publish(topic: &Topic, config: &HubConfig, data: &str) -> EventId {
         let id = topic.reserve().unwrap();
         let event = Event::message(data).id(id.to_string()).unwrap().encode();
-        let _ = topic.commit(id, Some(event), config, Instant::now());
+        let _ = topic.commit(id, Some(event), config, Instant::now(), None);
         id
     }
 
@@ -645,11 +766,12 @@ mod tests {
         let mut cursor = Cursor::new(&joined);
         let first = t.reserve().unwrap();
         let second = t.reserve().unwrap();
-        let (woken, _) = t.commit(
+        let woken = t.commit(
             second,
             Some(Event::message("2").encode()),
             &config,
             Instant::now(),
+            None,
         );
         assert!(
             woken.is_empty(),
@@ -663,6 +785,7 @@ mod tests {
             Some(Event::message("1").encode()),
             &config,
             Instant::now(),
+            None,
         );
         assert_eq!(
             poll(&t, &mut cursor, &config),
@@ -674,12 +797,15 @@ mod tests {
         );
         // A publisher that panicked leaves an empty offset, skipped by readers.
         let third = t.reserve().unwrap();
-        let _ = t.commit(third, None, &config, Instant::now());
+        let _ = t.commit(third, None, &config, Instant::now(), None);
         publish(&t, &config, "4");
         let got = poll(&t, &mut cursor, &config);
         assert_eq!(
             got,
-            Poll::Ready(Some(format!("id: {}\ndata: 4\n\n", t.id(4))))
+            Poll::Ready(Some(format!(
+                "id: {}\ndata: 4\n\n",
+                EventId::new(4, t.position().epoch())
+            )))
         );
     }
 
@@ -691,7 +817,10 @@ mod tests {
         for n in 1..=5 {
             publish(&t, &config, &n.to_string());
         }
-        let gap = format!("event: gap\nid: {}\ndata: {{\"skipped\":5}}\n\n", t.id(5));
+        let gap = format!(
+            "event: gap\nid: {}\ndata: {{\"skipped\":5}}\n\n",
+            EventId::new(5, t.position().epoch())
+        );
         assert_eq!(poll(&t, &mut cursor, &config), Poll::Ready(Some(gap)));
         assert_eq!(poll(&t, &mut cursor, &config), Poll::Pending);
         let six = publish(&t, &config, "6");
@@ -738,11 +867,12 @@ mod tests {
         assert_eq!(t.lock().waiters.iter().flatten().count(), 1);
         assert!(t.lock().waiters.len() <= 2 * 2 + 64 + 1);
         let id = t.reserve().unwrap();
-        let (woken, _) = t.commit(
+        let woken = t.commit(
             id,
             Some(Event::message("x").encode()),
             &config,
             Instant::now(),
+            None,
         );
         assert_eq!(woken.iter().flatten().count(), 1);
         assert_eq!(

@@ -9,12 +9,17 @@
 //! duplicate). An event whose offset is beyond the next one (a message lost
 //! while the Pub/Sub connection was down, or a reconnection) makes the feeder
 //! read the stream from the next offset. A new epoch in Redis (flushed,
-//! restarted empty, expired) or a hole the stream no longer holds ends the
-//! streams of the node's subscribers, whose clients come back with their
-//! `Last-Event-ID` and get the `reset` notice.
+//! restarted empty) or a hole the stream no longer holds starts the copy over
+//! in place ([`Topic::rebase`]): the node's subscribers keep their streams and
+//! get the `reset` notice in-band, then the new epoch's events. While the copy
+//! has subscribers, the feeder renews the topic's retention in Redis, so that a
+//! quiet topic does not expire under them.
 
 use std::{
-    sync::{Arc, Weak},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Weak,
+    },
     task::Waker,
     time::{Duration, Instant},
 };
@@ -43,17 +48,23 @@ pub(super) fn now() -> Instant {
     tokio::time::Instant::now().into_std()
 }
 
-/// Spawns the feeder of `name`; the receiver holds its topic once read.
+/// Spawns the feeder of `name`: the receiver holds its topic once read, the
+/// sender is its queue (a [`Feed::Resync`] makes it read the topic again), and
+/// `syncs` counts its completed reads.
 pub(super) fn spawn(
     store: Weak<Inner>,
     shard: Arc<Shard>,
     name: Arc<str>,
     keys: Keys,
     serial: u64,
-) -> watch::Receiver<Option<Arc<Topic>>> {
+    syncs: Arc<AtomicU64>,
+) -> (
+    watch::Receiver<Option<Arc<Topic>>>,
+    mpsc::UnboundedSender<Feed>,
+) {
     let (tx, rx) = watch::channel(None);
     let (feed, queue) = mpsc::unbounded_channel();
-    let confirmed = shard.subscribe(&keys.channel, feed);
+    let confirmed = shard.subscribe(&keys.channel, feed.clone());
     let feeder = Feeder {
         store,
         shard,
@@ -63,9 +74,11 @@ pub(super) fn spawn(
         topic: None,
         published: tx,
         stale: true,
+        syncs,
+        renewed: None,
     };
     tokio::spawn(feeder.run(queue, confirmed));
-    rx
+    (rx, feed)
 }
 
 struct Feeder {
@@ -79,6 +92,10 @@ struct Feeder {
     published: watch::Sender<Option<Arc<Topic>>>,
     /// The stream must be read before the copy is known complete.
     stale: bool,
+    /// Counts completed reads (see [`spawn`]).
+    syncs: Arc<AtomicU64>,
+    /// When the topic's retention in Redis was last renewed.
+    renewed: Option<Instant>,
 }
 
 impl Feeder {
@@ -109,8 +126,32 @@ impl Feeder {
                     if idle >= IDLE_TICKS && store.release(&self.name, self.serial, self.topic.as_deref()) {
                         return self.leave();
                     }
+                    if !unused {
+                        self.renew(&store).await;
+                    }
                 }
             }
+        }
+    }
+
+    /// Renews the topic's retention in Redis when a quarter of the TTL has
+    /// passed since the last renewal: a topic with subscribers on this node
+    /// must not expire in Redis however quiet it is (its next publish would
+    /// start a new epoch under every member). A failure is retried next tick.
+    async fn renew(&mut self, store: &Inner) {
+        let ttl_ms = store.ttl_ms();
+        let every = Duration::from_millis(ttl_ms / 4).max(TICK);
+        let now = now();
+        if self
+            .renewed
+            .is_some_and(|at| now.saturating_duration_since(at) < every)
+        {
+            return;
+        }
+        let mut conn = self.shard.commands.clone();
+        let renew = scripts::renew(&store.scripts, &mut conn, &self.keys, ttl_ms);
+        if let Ok(Ok(())) = tokio::time::timeout(store.config.timeout, renew).await {
+            self.renewed = Some(now);
         }
     }
 
@@ -172,12 +213,14 @@ impl Feeder {
             }
             from = 0;
         };
+        let closed = store.closed.load(Ordering::SeqCst);
         drop(store);
-        self.apply(synced);
+        self.apply(synced, closed);
         self.stale = false;
+        self.syncs.fetch_add(1, Ordering::Release);
     }
 
-    fn apply(&mut self, synced: Synced) {
+    fn apply(&mut self, synced: Synced, closed: bool) {
         let Synced {
             epoch,
             top,
@@ -193,7 +236,7 @@ impl Feeder {
             // Complete after what we hold: append what is new.
             Some(position) if first <= position.saturating_add(1) => {}
             // Another epoch, a hole the stream no longer holds, or the first read.
-            _ => self.replace(epoch, first.saturating_sub(1)),
+            _ => self.replace(epoch, first.saturating_sub(1), closed),
         }
         for entry in &entries {
             if let Some(topic) = &self.topic {
@@ -204,12 +247,20 @@ impl Feeder {
         }
     }
 
-    /// Starts a new copy after `start`; the old copy's subscribers' streams end.
-    fn replace(&mut self, epoch: Epoch, start: u64) {
-        let topic = Arc::new(Topic::mirror(self.name.clone(), epoch, start, now()));
-        if let Some(old) = self.topic.replace(topic.clone()) {
-            wake(old.close());
+    /// Starts the copy over in `epoch` after `start`: the first copy, or the
+    /// same one rebased, whose subscribers keep their streams and get the
+    /// `reset` notice in-band. A first copy made after the store was closed is
+    /// closed at once (its subscribers' streams end).
+    fn replace(&mut self, epoch: Epoch, start: u64, closed: bool) {
+        if let Some(topic) = &self.topic {
+            wake(topic.rebase(epoch, start));
+            return;
         }
+        let topic = Arc::new(Topic::mirror(self.name.clone(), epoch, start, now()));
+        if closed {
+            wake(topic.close());
+        }
+        self.topic = Some(topic.clone());
         self.published.send_replace(Some(topic));
     }
 
@@ -223,8 +274,7 @@ impl Feeder {
         };
         debug_assert_eq!(id.offset(), entry.offset);
         let event = EncodedEvent::from_raw(render(entry, id)).ok();
-        let (wakers, _) = topic.commit(id, event, &store.config.hub, now());
-        wake(wakers);
+        wake(topic.commit(id, event, &store.config.hub, now(), None));
     }
 }
 

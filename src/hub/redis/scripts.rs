@@ -15,12 +15,32 @@ use bytes::Bytes;
 
 use crate::hub::{Epoch, EventId};
 
-/// Creates the epoch when the topic has none (deleting any stale stream),
+/// Refuses to run after its deadline (Redis's clock, in ms; `0`: none), so that
+/// a publish its node gave up on (and answered as failed) is never stored
+/// later, when a paused or busy Redis gets to it. With an idempotency key
+/// (`KEYS[3]`), answers with the id the key got if it is known. Otherwise
+/// creates the epoch when the topic has none (deleting any stale stream),
 /// takes the next offset, appends the event at it with the history bound,
-/// renews both keys' retention and publishes the event to the channel.
-/// `KEYS`: stream, meta. `ARGV`: event, stand-in, max len, TTL in ms, channel,
-/// new epoch. Returns `{offset, epoch}`.
+/// renews both keys' retention, remembers the key for the window and
+/// publishes the event to the channel.
+/// `KEYS`: stream, meta[, key]. `ARGV`: event, stand-in, max len, TTL in ms,
+/// channel, new epoch, deadline, key window in ms.
+/// Returns `{offset, epoch, now}`, or `{-1, '', now}` when past the deadline.
 const PUBLISH: &str = r"
+local t = redis.call('time')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+if ARGV[7] ~= '0' and now > tonumber(ARGV[7]) then
+  return {-1, '', now}
+end
+if KEYS[3] then
+  local known = redis.call('get', KEYS[3])
+  if known then
+    local space = string.find(known, ' ', 1, true)
+    if space then
+      return {tonumber(string.sub(known, 1, space - 1)), string.sub(known, space + 1), now}
+    end
+  end
+end
 local epoch = redis.call('hget', KEYS[2], 'e')
 if not epoch then
   redis.call('del', KEYS[1])
@@ -31,8 +51,19 @@ local top = redis.call('hincrby', KEYS[2], 't', 1)
 redis.call('xadd', KEYS[1], 'MAXLEN', ARGV[3], top .. '-0', 'd', ARGV[1], 'p', ARGV[2])
 redis.call('pexpire', KEYS[1], ARGV[4])
 redis.call('pexpire', KEYS[2], ARGV[4])
+if KEYS[3] then
+  redis.call('set', KEYS[3], top .. ' ' .. epoch, 'PX', ARGV[8])
+end
 redis.call('publish', ARGV[5], top .. ' ' .. epoch .. ' ' .. ARGV[2] .. '\n' .. ARGV[1])
-return {top, epoch}
+return {top, epoch, now}
+";
+
+/// Renews the retention of a topic's keys (a quiet topic with subscribers must
+/// not expire under them). `KEYS`: stream, meta. `ARGV`: TTL in ms.
+const RENEW: &str = r"
+redis.call('pexpire', KEYS[1], ARGV[1])
+redis.call('pexpire', KEYS[2], ARGV[1])
+return 0
 ";
 
 /// Reads the topic's epoch (creating it when missing, so that cursors can be
@@ -57,6 +88,7 @@ return {epoch, top, entries}
 pub(super) struct Scripts {
     publish: Script,
     sync: Script,
+    renew: Script,
 }
 
 impl Scripts {
@@ -64,6 +96,7 @@ impl Scripts {
         Self {
             publish: Script::new(PUBLISH),
             sync: Script::new(SYNC),
+            renew: Script::new(RENEW),
         }
     }
 }
@@ -84,6 +117,35 @@ impl Keys {
             channel: format!("{prefix}:{{{topic}}}:c"),
         }
     }
+
+    /// The key remembering the idempotency key `key`: `PREFIX:{TOPIC}:k:KEY`
+    /// (in the topic's slot; the key's bytes are taken as they are).
+    pub(super) fn idempotency(&self, key: &str) -> String {
+        let base = self.meta.strip_suffix(":m").unwrap_or(&self.meta);
+        format!("{base}:k:{key}")
+    }
+}
+
+/// What the publish script answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Published {
+    /// Stored with this id (or stored before, under the same idempotency key).
+    Stored(EventId),
+    /// Redis ran the script after its deadline: nothing was stored.
+    Late,
+}
+
+/// One publish: the event and how to store it.
+#[derive(Debug)]
+pub(super) struct Publish<'a> {
+    pub(super) event: &'a [u8],
+    pub(super) stand_in: &'a str,
+    pub(super) max_len: usize,
+    pub(super) ttl_ms: u64,
+    /// The idempotency key and its window in ms.
+    pub(super) key: Option<(&'a str, u64)>,
+    /// Redis's clock in ms after which the script must not store; `0`: none.
+    pub(super) deadline_ms: u64,
 }
 
 /// One event as stored: its offset, its bytes with the stand-in id, and the
@@ -113,35 +175,61 @@ fn malformed(what: &'static str) -> RedisError {
     ))
 }
 
-/// Runs the publish script; returns the event's id.
+/// Runs the publish script; returns what it did and Redis's clock (ms).
 pub(super) async fn publish(
     scripts: &Scripts,
     conn: &mut ConnectionManager,
     keys: &Keys,
-    event: &[u8],
-    stand_in: &str,
-    max_len: usize,
-    ttl_ms: u64,
-) -> Result<EventId, RedisError> {
-    let reply: Value = scripts
-        .publish
-        .key(&keys.stream)
-        .key(&keys.meta)
-        .arg(event)
-        .arg(stand_in)
-        .arg(max_len)
-        .arg(ttl_ms)
+    publish: &Publish<'_>,
+) -> Result<(Published, u64), RedisError> {
+    let mut invocation = scripts.publish.key(&keys.stream);
+    invocation.key(&keys.meta);
+    let (window, key) = match publish.key {
+        Some((key, window)) => (window.max(1), Some(keys.idempotency(key))),
+        None => (1, None),
+    };
+    if let Some(key) = key {
+        invocation.key(key);
+    }
+    invocation
+        .arg(publish.event)
+        .arg(publish.stand_in)
+        .arg(publish.max_len)
+        .arg(publish.ttl_ms)
         .arg(&keys.channel)
         .arg(Epoch::random().to_string())
-        .invoke_async(conn)
-        .await?;
+        .arg(publish.deadline_ms)
+        .arg(window);
+    let reply: Value = invocation.invoke_async(conn).await?;
     let Value::Array(items) = reply else {
         return Err(malformed("publish"));
     };
-    match items.as_slice() {
-        [top, epoch] => Ok(EventId::new(integer(top)?, epoch_of(epoch)?)),
-        _ => Err(malformed("publish")),
+    let [top, epoch, now] = items.as_slice() else {
+        return Err(malformed("publish"));
+    };
+    let now = integer(now)?;
+    if matches!(top, Value::Int(-1)) {
+        return Ok((Published::Late, now));
     }
+    let id = EventId::new(integer(top)?, epoch_of(epoch)?);
+    Ok((Published::Stored(id), now))
+}
+
+/// Renews the retention of `keys` to `ttl_ms`.
+pub(super) async fn renew(
+    scripts: &Scripts,
+    conn: &mut ConnectionManager,
+    keys: &Keys,
+    ttl_ms: u64,
+) -> Result<(), RedisError> {
+    scripts
+        .renew
+        .key(&keys.stream)
+        .key(&keys.meta)
+        .arg(ttl_ms)
+        .invoke_async::<Value>(conn)
+        .await
+        .map(drop)
 }
 
 /// Runs the sync script: the epoch, the top offset and up to `count` of the
@@ -303,5 +391,6 @@ mod tests {
         assert_eq!(keys.stream, "app:{room}:s");
         assert_eq!(keys.meta, "app:{room}:m");
         assert_eq!(keys.channel, "app:{room}:c");
+        assert_eq!(keys.idempotency("m-1"), "app:{room}:k:m-1");
     }
 }
