@@ -40,8 +40,16 @@
 //!   content type gets `415` (a foreign page cannot post JSON without a CORS
 //!   preflight, which this server does not answer), bad input `400` (or `413`),
 //!   a body not complete within 10 s `408`, each with `{"error": "..."}`, and
-//!   nothing is broadcast; `503` `{"error": "..."}` when the hub cannot store it
-//!   (Redis unreachable): nothing is delivered then.
+//!   nothing is broadcast; `503` `{"error": "..."}` with `retry-after` when the
+//!   hub cannot store it (Redis unreachable, paused or too slow): not stored,
+//!   unless the connection to Redis lost the answer of a publish that ran. An
+//!   `Idempotency-Key` header (1 to 128 visible ASCII characters) makes a
+//!   retry exact: a `/send` with a key already used in the room within five
+//!   minutes is answered `202` with the first message's id and stores nothing,
+//!   so a client retries a `503` or a lost answer with the same key. The page
+//!   sends one per message.
+//! - A subscribe that cannot be served (Redis unreachable, or this node holds
+//!   as many rooms as it may, all in use) answers `503` with `retry-after`.
 //! - `GET /metrics`: Prometheus text (`chat_messages_posted_total`, and the
 //!   crate's own metrics when it is built with its `metrics` feature).
 //! - `GET /favicon.ico`: the icon.
@@ -96,6 +104,10 @@ const MAX_BODY: usize = 64 * 1024;
 const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Concurrent event streams; past it, `503` with `retry-after: 5`.
 const MAX_STREAMS: usize = 10_000;
+/// The longest `Idempotency-Key` taken.
+const MAX_KEY: usize = 128;
+/// `retry-after` of a `503` when the hub cannot store or subscribe now.
+const RETRY_AFTER_S: &str = "2";
 
 /// jemalloc, with its background purging thread (turned on in `main`), gives
 /// freed memory back to the system within seconds once connections leave;
@@ -472,7 +484,7 @@ async fn subscribe(
         .or_else(|| LastEventId::from_request(&req));
     let subscriber = match chat.join(&room, &name, last.as_deref()).await {
         Ok(subscriber) => subscriber,
-        Err(err) => return error(StatusCode::SERVICE_UNAVAILABLE, &err.to_string()),
+        Err(err) => return unavailable(&err),
     };
     SseBody::from_events(subscriber)
         // The layer sends the heartbeats.
@@ -497,6 +509,10 @@ async fn send(State(chat): State<Arc<Chat>>, req: Request<Body>) -> Response {
             "the body must be `application/json`",
         );
     }
+    let key = match idempotency_key(req.headers()) {
+        Ok(key) => key,
+        Err(msg) => return error(StatusCode::BAD_REQUEST, msg),
+    };
     let read = Limited::new(req.into_body(), MAX_BODY).collect();
     let bytes = match tokio::time::timeout(BODY_READ_TIMEOUT, read).await {
         Ok(Ok(collected)) => collected.to_bytes(),
@@ -528,15 +544,43 @@ async fn send(State(chat): State<Arc<Chat>>, req: Request<Body>) -> Response {
     let ts = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
-    let published = chat.hub.publish_with(&room, |id| {
+    let make = |id: &EventId| {
         let id = id.to_string();
         let data = json!({"id": id, "room": room, "name": name, "text": text, "ts": ts});
         named("message").data(data.to_string())
-    });
-    match published.await {
+    };
+    let published = match &key {
+        Some(key) => chat.hub.publish_once(&room, key, make).await,
+        None => chat.hub.publish_with(&room, make).await,
+    };
+    match published {
         Ok(id) => (StatusCode::ACCEPTED, Json(json!({ "id": id.to_string() }))).into_response(),
-        Err(err) => error(StatusCode::SERVICE_UNAVAILABLE, &err.to_string()),
+        Err(err) => unavailable(&err),
     }
+}
+
+/// The `Idempotency-Key` of a `/send`: 1 to 128 visible ASCII characters.
+/// `Ok(None)` when absent.
+fn idempotency_key(headers: &header::HeaderMap) -> Result<Option<String>, &'static str> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let valid = (1..=MAX_KEY).contains(&value.len())
+        && value.as_bytes().iter().all(|b| b.is_ascii_graphic());
+    match value.to_str() {
+        Ok(key) if valid => Ok(Some(key.to_owned())),
+        _ => Err("`Idempotency-Key` must be 1 to 128 visible ASCII characters"),
+    }
+}
+
+/// `503` for a hub that cannot store or subscribe now, with `retry-after`.
+fn unavailable(err: &HubError) -> Response {
+    let mut res = error(StatusCode::SERVICE_UNAVAILABLE, &err.to_string());
+    res.headers_mut().insert(
+        header::RETRY_AFTER,
+        header::HeaderValue::from_static(RETRY_AFTER_S),
+    );
+    res
 }
 
 /// Whether the request says its body is `application/json` (parameters such

@@ -852,3 +852,51 @@ fn check_fd_limit(needed: usize) {
         );
     }
 }
+
+/// A `/send` with an `Idempotency-Key`.
+async fn post_keyed(addr: SocketAddr, key: &[u8], body: Value) -> (StatusCode, Value) {
+    let req = Request::post("/send")
+        .header("host", addr.to_string())
+        .header("content-type", "application/json")
+        .header(
+            "idempotency-key",
+            hyper::header::HeaderValue::from_bytes(key).unwrap(),
+        )
+        .body(Full::new(Bytes::from(body.to_string())))
+        .unwrap();
+    call(addr, req).await
+}
+
+#[tokio::test]
+async fn a_retry_with_the_same_idempotency_key_is_stored_once() {
+    let addr = server(HOUR).await;
+    let mut alice = connect(addr, "/sse?room=once&name=alice").await;
+    let e = alice.expect("members").await.id;
+    assert_eq!(
+        alice.next().await,
+        presence("join", &nth(&e, 1), "once", "alice")
+    );
+    let body = json!({"room": "once", "name": "bob", "text": "hello"});
+    let (status, first) = post_keyed(addr, b"msg-1", body.clone()).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{first}");
+    // The client did not get the answer and retries: the same id, nothing new.
+    let (status, retry) = post_keyed(addr, b"msg-1", body.clone()).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{retry}");
+    assert_eq!(retry, first);
+    // Another key in another room is another message; the key is per room.
+    let other_room = json!({"room": "twice", "name": "bob", "text": "hello"});
+    let (status, _) = post_keyed(addr, b"msg-1", other_room).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let (_, second) = post_keyed(addr, b"msg-2", body.clone()).await;
+    let id = check_message(&alice.next().await, "once", "bob", "hello");
+    assert_eq!(json!({ "id": id }), first);
+    let id = check_message(&alice.next().await, "once", "bob", "hello");
+    assert_eq!(json!({ "id": id }), second);
+    assert_eq!(off(&id), 3, "the retry stored nothing");
+    // Keys that are empty, too long or not visible ASCII are refused.
+    for bad in [&b""[..], &[b'k'; 129][..], b"a b", b"caf\xc3\xa9"] {
+        let (status, err) = post_keyed(addr, bad, body.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad:?}");
+        assert!(err["error"].as_str().unwrap().contains("Idempotency-Key"));
+    }
+}
