@@ -486,9 +486,8 @@ async fn subscribe(
         Ok(subscriber) => subscriber,
         Err(err) => return unavailable(&err),
     };
+    // No heartbeat set here: the body sends the layer's (`HEARTBEAT_MS`).
     SseBody::from_events(subscriber)
-        // The layer sends the heartbeats.
-        .keep_alive(KeepAlive::disabled())
         .on_end(move |_| {
             // Presence is published from a task: the body is being dropped.
             if let Ok(runtime) = tokio::runtime::Handle::try_current() {

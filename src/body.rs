@@ -18,7 +18,7 @@ use pin_project_lite::pin_project;
 use crate::{
     coalesce::{coalesce, Owed},
     end::{EndHandle, EndReason, EndReport},
-    keep_alive::{Heartbeat, KeepAlive},
+    keep_alive::{heartbeat_rule, BodyBeat, Heartbeat, KeepAlive, Source},
     lifecycle::{Control, Lifecycle},
     link::{Link, LinkExt},
     shutdown::Shutdown,
@@ -102,8 +102,8 @@ pin_project! {
         owed: Owed,
         // A frame limit (`u32`: no frame needs 4 GiB, and idle bodies stay small).
         coalesce: u32,
-        // The heartbeat was set on the body (it then wins over the layer's).
-        keep_alive_set: bool,
+        // What the body was told about heartbeats (see `heartbeat_rule`).
+        beat: BodyBeat,
         polled: bool,
     }
 }
@@ -131,17 +131,46 @@ impl<S> SseBody<S> {
             retry: None,
             owed: Owed::default(),
             coalesce: DEFAULT_COALESCE,
-            keep_alive_set: false,
+            beat: BodyBeat::Unset,
             polled: false,
         }
     }
 
-    /// Sets the heartbeat; [`KeepAlive::disabled`] turns it off. A heartbeat set
-    /// here wins over an [`SseLayer`](crate::SseLayer)'s.
+    /// Sets the body's own heartbeat, which wins over an
+    /// [`SseLayer`](crate::SseLayer)'s.
+    ///
+    /// [`KeepAlive::disabled`] means "this body sends no heartbeat of its own":
+    /// under an `SseLayer` the layer's heartbeats are sent; without a layer, none
+    /// are. To have no heartbeats even under a layer, use
+    /// [`without_heartbeats`](Self::without_heartbeats). See
+    /// [the heartbeat rule](crate::layer#one-heartbeat-rule). The last of the two
+    /// calls wins.
     pub fn keep_alive(mut self, keep_alive: KeepAlive) -> Self {
+        self.beat = if keep_alive.frame().is_some() {
+            BodyBeat::Own
+        } else {
+            BodyBeat::Disabled
+        };
         self.lifecycle
             .set_heartbeat(Some(Heartbeat::new(keep_alive)));
-        self.keep_alive_set = true;
+        self
+    }
+
+    /// No heartbeats on this stream, from the body or from an
+    /// [`SseLayer`](crate::SseLayer) around it: the one way to turn heartbeats
+    /// off everywhere for a stream (a layer's own
+    /// [`keep_alive`](crate::SseLayer::keep_alive) with [`KeepAlive::disabled`]
+    /// turns them off for all its streams).
+    ///
+    /// Without heartbeats, a proxy may time an idle stream out, and a client that
+    /// vanished without closing its connection is only noticed at the next event.
+    /// The layer must find the body to honour this: make the body in the handler,
+    /// or answer with [`into_response`](Self::into_response) (see
+    /// [the heartbeat rule](crate::layer#one-heartbeat-rule)). The last of this
+    /// and [`keep_alive`](Self::keep_alive) wins.
+    pub fn without_heartbeats(mut self) -> Self {
+        self.beat = BodyBeat::Never;
+        self.lifecycle.set_heartbeat(None);
         self
     }
 
@@ -275,20 +304,20 @@ impl<S> SseBody<S> {
 }
 
 /// The first poll: settles what the link to a layer decides.
-fn start(lifecycle: &mut Lifecycle, keep_alive_set: bool) {
-    let layered = match lifecycle.tracker.link().cloned() {
-        Some(link) => {
-            link.mark_polled();
-            if !keep_alive_set {
-                if let Some(keep_alive) = link.keep_alive() {
-                    let heartbeat = Heartbeat::new(keep_alive.clone());
-                    lifecycle.set_heartbeat(Some(heartbeat));
-                }
-            }
-            link.is_layered()
+fn start(lifecycle: &mut Lifecycle, beat: BodyBeat) {
+    let link = lifecycle.tracker.link().cloned();
+    if let Some(link) = &link {
+        // From now on the body writes the stream's heartbeats, if any.
+        link.mark_polled();
+    }
+    match heartbeat_rule(beat, link.as_deref().and_then(Link::keep_alive)) {
+        Source::Body => {}
+        Source::Layer(keep_alive) => {
+            lifecycle.set_heartbeat(Some(Heartbeat::new(keep_alive.clone())));
         }
-        None => false,
-    };
+        Source::Nothing => lifecycle.set_heartbeat(None),
+    }
+    let layered = link.is_some_and(|link| link.is_layered());
     if !layered {
         // Under a layer, the layer observes the stream (it sees every byte).
         lifecycle.tracker.observe();
@@ -345,7 +374,7 @@ where
         let limit = *this.coalesce as usize;
         if !*this.polled {
             *this.polled = true;
-            start(lifecycle, *this.keep_alive_set);
+            start(lifecycle, *this.beat);
         }
         if lifecycle.is_finished() {
             return Poll::Ready(None);

@@ -54,7 +54,14 @@ impl KeepAlive {
         }
     }
 
-    /// No heartbeats.
+    /// No heartbeats from this setting.
+    ///
+    /// On an [`SseLayer`](crate::SseLayer), the layer writes none. On an
+    /// [`SseBody`](crate::SseBody), the body writes none of its own: under an
+    /// `SseLayer` the layer's heartbeats still apply, and without a layer the
+    /// stream has none (see [the heartbeat rule](crate::layer#one-heartbeat-rule)).
+    /// The one way to have no heartbeats on a stream, under a layer too, is
+    /// [`SseBody::without_heartbeats`](crate::SseBody::without_heartbeats).
     pub fn disabled() -> Self {
         Self {
             interval: Self::DEFAULT_INTERVAL,
@@ -99,6 +106,51 @@ impl fmt::Debug for KeepAlive {
             .field("interval", &self.interval)
             .field("frame", &self.frame.as_deref().map(String::from_utf8_lossy))
             .finish()
+    }
+}
+
+/// What an [`SseBody`](crate::SseBody) was told about its heartbeat.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum BodyBeat {
+    /// Nothing: the default [`KeepAlive`].
+    Unset,
+    /// [`SseBody::keep_alive`](crate::SseBody::keep_alive) with heartbeats on.
+    Own,
+    /// [`SseBody::keep_alive`](crate::SseBody::keep_alive) with
+    /// [`KeepAlive::disabled`]: the body sends none of its own.
+    Disabled,
+    /// [`SseBody::without_heartbeats`](crate::SseBody::without_heartbeats): no
+    /// heartbeats on the stream, whoever would write them.
+    Never,
+}
+
+/// Whose [`KeepAlive`] a stream's one heartbeat writer uses.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Source<'a> {
+    /// The body's own setting (default or set).
+    Body,
+    /// The layer's setting.
+    Layer(&'a KeepAlive),
+    /// No heartbeats at all.
+    Nothing,
+}
+
+/// The heartbeat rule, decided here and nowhere else (documented in
+/// [`crate::layer`], "One heartbeat rule"): `layer` is the `KeepAlive` of the
+/// [`SseLayer`](crate::SseLayer) around the body, if one is linked to it.
+///
+/// 1. `without_heartbeats()`: none, with or without a layer;
+/// 2. a `KeepAlive` with heartbeats on, set on the body: the body's;
+/// 3. otherwise (nothing set, or `KeepAlive::disabled()`): the layer's, if
+///    there is a layer; else the body's default when nothing was set, and none
+///    after `disabled()`.
+pub(crate) fn heartbeat_rule(body: BodyBeat, layer: Option<&KeepAlive>) -> Source<'_> {
+    match (body, layer) {
+        (BodyBeat::Never, _) => Source::Nothing,
+        (BodyBeat::Own, _) => Source::Body,
+        (BodyBeat::Unset | BodyBeat::Disabled, Some(layer)) => Source::Layer(layer),
+        (BodyBeat::Unset, None) => Source::Body,
+        (BodyBeat::Disabled, None) => Source::Nothing,
     }
 }
 

@@ -317,6 +317,40 @@ async fn bare_sse_joins_the_lobby_as_a_guest() {
     );
 }
 
+/// The chat's heartbeats (`HEARTBEAT_MS`, the layer's `KeepAlive`) reach a
+/// quiet room's stream. They used to be silenced: the body said
+/// `KeepAlive::disabled()` to leave them to the layer, and the rule then gave
+/// the stream none (issue 17).
+#[tokio::test]
+async fn a_quiet_room_gets_heartbeats() {
+    let addr = server(Duration::from_millis(300)).await;
+    let req = Request::get("/sse?room=quiet&name=alone")
+        .header("host", addr.to_string())
+        .header("accept", "text/event-stream")
+        .body(Full::default())
+        .unwrap();
+    let (res, _conn) = send(addr, req).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let mut body = res.into_body();
+    let mut got = Vec::new();
+    // A count over a window, not a speed: about six are due in it.
+    let end = tokio::time::Instant::now() + Duration::from_secs(2);
+    while let Ok(Some(frame)) = tokio::time::timeout_at(end, body.frame()).await {
+        if let Ok(data) = frame.expect("a frame").into_data() {
+            got.extend_from_slice(&data);
+        }
+    }
+    let text = String::from_utf8(got).expect("UTF-8");
+    let comments = text.lines().filter(|line| line.starts_with(':')).count();
+    assert!(comments >= 3, "{comments} heartbeats in:\n{text}");
+    // Nothing else than the snapshot and this member's own `join`.
+    let events: Vec<_> = text
+        .lines()
+        .filter_map(|line| line.strip_prefix("event: "))
+        .collect();
+    assert_eq!(events, ["members", "join"], "{text}");
+}
+
 #[tokio::test]
 async fn leave_follows_the_connection() {
     let addr = server(HOUR).await;

@@ -165,10 +165,12 @@ async fn heartbeats_of_our_own_body_are_not_doubled() {
     // Made before the request (outside the handler): `into_response` links them.
     let own = SseBody::from_events(futures_util::stream::pending::<Event>())
         .keep_alive(KeepAlive::new().interval(Duration::from_millis(20)));
-    let silent = SseBody::from_events(futures_util::stream::pending::<Event>())
+    let silent =
+        SseBody::from_events(futures_util::stream::pending::<Event>()).without_heartbeats();
+    let disabled = SseBody::from_events(futures_util::stream::pending::<Event>())
         .keep_alive(KeepAlive::disabled());
     let default = SseBody::from_events(futures_util::stream::pending::<Event>());
-    let next = Mutex::new(vec![default, silent, own]);
+    let next = Mutex::new(vec![default, disabled, silent, own]);
     let svc = handler(move |_| boxed(next.lock().unwrap().pop().unwrap().into_response()));
     let server = serve(
         ServiceBuilder::new()
@@ -183,19 +185,22 @@ async fn heartbeats_of_our_own_body_are_not_doubled() {
     assert_eq!(buf, b":\n\n:\n\n:\n\n", "only the body's own heartbeats");
     c.conn.abort();
 
-    // A body that turned its heartbeats off has none: its setting wins.
+    // A body that turned heartbeats off for its stream has none.
     let c = get(server.addr, sse_request("/sse")).await;
     let mut body = c.res.into_body();
     let waited = tokio::time::timeout(Duration::from_millis(100), body.frame()).await;
     assert!(waited.is_err(), "no heartbeat: {waited:?}");
     c.conn.abort();
 
-    // A body that set nothing writes the layer's heartbeat, alone.
-    let mut c = get(server.addr, sse_request("/sse")).await;
-    let mut buf = Vec::new();
-    read_until(c.res.body_mut(), &mut buf, |b| b.len() >= 18).await;
-    assert_eq!(buf, b": layer\n\n: layer\n\n");
-    c.conn.abort();
+    // A body that set `disabled` (none of its own), or nothing, writes the
+    // layer's heartbeat, alone.
+    for _ in 0..2 {
+        let mut c = get(server.addr, sse_request("/sse")).await;
+        let mut buf = Vec::new();
+        read_until(c.res.body_mut(), &mut buf, |b| b.len() >= 18).await;
+        assert_eq!(buf, b": layer\n\n: layer\n\n");
+        c.conn.abort();
+    }
     server.shutdown().await;
 }
 

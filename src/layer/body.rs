@@ -631,6 +631,106 @@ mod tests {
         assert_eq!(live.load(Ordering::SeqCst), 0);
     }
 
+    /// A body waiting for events that never come, as a handler would make it.
+    type Idle = crate::SseBody<crate::body::Infallibly<futures_util::stream::Pending<Event>>>;
+
+    /// The frames a client gets in `window` (paused time) from a body made by
+    /// `set` in the handler, under an `SseLayer` with `layer`'s heartbeat, or
+    /// alone without one.
+    async fn heard(
+        layer: Option<KeepAlive>,
+        set: fn(Idle) -> Idle,
+        window: Duration,
+    ) -> Vec<Bytes> {
+        use http_body_util::BodyExt;
+        use tower::{ServiceBuilder, ServiceExt};
+
+        let body: Pin<Box<dyn Body<Data = Bytes, Error = BoxError> + Send>> = match layer {
+            Some(keep_alive) => {
+                let svc = ServiceBuilder::new()
+                    .layer(crate::SseLayer::new().keep_alive(keep_alive))
+                    .service_fn(move |_: http::Request<()>| {
+                        let body =
+                            set(crate::SseBody::from_events(futures_util::stream::pending()));
+                        async move { Ok::<_, std::convert::Infallible>(body.into_response()) }
+                    });
+                let req = http::Request::get("/sse")
+                    .header("accept", "text/event-stream")
+                    .body(())
+                    .unwrap();
+                let res = svc.oneshot(req).await.unwrap();
+                Box::pin(res.into_body())
+            }
+            None => {
+                let body = set(crate::SseBody::from_events(futures_util::stream::pending()));
+                Box::pin(body.map_err(|never| match never {}))
+            }
+        };
+        let mut body = body;
+        let end = tokio::time::Instant::now() + window;
+        let mut frames = Vec::new();
+        while let Ok(Some(frame)) = tokio::time::timeout_at(end, body.frame()).await {
+            frames.push(frame.unwrap().into_data().unwrap());
+        }
+        frames
+    }
+
+    fn layer_beat() -> KeepAlive {
+        KeepAlive::new()
+            .interval(Duration::from_millis(100))
+            .text("layer")
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_with_heartbeats_disabled_gets_the_layers() {
+        // Used to write none at all: the body's `disabled` won, and the layer
+        // left the heartbeats to the body (the chat example, issue 17).
+        let disabled: fn(Idle) -> Idle = |b| b.keep_alive(KeepAlive::disabled());
+        let unset: fn(Idle) -> Idle = |b| b;
+        for set in [disabled, unset] {
+            let frames = heard(Some(layer_beat()), set, Duration::from_millis(1050)).await;
+            assert_eq!(frames, vec![Bytes::from_static(b": layer\n\n"); 10]);
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_heartbeats_there_are_none_even_under_a_layer() {
+        let never: fn(Idle) -> Idle = |b| b.without_heartbeats();
+        let hour = Duration::from_secs(3600);
+        assert_eq!(
+            heard(Some(layer_beat()), never, hour).await,
+            Vec::<Bytes>::new()
+        );
+        // Without a layer, `disabled` and `without_heartbeats` both mean none.
+        let disabled: fn(Idle) -> Idle = |b| b.keep_alive(KeepAlive::disabled());
+        for set in [disabled, never] {
+            assert_eq!(heard(None, set, hour).await, Vec::<Bytes>::new());
+        }
+        // The last setting wins.
+        let again: fn(Idle) -> Idle = |b| b.without_heartbeats().keep_alive(KeepAlive::disabled());
+        let frames = heard(Some(layer_beat()), again, Duration::from_millis(250)).await;
+        assert_eq!(frames.len(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_with_its_own_interval_wins_over_the_layers() {
+        let own: fn(Idle) -> Idle = |b| {
+            b.keep_alive(
+                KeepAlive::new()
+                    .interval(Duration::from_millis(300))
+                    .text("body"),
+            )
+        };
+        let frames = heard(Some(layer_beat()), own, Duration::from_millis(1050)).await;
+        assert_eq!(frames, vec![Bytes::from_static(b": body\n\n"); 3]);
+        // Without a layer, the body's own; with nothing set, every 15 s.
+        let frames = heard(None, own, Duration::from_millis(1050)).await;
+        assert_eq!(frames.len(), 3);
+        let unset: fn(Idle) -> Idle = |b| b;
+        let frames = heard(None, unset, Duration::from_secs(31)).await;
+        assert_eq!(frames, vec![Bytes::from_static(b":\n\n"); 2]);
+    }
+
     #[test]
     fn empty_body() {
         let body = ResponseBody::<Mock>::empty();

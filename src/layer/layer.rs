@@ -52,8 +52,11 @@ impl SseLayer {
     }
 
     /// The heartbeat of every stream through the layer; [`KeepAlive::disabled`]
-    /// turns it off. A heartbeat set on an [`SseBody`](crate::SseBody) wins over
-    /// it; see [the heartbeat rule](crate::layer#one-heartbeat-rule).
+    /// turns it off. An [`SseBody`](crate::SseBody) that set a heartbeat of its
+    /// own wins over it; one that set nothing, or [`KeepAlive::disabled`], gets
+    /// it; one that said
+    /// [`without_heartbeats`](crate::SseBody::without_heartbeats) has none. See
+    /// [the heartbeat rule](crate::layer#one-heartbeat-rule).
     pub fn keep_alive(mut self, keep_alive: KeepAlive) -> Self {
         self.config().keep_alive = keep_alive;
         self

@@ -30,10 +30,20 @@
 //!
 //! A stream has one heartbeat writer, and its setting is, in this order:
 //!
-//! 1. the [`KeepAlive`](crate::KeepAlive) set on the [`SseBody`](crate::SseBody)
-//!    with [`SseBody::keep_alive`](crate::SseBody::keep_alive) (including
-//!    [`KeepAlive::disabled`](crate::KeepAlive::disabled));
-//! 2. else the layer's ([`SseLayer::keep_alive`], 15 s by default).
+//! 1. none at all if the [`SseBody`](crate::SseBody) says
+//!    [`SseBody::without_heartbeats`](crate::SseBody::without_heartbeats): the
+//!    one way to turn heartbeats off for a stream under a layer too;
+//! 2. the [`KeepAlive`](crate::KeepAlive) set on the body with
+//!    [`SseBody::keep_alive`](crate::SseBody::keep_alive), if it sends
+//!    heartbeats (its interval and text win over the layer's);
+//! 3. else (the body set nothing, or set
+//!    [`KeepAlive::disabled`](crate::KeepAlive::disabled), which means "this
+//!    body sends none of its own") the layer's ([`SseLayer::keep_alive`], 15 s
+//!    by default; `KeepAlive::disabled` there turns them off for every stream
+//!    of the layer).
+//!
+//! Without a layer, a body that set nothing sends heartbeats every 15 s, and
+//! `KeepAlive::disabled` on it means none.
 //!
 //! When the response's body is an `SseBody`, the body writes the heartbeats
 //! (it is always between events); for any other body, the layer writes them at
@@ -43,8 +53,9 @@
 //! created while the layer's service handles the request (in the handler), or
 //! carried by the response of `into_response` (for a body made elsewhere, such
 //! as another task). A body made outside the handler *and* wrapped with the
-//! generic `response()` cannot be found: it keeps its own heartbeats, and the
-//! layer's come on top when the layer's interval is shorter.
+//! generic `response()` cannot be found: it keeps its own heartbeats, the
+//! layer's come on top when the layer's interval is shorter, and its
+//! `without_heartbeats` does not stop the layer's.
 //!
 //! Through the same link, the end report tells the truth from both sides: an
 //! `SseBody` ended by the layer (shutdown, lifetime) reports the layer's reason,
@@ -120,7 +131,8 @@
 //!   headers, heartbeats at boundaries, disconnect reports, compression off,
 //!   shutdown, limits, `Last-Event-ID` for handlers.
 //! - **Both**: the usual production setup. The body writes the events (typed,
-//!   fallible, coalesced, with its own heartbeats); the layer adds what only a
+//!   fallible, coalesced) and the heartbeats, at the layer's interval unless the
+//!   body set one of its own ([the rule](#one-heartbeat-rule)); the layer adds what only a
 //!   middleware can do: the concurrency limit, compression safety on the request,
 //!   one `on_end`, one `Shutdown` and one lifetime for every route.
 //!

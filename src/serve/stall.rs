@@ -27,7 +27,7 @@ use std::{
     pin::Pin,
     sync::{
         atomic::{AtomicBool, Ordering},
-        Arc, Mutex, PoisonError, Weak,
+        Arc, Mutex, PoisonError, TryLockError, Weak,
     },
     task::{Context, Poll},
     time::Duration,
@@ -57,7 +57,9 @@ pub(super) struct Watch {
 /// What the watchdog sees of a response body.
 trait Stream: Send + Sync {
     fn owed_since(&self) -> Option<Instant>;
-    fn cut(&self);
+    /// Drops the body as stalled; `false` when it is being polled right now
+    /// (then it is not cut).
+    fn cut(&self) -> bool;
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -93,8 +95,8 @@ impl Watch {
             self.armed.store(false, Ordering::SeqCst);
             let now = Instant::now();
             let mut next: Option<Instant> = None;
-            let mut due = |since: Instant| {
-                let at = since + timeout;
+            // Whether a deadline is past; a later one is the next wake-up.
+            let mut due = |at: Instant| {
                 if at <= now {
                     true
                 } else {
@@ -103,7 +105,7 @@ impl Watch {
                 }
             };
             if let Some(since) = *lock(&self.io_stuck_since) {
-                if due(since) {
+                if due(since + timeout) {
                     return;
                 }
             }
@@ -113,8 +115,16 @@ impl Watch {
                 streams.iter().filter_map(Weak::upgrade).collect()
             };
             for stream in streams {
-                if stream.owed_since().is_some_and(&mut due) {
-                    stream.cut();
+                if stream
+                    .owed_since()
+                    .is_some_and(|since| due(since + timeout))
+                    && !stream.cut()
+                {
+                    // Being polled right now: that poll either leaves nothing
+                    // owed, or owes the next poll from a time no earlier than
+                    // now, which no stall wakes the watchdog for. Look again
+                    // when that deadline can be due at the earliest.
+                    due(now + timeout.max(Duration::from_millis(1)));
                 }
             }
             match next {
@@ -222,14 +232,17 @@ impl<B: Send + 'static> Stream for Slot<B> {
         *lock(&self.owed_since)
     }
 
-    fn cut(&self) {
-        // Being polled right now: not stalled.
-        let Ok(mut body) = self.body.try_lock() else {
-            return;
+    fn cut(&self) -> bool {
+        // Being polled right now: not stalled (yet).
+        let mut body = match self.body.try_lock() {
+            Ok(body) => body,
+            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(TryLockError::WouldBlock) => return false,
         };
         let body = body.take();
         *lock(&self.owed_since) = None;
         drop_stalled(body);
+        true
     }
 }
 
@@ -364,6 +377,39 @@ mod tests {
         let frame = poll_fn(|cx| watched.as_mut().poll_frame(cx)).await;
         assert!(matches!(frame, Some(Err(_))));
         // The socket is fine: the watchdog does not close the connection.
+        assert!(!dog.is_finished());
+        dog.abort();
+    }
+
+    #[tokio::test(start_paused = true)]
+    // Deliberate: the lock held across the deadline is a poll in progress.
+    #[allow(clippy::await_holding_lock)]
+    async fn a_body_being_polled_at_its_deadline_is_looked_at_again() {
+        let watch = Arc::new(Watch::default());
+        let (inner, handle) = body();
+        let mut watched = Box::pin(Watched::new(inner, &watch));
+        let frame = poll_fn(|cx| watched.as_mut().poll_frame(cx)).await;
+        assert!(matches!(frame, Some(Ok(_))));
+        let dog = tokio::spawn({
+            let watch = watch.clone();
+            async move { watch.watchdog(Duration::from_secs(30)).await }
+        });
+        // At the deadline, the connection (on another thread, for HTTP/2) is in
+        // the middle of a poll: the body's lock is taken...
+        let slot = watched.slot.clone();
+        let polling = lock(&slot.body);
+        tokio::time::sleep(Duration::from_secs(31)).await;
+        assert!(!handle.is_ended(), "not cut while it is being polled");
+        // ...and that poll hands over a frame (so the next poll is owed from
+        // now), after which the connection asks for nothing more.
+        *lock(&slot.owed_since) = Some(Instant::now());
+        drop(polling);
+        // Used to be forgotten: the watchdog waited for a new stall without a
+        // deadline, and the stream was never cut.
+        tokio::time::sleep(Duration::from_secs(31)).await;
+        assert_eq!(handle.report().map(|r| r.reason), Some(EndReason::Stalled));
+        let frame = poll_fn(|cx| watched.as_mut().poll_frame(cx)).await;
+        assert!(matches!(frame, Some(Err(_))));
         assert!(!dog.is_finished());
         dog.abort();
     }
