@@ -1,6 +1,6 @@
 //! One client that behaves like a browser's `EventSource`, and its account.
 
-use std::{sync::atomic::Ordering, time::Duration};
+use std::{net::SocketAddr, sync::atomic::Ordering, time::Duration};
 
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -32,10 +32,15 @@ pub(crate) struct Outcome {
     pub(crate) lost: usize,
     /// Streams the server ended (or that failed) before the client was done.
     pub(crate) cutoffs: usize,
+    /// Reconnection attempts (after a cut-off or a failed connection), each
+    /// to the next node.
     pub(crate) reconnects: usize,
     pub(crate) connect_errors: usize,
-    /// `reset` and `gap` notices received.
-    pub(crate) notices: usize,
+    /// `reset` notices received (the store began a new epoch: the events
+    /// that follow are the new epoch's, messages keep their sequence numbers).
+    pub(crate) resets: usize,
+    /// `gap` notices received (events the server no longer had).
+    pub(crate) gaps: usize,
     /// Presence events received (`join`, `leave`).
     pub(crate) presence: usize,
     pub(crate) error: Option<String>,
@@ -68,7 +73,9 @@ pub(crate) async fn client(
             }
             sleep(retry.min(run.retry_cap)).await;
         }
-        let res = match timeout_at(run.deadline, connect(run, i, &last_event_id)).await {
+        // Node i first, then the next one on every reconnection.
+        let addr = run.addrs[(i + outcome.reconnects) % run.addrs.len()];
+        let res = match timeout_at(run.deadline, connect(run, addr, i, &last_event_id)).await {
             Err(_) => break,
             Ok(Err(_)) => {
                 outcome.connect_errors += 1;
@@ -118,7 +125,8 @@ pub(crate) async fn client(
                     }
                 }
                 "join" | "leave" => outcome.presence += 1,
-                "reset" | "gap" => outcome.notices += 1,
+                "reset" => outcome.resets += 1,
+                "gap" => outcome.gaps += 1,
                 _ => {}
             }
         };
@@ -166,12 +174,17 @@ fn sequence(data: &str) -> Option<(usize, u64)> {
 }
 
 /// Opens one SSE request, with `Last-Event-ID` when there is one.
-async fn connect(run: &Run, i: usize, last_event_id: &str) -> Result<Response<Incoming>, Error> {
-    let stream = TcpStream::connect(run.addr).await?;
+async fn connect(
+    run: &Run,
+    addr: SocketAddr,
+    i: usize,
+    last_event_id: &str,
+) -> Result<Response<Incoming>, Error> {
+    let stream = TcpStream::connect(addr).await?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(conn);
     let mut req = Request::get(format!("/sse?room={}&name=c{i}", run.room))
-        .header("host", run.addr.to_string())
+        .header("host", addr.to_string())
         .header("accept", "text/event-stream");
     if !last_event_id.is_empty() {
         req = req.header("last-event-id", last_event_id);

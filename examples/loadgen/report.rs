@@ -20,8 +20,16 @@ pub(crate) fn report(
     let unfinished = outcomes.iter().filter(|o| !o.complete).count() + n - outcomes.len();
     let dups = sum(|o| o.dups) + run.late_dups.load(Ordering::SeqCst);
     let lost = sum(|o| o.lost);
+    // Messages received once each (in order or not), against every message
+    // to every client: the difference is what was lost or never arrived.
+    let delivered = sum(|o| o.latencies_us.len());
+    let expected = n * m;
     let cut_clients = outcomes.iter().filter(|o| o.cutoffs > 0).count();
     let (cutoffs, reconnects) = (sum(|o| o.cutoffs), sum(|o| o.reconnects));
+    let reconnected = outcomes.iter().filter(|o| o.reconnects > 0).count();
+    let reconnected_pct = 100.0 * reconnected as f64 / n.max(1) as f64;
+    let (resets, gaps) = (sum(|o| o.resets), sum(|o| o.gaps));
+    let post_retries = run.post_retries.load(Ordering::SeqCst);
     let mut errors: Vec<&str> = outcomes.iter().filter_map(|o| o.error.as_deref()).collect();
     errors.sort_unstable();
     errors.dedup();
@@ -59,13 +67,13 @@ pub(crate) fn report(
     );
     println!(
         "{complete}/{n} clients got the last of {m} messages; {dups} duplicates, {lost} lost \
-         or out of order; {} reset/gap notices; {} presence events received",
-        sum(|o| o.notices),
+         or out of order; {resets} reset and {gaps} gap notices; {} presence events received",
         sum(|o| o.presence)
     );
     println!(
-        "{cut_clients} clients cut off ({cutoffs} streams ended by the server), {reconnects} \
-         reconnections, {} failed connection attempts",
+        "{cut_clients} clients cut off ({cutoffs} streams ended by the server), {reconnected} \
+         clients ({reconnected_pct:.2} %) reconnected, {reconnects} reconnections, {} failed \
+         connection attempts; {post_retries} posts sent again (503 or no answer)",
         sum(|o| o.connect_errors)
     );
     println!(
@@ -98,8 +106,10 @@ pub(crate) fn report(
         secs(own_cpu)
     );
     println!(
-        "RESULT n={n} m={m} complete={complete} unfinished={unfinished} dups={dups} lost={lost} \
-         cut_clients={cut_clients} cutoffs={cutoffs} reconnects={reconnects} \
+        "RESULT n={n} m={m} delivered={delivered} expected={expected} complete={complete} unfinished={unfinished} dups={dups} lost={lost} \
+         cut_clients={cut_clients} cutoffs={cutoffs} reconnected_clients={reconnected} \
+         reconnected_pct={reconnected_pct:.2} reconnects={reconnects} resets={resets} gaps={gaps} \
+         post_retries={post_retries} \
          p50_ms={:.1} p99_ms={:.1} max_ms={:.1} drain_p50_ms={:.1} drain_p99_ms={:.1} rss_kib_per_client={:.1} \
          peak_kib_per_client={:.1} joined_s={:.2} done_s={:.2} server_cpu_s={:.1} \
          loadgen_cpu_s={:.1}",
