@@ -401,8 +401,8 @@ async fn lapsed_nodes_are_forgotten_after_ten_ttls() {
         assert_eq!(taken, Some(vec![("room".to_owned(), ghost)]));
     }
     let key = |k: &str| format!("{prefix}:{{room}}:{k}");
-    let taken: Vec<String> = command(&url, redis::cmd("HKEYS").arg(key("t"))).await;
-    let seqs: Vec<String> = command(&url, redis::cmd("HKEYS").arg(key("s"))).await;
+    let taken: Vec<String> = command(&url, redis::cmd("HKEYS").arg(key("pt"))).await;
+    let seqs: Vec<String> = command(&url, redis::cmd("HKEYS").arg(key("ps"))).await;
     let last = format!("|ghost{}", ghosts - 1);
     assert!(
         taken.iter().any(|field| field.ends_with(&last)),
@@ -417,4 +417,26 @@ async fn lapsed_nodes_are_forgotten_after_ten_ttls() {
         "{ghosts} lapsed nodes, {} remembered",
         seqs.len()
     );
+}
+
+/// Presence and history live side by side in a topic (same hash tag) without
+/// stepping on each other's keys, through a lapse and its restore too.
+#[tokio::test]
+async fn presence_and_history_share_a_topic() {
+    let Some(url) = shared().await else { return };
+    let prefix = prefix("shared");
+    let store = store(&url, &prefix);
+    let presence = RedisPresence::new(&store, Duration::from_secs(30));
+    let hub = tower_sse::Hub::with_store(store);
+    hub.publish("room", tower_sse::Event::default().data("one"))
+        .await
+        .unwrap();
+    presence.join("room", "alice").await.unwrap();
+    presence.join("room", "bob").await.unwrap();
+    presence.leave("room", "bob").await.unwrap();
+    hub.publish("room", tower_sse::Event::default().data("two"))
+        .await
+        .unwrap();
+    assert_eq!(presence.members("room").await.unwrap(), ["alice"]);
+    assert!(presence.expired().await.unwrap().is_empty());
 }

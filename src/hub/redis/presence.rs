@@ -1,14 +1,15 @@
 //! [`RedisPresence`]: presence across the nodes of a cluster.
 //!
-//! Per topic, on the topic's Redis server (same hash tag as its stream):
+//! Per topic, on the topic's Redis server (same hash tag as its stream, whose
+//! keys are `:s`, `:m` and `:c`):
 //!
 //! - `PREFIX:{TOPIC}:p`, a hash `NODE|MEMBER -> connections`;
 //! - `PREFIX:{TOPIC}:n`, a sorted set of the nodes with members there, scored by
 //!   the time (Redis's clock, in ms) until which each is alive (its lease);
-//! - `PREFIX:{TOPIC}:s`, a hash `NODE -> sequence number` of the node's last
+//! - `PREFIX:{TOPIC}:ps`, a hash `NODE -> sequence number` of the node's last
 //!   write there, so that a write that arrives late (sent before a time-out,
 //!   delivered after a later write) is ignored;
-//! - `PREFIX:{TOPIC}:t`, a hash `NODE|MEMBER -> connections` of the entries
+//! - `PREFIX:{TOPIC}:pt`, a hash `NODE|MEMBER -> connections` of the entries
 //!   taken from a node whose lease lapsed (announced as gone), and `NODE ->
 //!   time` of the lapse, kept for `RESTORE_TTLS` (10) TTLs so that the node, if
 //!   it was only paused or cut off, finds them when it comes back and announces
@@ -315,7 +316,7 @@ impl PresenceInner {
     /// Hash, nodes, sequences, taken.
     fn keys(&self, topic: &str) -> [String; 4] {
         let prefix = &self.store.config.prefix;
-        ["p", "n", "s", "t"].map(|key| format!("{prefix}:{{{topic}}}:{key}"))
+        ["p", "n", "ps", "pt"].map(|key| format!("{prefix}:{{{topic}}}:{key}"))
     }
 
     fn ttl_ms(&self) -> u64 {
