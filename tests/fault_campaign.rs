@@ -141,13 +141,17 @@ async fn fault_campaign() {
             config.hard_timeout()
         ),
     };
-    let violations = checker::check(&Input {
+    let input = Input {
         clients: &outcome.clients,
         posts: &outcome.posts,
         probes: &outcome.probes,
         faults: &outcome.faults,
         gap_bound: (2 * Duration::from_millis(HEARTBEAT_MS) + config.slack).as_micros() as u64,
-    });
+    };
+    let violations = checker::check(&input);
+    if let Err(e) = checker::self_check(&input) {
+        panic!("seed {:#x}: the checker itself is broken: {e}", config.seed);
+    }
     eprintln!("seed {:#x}; fault schedule:", config.seed);
     for fault in &outcome.faults {
         eprintln!("  {fault}");

@@ -397,6 +397,64 @@ fn presence(probe: &Probe, out: &mut Vec<Violation>) {
     });
 }
 
+/// Proves the checker is not vacuous on this run's own logs: removing one
+/// delivered message from one client's history, or delivering it twice, must
+/// be reported. Fails when no message was delivered at all.
+pub fn self_check(input: &Input<'_>) -> Result<(), String> {
+    let by_key: HashMap<&str, &PostLog> = input.posts.iter().map(|p| (p.key.as_str(), p)).collect();
+    let candidate = input.clients.iter().enumerate().find_map(|(c, client)| {
+        let subscribed = client.entries.iter().find_map(|e| match e {
+            ClientEntry::Event { at, .. } => Some(*at),
+            _ => None,
+        })?;
+        let no_reset = !client
+            .entries
+            .iter()
+            .any(|e| matches!(e, ClientEntry::Event { kind, .. } if kind == "reset"));
+        client
+            .entries
+            .iter()
+            .enumerate()
+            .find_map(|(i, e)| match e {
+                ClientEntry::Event { kind, data, .. } if kind == "message" && no_reset => {
+                    let key = message_key(data)?;
+                    let post = by_key.get(key)?;
+                    (post.first_sent() > subscribed && post.accepted().next().is_some())
+                        .then(|| (c, i, key.to_owned()))
+                }
+                _ => None,
+            })
+    });
+    let Some((c, i, key)) = candidate else {
+        return Err("no client without a reset received an acknowledged message: the campaign tested nothing".to_owned());
+    };
+    let found = |clients: &[ClientLog], what: &str| {
+        check(&Input { clients, ..*input }).iter().any(|v| {
+            v.check == Check::Delivery
+                && v.client == Some(c)
+                && v.what.contains(&key)
+                && v.what.contains(what)
+        })
+    };
+    let mut clients = input.clients.to_vec();
+    let removed = clients[c].entries.remove(i);
+    if !found(&clients, "never delivered") {
+        return Err(format!(
+            "the checker missed message {key} removed from {}'s history",
+            clients[c].name
+        ));
+    }
+    clients[c].entries.insert(i, removed.clone());
+    clients[c].entries.insert(i + 1, removed);
+    if !found(&clients, "twice") {
+        return Err(format!(
+            "the checker missed message {key} delivered twice to {}",
+            clients[c].name
+        ));
+    }
+    Ok(())
+}
+
 /// The index of the first entry at or after `at`.
 fn index_at(client: &ClientLog, at: u64) -> usize {
     client
@@ -747,6 +805,22 @@ mod tests {
         assert_eq!(checks(&v), [Check::Presence, Check::Presence]);
         assert!(v[0].what.contains(r#"ghosts ["a"]"#), "{}", v[0].what);
         assert!(v[1].what.contains(r#"missing ["b"]"#), "{}", v[1].what);
+    }
+
+    #[test]
+    fn the_self_check_needs_a_delivered_message_and_finds_its_mutations() {
+        let c = client(vec![members(S, "0-aaaa"), message(3 * S, "1-aaaa", "k1")]);
+        let posts = [acked("k1", 2 * S, "1-aaaa")];
+        let input = |clients| Input {
+            clients,
+            posts: &posts,
+            probes: &[],
+            faults: &[],
+            gap_bound: 2 * S,
+        };
+        assert_eq!(self_check(&input(std::slice::from_ref(&c))), Ok(()));
+        let idle = client(vec![members(S, "0-aaaa")]);
+        assert!(self_check(&input(&[idle])).is_err());
     }
 
     #[test]
