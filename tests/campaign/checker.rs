@@ -286,13 +286,7 @@ fn missing(
         let Some((offset, epoch)) = parse_id(id) else {
             continue;
         };
-        let age = |e: &str| epochs.get(e).copied().unwrap_or(u64::MAX);
-        let excused = seen.resets.iter().any(|after| match parse_id(after) {
-            Some((after_offset, after_epoch)) if after_epoch == epoch => offset <= after_offset,
-            Some((_, after_epoch)) => age(epoch) < age(after_epoch),
-            None => false,
-        });
-        if !excused {
+        if !excused(&seen.resets, (offset, epoch), epochs) {
             out.push(Violation {
                 check: Check::Delivery,
                 what: format!(
@@ -307,6 +301,18 @@ fn missing(
             });
         }
     }
+}
+
+/// Whether a `reset` whose `after` is in `resets` says that the message with
+/// id `(offset, epoch)` may be missing: it is in an older epoch, or in the
+/// same epoch at or before `after`.
+fn excused(resets: &[String], (offset, epoch): (u64, &str), epochs: &HashMap<&str, u64>) -> bool {
+    let age = |e: &str| epochs.get(e).copied().unwrap_or(u64::MAX);
+    resets.iter().any(|after| match parse_id(after) {
+        Some((after_offset, after_epoch)) if after_epoch == epoch => offset <= after_offset,
+        Some((_, after_epoch)) => age(epoch) < age(after_epoch),
+        None => false,
+    })
 }
 
 /// Check 2: a message never acknowledged and answered only `503` (no
@@ -402,31 +408,29 @@ fn presence(probe: &Probe, out: &mut Vec<Violation>) {
 /// be reported. Fails when no message was delivered at all.
 pub fn self_check(input: &Input<'_>) -> Result<(), String> {
     let by_key: HashMap<&str, &PostLog> = input.posts.iter().map(|p| (p.key.as_str(), p)).collect();
+    let epochs = epoch_ages(input);
     let candidate = input.clients.iter().enumerate().find_map(|(c, client)| {
-        let subscribed = client.entries.iter().find_map(|e| match e {
-            ClientEntry::Event { at, .. } => Some(*at),
-            _ => None,
-        })?;
-        let no_reset = !client
-            .entries
-            .iter()
-            .any(|e| matches!(e, ClientEntry::Event { kind, .. } if kind == "reset"));
+        let seen = client_history(c, client, &by_key, &mut Vec::new());
+        let subscribed = seen.subscribed?;
         client
             .entries
             .iter()
             .enumerate()
             .find_map(|(i, e)| match e {
-                ClientEntry::Event { kind, data, .. } if kind == "message" && no_reset => {
+                ClientEntry::Event { kind, id, data, .. } if kind == "message" => {
                     let key = message_key(data)?;
                     let post = by_key.get(key)?;
-                    (post.first_sent() > subscribed && post.accepted().next().is_some())
-                        .then(|| (c, i, key.to_owned()))
+                    let wanted = post.first_sent() > subscribed
+                        && post.accepted().next().is_some_and(|(_, acked)| acked == id)
+                        && seen.delivered.get(key).is_some_and(|d| d.len() == 1)
+                        && !excused(&seen.resets, parse_id(id)?, &epochs);
+                    wanted.then(|| (c, i, key.to_owned()))
                 }
                 _ => None,
             })
     });
     let Some((c, i, key)) = candidate else {
-        return Err("no client without a reset received an acknowledged message: the campaign tested nothing".to_owned());
+        return Err("no client received an acknowledged message that a reset would not excuse: the campaign tested nothing".to_owned());
     };
     let found = |clients: &[ClientLog], what: &str| {
         check(&Input { clients, ..*input }).iter().any(|v| {
