@@ -13,6 +13,12 @@
 //!     cargo test --all-features --test fault_campaign -- --nocapture
 //! ```
 //!
+//! The nodes run `target/debug/examples/chat`, which `cargo test
+//! --all-features` builds along with the tests; with `--test fault_campaign`
+//! alone the example is not rebuilt, so after changing `examples/chat.rs` or the
+//! hub run `cargo build --all-features --example chat` first (a missing binary
+//! is built by the test itself).
+//!
 //! Environment: `FAULT_SEED` (decimal or `0x…`), `FAULT_CAMPAIGN_SECS` (how
 //! long faults are injected, default 60), `FAULT_CLIENTS` (default 24),
 //! `FAULT_POSTERS` (default 4), `FAULT_GAP_SLACK_MS` (default 1000). Needs

@@ -24,11 +24,28 @@ pub fn chat_binary() -> Result<PathBuf, String> {
         return Ok(binary);
     }
     eprintln!("building the chat example: {}", binary.display());
-    let status = Command::new(env!("CARGO"))
+    let mut build = Command::new(env!("CARGO"))
         .args(["build", "--features", "redis", "--example", "chat"])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()
+        .spawn()
         .map_err(|e| format!("cannot run cargo: {e}"))?;
+    // Bounded, so that CI never hangs (the test's own hard timeout starts
+    // later): should the outer cargo hold the build directory's lock, say.
+    let deadline = std::time::Instant::now() + Duration::from_secs(600);
+    let status = loop {
+        if let Some(status) = build.try_wait().map_err(|e| e.to_string())? {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = build.kill();
+            let _ = build.wait();
+            return Err(
+                "`cargo build --features redis --example chat` took over 10 minutes: build it first"
+                    .to_owned(),
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
     if !status.success() || !binary.exists() {
         return Err(format!(
             "`cargo build --features redis --example chat` failed ({status}); build it first"
