@@ -17,8 +17,9 @@
 //! a message posted to any node reaches every member on every node, and a
 //! client resumes with `Last-Event-ID` on any node. Presence is shared too; the
 //! members of a node that dies are announced as `leave` by a surviving node
-//! after `PRESENCE_TTL_MS` (default `30000`). Without `REDIS_URL` everything
-//! stays in this process.
+//! after `PRESENCE_TTL_MS` (default `30000`), and those of a node that was only
+//! cut off from Redis (or paused) that long are announced as `join` again by it
+//! when it is back. Without `REDIS_URL` everything stays in this process.
 //!
 //! ```text
 //! ADDR=127.0.0.1:3001 REDIS_URL=redis://127.0.0.1:6379 cargo run --features redis --example chat
@@ -172,7 +173,8 @@ fn invalid_input(message: String) -> std::io::Error {
 }
 
 /// The hub and presence: in this process, or on Redis when `REDIS_URL` is set
-/// (then a task announces the `leave` of members of nodes that died).
+/// (then a task announces the `leave` of members of nodes that died, and the
+/// `join` of this node's members announced gone while it was cut off).
 fn cluster() -> std::io::Result<(Hub, Arc<dyn Presence>)> {
     let Ok(urls) = std::env::var("REDIS_URL") else {
         return Ok((
@@ -213,17 +215,23 @@ fn redis_cluster(_: &str, _: Duration) -> std::io::Result<(Hub, Arc<dyn Presence
     ))
 }
 
-/// Publishes the `leave` of the members of nodes that died, every `every`.
+/// Every `every`: publishes the `leave` of the members of nodes that died (or
+/// were cut off from Redis past `PRESENCE_TTL_MS`), and the `join` of this
+/// node's members that were announced as gone that way and are still here.
 pub async fn announce_expired(hub: Hub, presence: Arc<dyn Presence>, every: Duration) {
     loop {
         tokio::time::sleep(every).await;
-        // Redis unreachable: the entries stay there for the next round.
-        let Ok(expired) = presence.expired().await else {
-            continue;
-        };
+        // Redis unreachable: the entries stay queued for the next round.
+        let expired = presence.expired().await.unwrap_or_default();
         for (room, name) in expired {
             let _ = hub
                 .publish_with(&room, |id| presence_event("leave", id, &room, &name))
+                .await;
+        }
+        let restored = presence.restored().await.unwrap_or_default();
+        for (room, name) in restored {
+            let _ = hub
+                .publish_with(&room, |id| presence_event("join", id, &room, &name))
                 .await;
         }
     }
@@ -417,7 +425,8 @@ impl Chat {
             let kind = if joined { "join" } else { "leave" };
             // The history keeps it even when nobody is left to hear it now. A
             // store that cannot be reached loses presence events, never
-            // messages; an entry left in Redis expires with this node's lease.
+            // messages; `Presence` counts the change even when it cannot write
+            // it, and writes it at its next renewal.
             let _ = self
                 .hub
                 .publish_with(room, |id| presence_event(kind, id, room, &name))

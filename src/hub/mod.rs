@@ -74,7 +74,12 @@ use crate::Event;
 /// ```
 ///
 /// where `F` is the id after which what follows is complete. A client should
-/// drop its state on `reset` and rebuild it from what follows.
+/// treat what came before as possibly incomplete and rely on what follows.
+///
+/// The same notice arrives **in-band** when a networked store loses a topic's
+/// history under open streams (Redis restarted empty): the stream stays open,
+/// gets `reset`, then the new epoch's events. A topic with subscribers never
+/// expires, in memory or on Redis.
 ///
 /// # Slow subscribers
 ///

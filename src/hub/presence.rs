@@ -18,7 +18,28 @@ use super::{HubError, StoreFuture};
 /// [`members`](Self::members) for a snapshot when a client connects. Across
 /// nodes, a node that dies cannot say who left: its entries expire, and
 /// [`expired`](Self::expired), called periodically by each surviving node,
-/// hands each expired entry to exactly one of them, to publish its `leave`.
+/// hands each expired entry to exactly one of them, to publish its `leave`. A
+/// node that was only cut off (or paused) past the expiry, and comes back with
+/// some of those members still connected, hands them out by
+/// [`restored`](Self::restored), to publish their `join` again. So an
+/// application calls both periodically:
+///
+/// ```
+/// # use tower_sse::hub::Presence;
+/// # async fn announce(presence: &dyn Presence) {
+/// for (topic, member) in presence.expired().await.unwrap_or_default() {
+///     // publish `leave` of `member` to `topic`
+/// }
+/// for (topic, member) in presence.restored().await.unwrap_or_default() {
+///     // publish `join` of `member` to `topic`
+/// }
+/// # }
+/// ```
+///
+/// [`join`](Self::join) and [`leave`](Self::leave) count the connection on
+/// this node even when they return an error (the store could not be reached):
+/// an implementation that can retries the write, and the caller should not
+/// undo it.
 pub trait Presence: Send + Sync + fmt::Debug + 'static {
     /// Adds a connection of `member` to `topic`.
     fn join<'a>(&'a self, topic: &'a str, member: &'a str)
@@ -38,6 +59,19 @@ pub trait Presence: Send + Sync + fmt::Debug + 'static {
     /// `(topic, member)` once per connection, each given to one caller only.
     /// Looks at the topics this node has members in or asked about.
     fn expired(&self) -> StoreFuture<'_, Result<Vec<(String, String)>, HubError>>;
+
+    /// Takes this node's members that [`expired`](Self::expired) handed out as
+    /// gone (this node's entries lapsed: it was paused, or could not reach the
+    /// store, for longer than they last) and that are still connected here:
+    /// `(topic, member)` once per connection handed out and still here, each
+    /// returned once. Their `join` is to be published again. Members that left
+    /// meanwhile are not in it.
+    ///
+    /// The default has none, which is right for a presence whose entries never
+    /// expire.
+    fn restored(&self) -> StoreFuture<'_, Result<Vec<(String, String)>, HubError>> {
+        Box::pin(std::future::ready(Ok(Vec::new())))
+    }
 }
 
 /// [`Presence`] in this process: nothing expires, since a process that dies
@@ -123,6 +157,10 @@ impl Presence for MemoryPresence {
     }
 
     fn expired(&self) -> StoreFuture<'_, Result<Vec<(String, String)>, HubError>> {
+        Box::pin(std::future::ready(Ok(Vec::new())))
+    }
+
+    fn restored(&self) -> StoreFuture<'_, Result<Vec<(String, String)>, HubError>> {
         Box::pin(std::future::ready(Ok(Vec::new())))
     }
 }
