@@ -297,6 +297,7 @@ async fn post(
             return Err(format!("post not accepted before the deadline: {refused}").into());
         }
         run.post_retries.fetch_add(1, Ordering::SeqCst);
+        eprintln!("post to {} sent again: {refused}", run.addrs[node]);
         sleep(pause).await;
     }
 }
