@@ -14,11 +14,13 @@
 #
 # Environment: N (clients, 1500), M (messages, 20), FAULT (1 to restart Redis,
 # 0 for the baseline), FAULT_AFTER (accepted messages before the restart,
-# M/2), NODES (chat nodes, 3), PACE (connections per second, 1000),
-# INTERVAL_MS (between posts, 100), SETTLE_S (3), DEADLINE_S (bound of the
-# loadgen run, 120), RETRY_CAP_MS (10000), HEARTBEAT_MS (15000),
-# PRESENCE_TTL_MS (30000), SKIP_BUILD, OUT (where logs go,
-# target/redis_restart).
+# M/2), FAULT_DOWN_S (seconds Redis stays down before it is started again, 0),
+# NODES (chat nodes, 3), PACE (connections per second, 1000),
+# INTERVAL_MS (between posts, 100), SETTLE_S (20: the join storm of N members
+# through Redis must be over before the posts, or it is what gets measured),
+# DEADLINE_S (bound of the loadgen run, 120), RETRY_CAP_MS (10000),
+# HEARTBEAT_MS (15000), PRESENCE_TTL_MS (30000), SKIP_BUILD, OUT (where logs
+# go, target/redis_restart).
 #
 # Needs `redis-server` and `redis-cli` on the PATH. Builds with `cargo build
 # --release --features redis --example chat --example loadgen`, then runs the
@@ -28,10 +30,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 export N="${N:-1500}" M="${M:-20}" PACE="${PACE:-1000}" INTERVAL_MS="${INTERVAL_MS:-100}"
-export SETTLE_S="${SETTLE_S:-3}" DEADLINE_S="${DEADLINE_S:-120}"
+export SETTLE_S="${SETTLE_S:-20}" DEADLINE_S="${DEADLINE_S:-120}"
 export RETRY_CAP_MS="${RETRY_CAP_MS:-10000}" HEARTBEAT_MS="${HEARTBEAT_MS:-15000}"
 export PRESENCE_TTL_MS="${PRESENCE_TTL_MS:-30000}"
 FAULT="${FAULT:-1}"
+FAULT_DOWN_S="${FAULT_DOWN_S:-0}"
 NODES="${NODES:-3}"
 OUT="${OUT:-target/redis_restart}"
 BIN="${CARGO_TARGET_DIR:-target}/release/examples"
@@ -112,11 +115,11 @@ if [ "$FAULT" != 0 ]; then
     fault_env=(FAULT_AFTER="${FAULT_AFTER:-$((M / 2))}"
         FAULT_CMD="redis-cli -p $REDIS_PORT shutdown nosave >/dev/null 2>&1; \
 while redis-cli -p $REDIS_PORT ping >/dev/null 2>&1; do sleep 0.01; done; \
-$REDIS_START && timeout 10 sh -c '$REDIS_WAIT'")
+sleep $FAULT_DOWN_S; $REDIS_START && timeout 10 sh -c '$REDIS_WAIT'")
 fi
 
 echo "== $NODES chat nodes ($ADDRS) on redis 127.0.0.1:$REDIS_PORT: N=$N M=$M" \
-    "FAULT=$FAULT ${fault_env[0]:-}"
+    "FAULT=$FAULT ${fault_env[0]:-} FAULT_DOWN_S=$FAULT_DOWN_S"
 rc=0
 env ADDRS="$ADDRS" "${fault_env[@]}" timeout $((DEADLINE_S + 60)) "$BIN/loadgen" \
     2>&1 | tee "$OUT/loadgen.log" || rc=$?
@@ -129,7 +132,8 @@ fi
 declare -A r
 for kv in ${line#RESULT}; do r["${kv%%=*}"]=${kv#*=}; done
 echo
-echo "redis restart: N=$N clients on $NODES nodes, M=$M messages, FAULT=$FAULT"
+echo "redis restart: N=$N clients on $NODES nodes, M=$M messages, FAULT=$FAULT" \
+    "FAULT_DOWN_S=$FAULT_DOWN_S INTERVAL_MS=$INTERVAL_MS"
 printf '%-36s %s\n' \
     "delivered / expected" "${r[delivered]} / ${r[expected]}" \
     "clients with the last message" "${r[complete]} / ${r[n]}" \
