@@ -259,6 +259,7 @@ impl Topic {
 
     /// Reserves the next offset, or `None` when the topic was removed (the
     /// store then looks the topic up again).
+    #[cfg_attr(not(any(test, feature = "redis")), allow(dead_code))]
     pub(crate) fn reserve(&self) -> Option<EventId> {
         match self.reserve_once(None, Duration::ZERO, 0, Instant::now())? {
             Reservation::New(id) | Reservation::Known(id) => Some(id),
@@ -372,7 +373,7 @@ impl Topic {
 
     /// Adds a subscriber from `cursor` (a client's `Last-Event-ID`), or `None`
     /// when the topic was removed.
-    #[cfg_attr(not(tower_sse_loom), allow(dead_code))]
+    #[cfg(test)]
     pub(crate) fn subscribe(&self, cursor: Option<&str>) -> Option<Joined> {
         self.subscribe_within(cursor, usize::MAX)
     }
