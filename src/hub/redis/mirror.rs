@@ -245,6 +245,12 @@ impl Feeder {
                 }
             }
         }
+        // The first copy is shown to subscribers only once it holds what was
+        // read: a subscribe without a cursor must start after it, not get the
+        // history as live events.
+        if self.published.borrow().is_none() {
+            self.published.send_replace(self.topic.clone());
+        }
     }
 
     /// Starts the copy over in `epoch` after `start`: the first copy, or the
@@ -260,8 +266,7 @@ impl Feeder {
         if closed {
             wake(topic.close());
         }
-        self.topic = Some(topic.clone());
-        self.published.send_replace(Some(topic));
+        self.topic = Some(topic);
     }
 
     /// Appends `entry`, whose offset is the next one, with its real id.
