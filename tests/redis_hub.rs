@@ -439,7 +439,11 @@ async fn a_publish_that_timed_out_is_never_stored_later() {
     let hub = tower_sse::Hub::with_store(tower_sse::hub::RedisStore::new(config).unwrap());
     let first = hub.publish("t", Event::message("before")).await.unwrap();
     let mut sub = hub.subscribe("t", None).await.unwrap();
-    let () = command(&url, redis::cmd("CLIENT").arg("PAUSE").arg(1500).arg("WRITE")).await;
+    let () = command(
+        &url,
+        redis::cmd("CLIENT").arg("PAUSE").arg(1500).arg("WRITE"),
+    )
+    .await;
     let err = hub
         .publish_once("t", "k-1", |_| Event::message("during the pause"))
         .await
@@ -448,7 +452,11 @@ async fn a_publish_that_timed_out_is_never_stored_later() {
     // Well after the pause: the script ran then, and refused to store.
     tokio::time::sleep(std::time::Duration::from_millis(2000)).await;
     let top: Option<u64> = command(&url, redis::cmd("HGET").arg("late:{t}:m").arg("t")).await;
-    assert_eq!(top, Some(first.offset()), "nothing stored after the deadline");
+    assert_eq!(
+        top,
+        Some(first.offset()),
+        "nothing stored after the deadline"
+    );
     // The retry with the same key is stored once, and is what the reader gets next.
     let retry = hub
         .publish_once("t", "k-1", |_| Event::message("retried"))

@@ -327,6 +327,10 @@ impl Inner {
             match topic.reserve_once(key, window, max_keys, now) {
                 Some(Reservation::New(id)) => break (topic, id),
                 Some(Reservation::Known(id)) => return Ok(id),
+                // Another publish with this key is building its event (or
+                // its closure is slow): wait for it to settle, or to fail and
+                // give the key back.
+                Some(Reservation::InFlight) => std::thread::yield_now(),
                 None => {}
             }
         };
