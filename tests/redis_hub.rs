@@ -424,3 +424,50 @@ async fn dropping_the_last_hub_handle_ends_the_streams() {
     drop(hub);
     assert_eq!(next(&mut sub).await, None);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_that_timed_out_is_never_stored_later() {
+    // Before: the script waited in the paused Redis and ran after the pause,
+    // so a publish answered as failed was stored and delivered.
+    let Some(redis) = Private::start().await else {
+        return;
+    };
+    let url = redis.url();
+    let config = tower_sse::hub::RedisConfig::new(&url)
+        .prefix("late")
+        .timeout(std::time::Duration::from_millis(300));
+    let hub = tower_sse::Hub::with_store(tower_sse::hub::RedisStore::new(config).unwrap());
+    let first = hub.publish("t", Event::message("before")).await.unwrap();
+    let mut sub = hub.subscribe("t", None).await.unwrap();
+    let () = command(
+        &url,
+        redis::cmd("CLIENT").arg("PAUSE").arg(1500).arg("WRITE"),
+    )
+    .await;
+    let err = hub
+        .publish_once("t", "k-1", |_| Event::message("during the pause"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, HubError::Unavailable(_)), "{err}");
+    // Well after the pause: the script ran then, and refused to store.
+    tokio::time::sleep(std::time::Duration::from_millis(2000)).await;
+    let top: Option<u64> = command(&url, redis::cmd("HGET").arg("late:{t}:m").arg("t")).await;
+    assert_eq!(
+        top,
+        Some(first.offset()),
+        "nothing stored after the deadline"
+    );
+    // The retry with the same key is stored once, and is what the reader gets next.
+    let retry = hub
+        .publish_once("t", "k-1", |_| Event::message("retried"))
+        .await
+        .unwrap();
+    assert_eq!(retry.offset(), first.offset() + 1);
+    let again = hub
+        .publish_once("t", "k-1", |_| Event::message("retried"))
+        .await
+        .unwrap();
+    assert_eq!(again, retry, "a second retry gets the first id");
+    let got = next(&mut sub).await.unwrap();
+    assert_eq!(data_of(&got), "retried");
+}

@@ -14,7 +14,7 @@ use std::{
     hash::BuildHasher,
     sync::{
         atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
-        Arc, Mutex, MutexGuard, PoisonError, Weak,
+        Arc, Mutex, MutexGuard, PoisonError,
     },
     task::Waker,
     time::{Duration, Instant},
@@ -148,7 +148,7 @@ fn sweep_interval(config: &HubConfig) -> Duration {
 }
 
 #[cfg(feature = "tokio")]
-async fn sweeper(inner: Weak<Inner>) {
+async fn sweeper(inner: std::sync::Weak<Inner>) {
     let Some(interval) = inner.upgrade().map(|inner| sweep_interval(&inner.config)) else {
         return;
     };
@@ -327,6 +327,10 @@ impl Inner {
             match topic.reserve_once(key, window, max_keys, now) {
                 Some(Reservation::New(id)) => break (topic, id),
                 Some(Reservation::Known(id)) => return Ok(id),
+                // Another publish with this key is building its event (or
+                // its closure is slow): wait for it to settle, or to fail and
+                // give the key back.
+                Some(Reservation::InFlight) => std::thread::yield_now(),
                 None => {}
             }
         };

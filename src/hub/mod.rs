@@ -197,7 +197,10 @@ impl Hub {
     /// may have stored it a moment later; retried with the same key, it is
     /// stored once and the retry gets its id. An HTTP API takes the key from
     /// its client (the chat example reads an `Idempotency-Key` header), so
-    /// that the client's own retries are exact too.
+    /// that the client's own retries are exact too. A retry that arrives
+    /// while the first publish is still building its event waits for it to be
+    /// stored (acknowledged means stored), so `make` must not itself publish
+    /// with the same key to the same topic.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), tower_sse::HubError> {

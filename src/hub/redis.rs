@@ -11,7 +11,7 @@ use std::{
     collections::HashMap,
     fmt,
     sync::{
-        atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
         Arc, Mutex, PoisonError,
     },
     time::{Duration, SystemTime, UNIX_EPOCH},
@@ -106,12 +106,17 @@ struct Inner {
     scripts: Scripts,
     mirrors: Mutex<HashMap<Arc<str>, Mirror>>,
     serial: AtomicU64,
-    /// Redis's clock minus this node's, in ms, as last seen in a publish's
-    /// reply: a publish's deadline is set on Redis's clock.
-    skew_ms: AtomicI64,
     /// Set by `close`; read under the mirrors' lock before a copy is started,
     /// and by a feeder before it makes its topic, which it then closes.
     closed: AtomicBool,
+}
+
+/// What a subscribe needs of a copy.
+struct Handle {
+    topic: watch::Receiver<Option<Arc<Topic>>>,
+    feed: mpsc::UnboundedSender<Feed>,
+    syncs: Arc<AtomicU64>,
+    asked: Arc<AtomicBool>,
 }
 
 /// This node's copy of one topic, as the store's map holds it.
@@ -123,6 +128,9 @@ struct Mirror {
     feed: mpsc::UnboundedSender<Feed>,
     /// Counts the feeder's completed reads of the topic.
     syncs: Arc<AtomicU64>,
+    /// A read was asked for and not started yet: subscribes with cursors of
+    /// other epochs (which clients choose) ask for one read, not one each.
+    asked: Arc<AtomicBool>,
 }
 
 fn unavailable(message: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> HubError {
@@ -164,7 +172,6 @@ impl RedisStore {
                 scripts: Scripts::new(),
                 mirrors: Mutex::new(HashMap::new()),
                 serial: AtomicU64::new(0),
-                skew_ms: AtomicI64::new(0),
                 closed: AtomicBool::new(false),
             }),
         })
@@ -234,21 +241,15 @@ impl Inner {
 
     /// The node's copy of `name`, started if missing: its topic (once read),
     /// its feeder's queue and its count of reads.
-    #[allow(clippy::type_complexity)]
-    fn mirror(
-        self: &Arc<Self>,
-        name: &str,
-    ) -> Result<
-        (
-            watch::Receiver<Option<Arc<Topic>>>,
-            mpsc::UnboundedSender<Feed>,
-            Arc<AtomicU64>,
-        ),
-        HubError,
-    > {
+    fn mirror(self: &Arc<Self>, name: &str) -> Result<Handle, HubError> {
         let mut map = self.lock();
         if let Some(m) = map.get(name) {
-            return Ok((m.topic.clone(), m.feed.clone(), m.syncs.clone()));
+            return Ok(Handle {
+                topic: m.topic.clone(),
+                feed: m.feed.clone(),
+                syncs: m.syncs.clone(),
+                asked: m.asked.clone(),
+            });
         }
         if self.closed.load(Ordering::SeqCst) {
             return Err(HubError::Closed);
@@ -258,22 +259,29 @@ impl Inner {
         let keys = Keys::new(&self.config.prefix, &name);
         let shard = self.shard(&name).clone();
         let syncs = Arc::new(AtomicU64::new(0));
+        let asked = Arc::new(AtomicBool::new(false));
         let (topic, feed) = mirror::spawn(
             Arc::downgrade(self),
             shard,
             name.clone(),
             keys,
             serial,
-            syncs.clone(),
+            (syncs.clone(), asked.clone()),
         );
         let mirror = Mirror {
             serial,
             topic: topic.clone(),
             feed: feed.clone(),
             syncs: syncs.clone(),
+            asked: asked.clone(),
         };
         map.insert(name, mirror);
-        Ok((topic, feed, syncs))
+        Ok(Handle {
+            topic,
+            feed,
+            syncs,
+            asked,
+        })
     }
 
     /// Lets go of the copy of `name` made by feeder `serial` if it has no
@@ -313,29 +321,58 @@ impl Inner {
         let keys = Keys::new(&self.config.prefix, name);
         let shard = self.shard(name);
         let mut conn = shard.commands.clone();
-        let window = self.hub.get_idempotency_window().as_millis();
+        const CENTURY_MS: u128 = 100 * 365 * 24 * 3600 * 1000;
+        let window = self
+            .hub
+            .get_idempotency_window()
+            .as_millis()
+            .clamp(1, CENTURY_MS) as u64;
+        let started = tokio::time::Instant::now();
+        let skew = match shard.clock.skew_ms() {
+            Some(skew) => skew,
+            // The first publish to this server learns its clock first.
+            None => {
+                let mut conn = shard.commands.clone();
+                let cmd = ::redis::cmd("TIME");
+                let time = cmd.query_async::<(u64, u64)>(&mut conn);
+                match tokio::time::timeout(self.config.timeout, time).await {
+                    Ok(Ok((secs, micros))) => {
+                        shard.clock.sample(secs * 1000 + micros / 1000, unix_ms());
+                        shard.clock.skew_ms().unwrap_or(0)
+                    }
+                    Ok(Err(err)) => return Err(unavailable(err)),
+                    Err(_) => {
+                        return Err(unavailable(format!(
+                            "Redis at {} did not answer in time (nothing stored)",
+                            shard.name
+                        )))
+                    }
+                }
+            }
+        };
         // Redis must not store it after this node has given up on it: the
-        // script refuses to run past half the timeout (on Redis's clock), and
-        // this node waits the whole timeout for the answer, so an answer that
-        // does not come means nothing was stored unless the connection itself
-        // lost it (then a retry with the same key is exact).
+        // script refuses to run past half the timeout (on Redis's clock, from
+        // the best known skew, which is never too high), and this node waits
+        // the whole timeout for the answer, so an answer that does not come
+        // means nothing was stored unless the connection itself lost it (then
+        // a retry with the same key is exact). A round trip longer than half
+        // the timeout makes publishes fail rather than risk that.
         let deadline = unix_ms()
-            .saturating_add_signed(self.skew_ms.load(Ordering::Relaxed))
+            .saturating_add_signed(skew)
             .saturating_add((self.config.timeout / 2).as_millis() as u64);
         let publish = Publish {
             event: event.as_bytes(),
             stand_in: &text,
             max_len: self.hub.get_history_len(),
             ttl_ms: self.ttl_ms(),
-            key: key.map(|key| (key, u64::try_from(window).unwrap_or(u64::MAX))),
+            key: key.map(|key| (key, window)),
             deadline_ms: deadline,
         };
         let stored = scripts::publish(&self.scripts, &mut conn, &keys, &publish);
-        match tokio::time::timeout(self.config.timeout, stored).await {
+        let until = started + self.config.timeout;
+        match tokio::time::timeout_at(until, stored).await {
             Ok(Ok((published, redis_now))) => {
-                let skew = i64::try_from(redis_now).unwrap_or(i64::MAX)
-                    - i64::try_from(unix_ms()).unwrap_or(i64::MAX);
-                self.skew_ms.store(skew, Ordering::Relaxed);
+                shard.clock.sample(redis_now, unix_ms());
                 match published {
                     Published::Stored(id) => Ok(id),
                     Published::Late => Err(unavailable(format!(
@@ -364,7 +401,12 @@ impl Inner {
         let mut deadline = tokio::time::Instant::now() + 2 * self.config.timeout;
         let mut resynced = false;
         loop {
-            let (mut rx, feed, syncs) = self.mirror(name)?;
+            let Handle {
+                topic: mut rx,
+                feed,
+                syncs,
+                asked,
+            } = self.mirror(name)?;
             let topic = match tokio::time::timeout_at(deadline, rx.wait_for(Option::is_some)).await
             {
                 Err(_) => {
@@ -386,7 +428,9 @@ impl Inner {
                 if !resynced {
                     resynced = true;
                     let before = syncs.load(Ordering::Acquire);
-                    if feed.send(Feed::Resync).is_ok() {
+                    let sent =
+                        asked.swap(true, Ordering::AcqRel) || feed.send(Feed::Resync).is_ok();
+                    if sent {
                         let until = tokio::time::Instant::now() + CATCH_UP;
                         while syncs.load(Ordering::Acquire) == before
                             && topic.position().epoch() != id.epoch()

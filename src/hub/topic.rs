@@ -50,6 +50,10 @@ struct State {
     /// broker's history takes the broker's new epoch when that history was lost
     /// ([`Topic::rebase`]), and its readers get a `reset` in-band.
     epoch: Epoch,
+    /// Bumped by every [`Topic::rebase`] (a new epoch, or the same epoch with
+    /// a hole or a history that went backwards): a reader whose generation
+    /// differs gets the `reset` in-band.
+    generation: u64,
     /// The events at offsets `floor + 1 ..= floor + slots.len()`.
     slots: VecDeque<Slot>,
     /// The history is complete after this offset.
@@ -86,19 +90,23 @@ struct State {
 #[derive(Debug, Default)]
 struct Recent {
     offsets: HashMap<Arc<str>, u64>,
-    order: VecDeque<(Instant, Arc<str>)>,
+    /// When each key was used and the offset it got: a key used again after
+    /// its first publish failed is forgotten with its own entry, not an older one.
+    order: VecDeque<(Instant, Arc<str>, u64)>,
 }
 
 impl Recent {
     /// Forgets the keys older than `window` before `now`, and the oldest beyond
     /// `max` keys.
     fn prune(&mut self, now: Instant, window: Duration, max: usize) {
-        while let Some((at, key)) = self.order.front() {
+        while let Some((at, key, offset)) = self.order.front() {
             let old = now.saturating_duration_since(*at) > window;
             if !old && self.order.len() <= max {
                 break;
             }
-            self.offsets.remove(key);
+            if self.offsets.get(key) == Some(offset) {
+                self.offsets.remove(key);
+            }
             self.order.pop_front();
         }
     }
@@ -111,6 +119,8 @@ pub(crate) enum Reservation {
     New(EventId),
     /// The key was published before, with this id: nothing to store.
     Known(EventId),
+    /// The key's first publish is still building its event: ask again.
+    InFlight,
 }
 
 #[derive(Debug)]
@@ -141,6 +151,8 @@ pub(crate) struct Joined {
     pub(crate) position: EventId,
     /// A `reset` notice to send first, when the client's cursor was not exact.
     pub(crate) reset: Option<EncodedEvent>,
+    /// The topic's history generation (see `State::generation`).
+    pub(crate) generation: u64,
 }
 
 /// What a subscriber keeps between polls, outside the lock.
@@ -155,9 +167,9 @@ pub(crate) struct Cursor {
     pub(crate) local: VecDeque<EncodedEvent>,
     /// An event to yield once `at` reaches its offset (after the replay).
     pub(crate) greeting: Option<(u64, EncodedEvent)>,
-    /// The epoch `at` counts in: when the topic's differs, the history this
-    /// reader was in is gone and it gets a `reset` in-band.
-    epoch: Epoch,
+    /// The generation of the history `at` counts in: when the topic's
+    /// differs, that history is gone and the reader gets a `reset` in-band.
+    generation: u64,
     /// The waker it left in the topic.
     registered: Option<Waker>,
     /// The topic's version and settled offset when it last looked.
@@ -175,7 +187,7 @@ impl Cursor {
             replay_end: joined.position.offset(),
             local: joined.reset.iter().cloned().collect(),
             greeting: None,
-            epoch: joined.position.epoch(),
+            generation: joined.generation,
             registered: None,
             seen: u64::MAX,
             available: 0,
@@ -191,6 +203,7 @@ impl Topic {
             name,
             state: Mutex::new(State {
                 epoch: Epoch::random(),
+                generation: 0,
                 slots: VecDeque::new(),
                 floor: 0,
                 settled: 0,
@@ -230,12 +243,16 @@ impl Topic {
     /// empty, flushed, or the topic expired there). Each reader first gets
     /// what it had already taken, then a `reset` notice (the id after which
     /// what follows is complete), then the new epoch's events: the stream stays
-    /// open, so a broker restart costs no reconnection. Returns the wakers to
-    /// call. A publish reserved in the old epoch and committed after is dropped.
+    /// open, so a broker restart costs no reconnection. Also used in the same
+    /// epoch when the copy must start over after a hole the broker no longer
+    /// holds, or a history that went backwards (restored from an older
+    /// snapshot). Returns the wakers to call. A publish reserved before and
+    /// committed after is dropped.
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) fn rebase(&self, epoch: Epoch, start: u64) -> Vec<Option<Waker>> {
         let mut state = self.lock();
         state.epoch = epoch;
+        state.generation += 1;
         state.slots = VecDeque::new();
         state.bytes = 0;
         state.floor = start;
@@ -259,9 +276,12 @@ impl Topic {
 
     /// Reserves the next offset, or `None` when the topic was removed (the
     /// store then looks the topic up again).
+    #[cfg_attr(not(any(test, feature = "redis")), allow(dead_code))]
     pub(crate) fn reserve(&self) -> Option<EventId> {
         match self.reserve_once(None, Duration::ZERO, 0, Instant::now())? {
             Reservation::New(id) | Reservation::Known(id) => Some(id),
+            // Only with a key.
+            Reservation::InFlight => None,
         }
     }
 
@@ -284,6 +304,10 @@ impl Topic {
         if let Some(key) = key {
             state.recent.prune(now, window, max);
             if let Some(&offset) = state.recent.offsets.get(key) {
+                // Acknowledged means stored: not before the first is settled.
+                if offset > state.settled {
+                    return Some(Reservation::InFlight);
+                }
                 return Some(Reservation::Known(state.id(offset)));
             }
         }
@@ -296,7 +320,7 @@ impl Topic {
         if let Some(key) = key.filter(|_| max > 0) {
             let key: Arc<str> = Arc::from(key);
             state.recent.offsets.insert(key.clone(), offset);
-            state.recent.order.push_back((now, key));
+            state.recent.order.push_back((now, key, offset));
         }
         Some(Reservation::New(state.id(offset)))
     }
@@ -316,11 +340,16 @@ impl Topic {
     ) -> Vec<Option<Waker>> {
         let mut guard = self.lock();
         let state = &mut *guard;
-        if id.epoch() != state.epoch {
-            return Vec::new();
+        let offset = id.offset();
+        let reserved = offset > state.floor
+            && matches!(
+                state.slots.get((offset - state.floor - 1) as usize),
+                Some(Slot::Reserved)
+            );
+        if id.epoch() != state.epoch || !reserved {
+            return Vec::new(); // reserved before a rebase: that history is gone
         }
         let before = state.bytes;
-        let offset = id.offset();
         if event.is_none() {
             // Nothing is stored at this offset: its key must not answer with it.
             state.recent.offsets.retain(|_, at| *at != offset);
@@ -372,7 +401,7 @@ impl Topic {
 
     /// Adds a subscriber from `cursor` (a client's `Last-Event-ID`), or `None`
     /// when the topic was removed.
-    #[cfg_attr(not(tower_sse_loom), allow(dead_code))]
+    #[cfg(test)]
     pub(crate) fn subscribe(&self, cursor: Option<&str>) -> Option<Joined> {
         self.subscribe_within(cursor, usize::MAX)
     }
@@ -438,6 +467,7 @@ impl Topic {
             start,
             position: state.id(state.settled),
             reset,
+            generation: state.generation,
         })
     }
 
@@ -546,7 +576,7 @@ impl Topic {
             cursor.ended = true;
             return Poll::Ready(None);
         };
-        if cursor.epoch != state.epoch {
+        if cursor.generation != state.generation {
             // The history this reader was in is gone (see `rebase`): what it
             // was promised for the old one first, then the reset, then the new
             // epoch from its start, none of which counts as lag.
@@ -554,7 +584,7 @@ impl Topic {
                 cursor.local.push_back(greeting);
             }
             cursor.local.push_back(reset_notice(state.id(state.floor)));
-            cursor.epoch = state.epoch;
+            cursor.generation = state.generation;
             cursor.at = state.floor;
             cursor.replay_end = state.settled;
         }
@@ -899,5 +929,57 @@ mod tests {
         assert_eq!(t.lock().slots.len(), 1, "the newest event stays");
         assert!(t.bytes() > 100);
         assert_eq!(t.trim_to(0), 0, "the newest event stays");
+    }
+    #[test]
+    fn a_rebase_in_the_same_epoch_still_resets_in_band() {
+        // A hole the broker no longer holds: the copy starts over in the same
+        // epoch, and its readers are told, not cut off as laggards.
+        let config = config(8, Lag::default());
+        let t = Topic::new(Arc::from("t"), Instant::now());
+        let mut cursor = Cursor::new(&t.subscribe(None).unwrap());
+        publish(&t, &config, "1");
+        assert!(matches!(
+            poll(&t, &mut cursor, &config),
+            Poll::Ready(Some(_))
+        ));
+        let epoch = t.position().epoch();
+        let _ = t.rebase(epoch, 40);
+        let next = publish(&t, &config, "41");
+        assert_eq!(next.offset(), 41);
+        let after = EventId::new(40, epoch);
+        let reset = format!("event: reset\nid: {after}\ndata: {{\"after\":\"{after}\"}}\n\n");
+        assert_eq!(poll(&t, &mut cursor, &config), Poll::Ready(Some(reset)));
+        let got = poll(&t, &mut cursor, &config);
+        assert_eq!(got, Poll::Ready(Some(format!("id: {next}\ndata: 41\n\n"))));
+        assert_eq!(t.subscriber_count(), 1, "not cut off");
+    }
+
+    #[test]
+    fn a_key_is_answered_only_once_its_event_is_stored_and_forgotten_by_its_own_entry() {
+        let config = HubConfig::new();
+        let t = Topic::new(Arc::from("t"), Instant::now());
+        let window = Duration::from_secs(10);
+        let t0 = Instant::now();
+        let Some(Reservation::New(first)) = t.reserve_once(Some("k"), window, 16, t0) else {
+            panic!("a new key reserves");
+        };
+        assert_eq!(
+            t.reserve_once(Some("k"), window, 16, t0),
+            Some(Reservation::InFlight)
+        );
+        // Its closure panicked: nothing stored, the key is free again.
+        let _ = t.commit(first, None, &config, t0, None);
+        let t1 = t0 + Duration::from_secs(5);
+        let Some(Reservation::New(second)) = t.reserve_once(Some("k"), window, 16, t1) else {
+            panic!("the key was given back");
+        };
+        let event = Event::message("x").id(second.to_string()).unwrap().encode();
+        let _ = t.commit(second, Some(event), &config, t1, None);
+        // Past the first use's window, within the second's: still known.
+        let t2 = t0 + Duration::from_secs(12);
+        assert_eq!(
+            t.reserve_once(Some("k"), window, 16, t2),
+            Some(Reservation::Known(second))
+        );
     }
 }

@@ -17,7 +17,7 @@
 
 use std::{
     sync::{
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
         Arc, Weak,
     },
     task::Waker,
@@ -57,7 +57,7 @@ pub(super) fn spawn(
     name: Arc<str>,
     keys: Keys,
     serial: u64,
-    syncs: Arc<AtomicU64>,
+    (syncs, asked): (Arc<AtomicU64>, Arc<AtomicBool>),
 ) -> (
     watch::Receiver<Option<Arc<Topic>>>,
     mpsc::UnboundedSender<Feed>,
@@ -75,6 +75,7 @@ pub(super) fn spawn(
         published: tx,
         stale: true,
         syncs,
+        asked,
         renewed: None,
     };
     tokio::spawn(feeder.run(queue, confirmed));
@@ -94,6 +95,8 @@ struct Feeder {
     stale: bool,
     /// Counts completed reads (see [`spawn`]).
     syncs: Arc<AtomicU64>,
+    /// Set by a subscribe that asked for a read; cleared when one starts.
+    asked: Arc<AtomicBool>,
     /// When the topic's retention in Redis was last renewed.
     renewed: Option<Instant>,
 }
@@ -137,8 +140,10 @@ impl Feeder {
     /// Renews the topic's retention in Redis when a quarter of the TTL has
     /// passed since the last renewal: a topic with subscribers on this node
     /// must not expire in Redis however quiet it is (its next publish would
-    /// start a new epoch under every member). A failure is retried next tick.
-    async fn renew(&mut self, store: &Inner) {
+    /// start a new epoch under every member). Runs in a task of its own, so
+    /// that a Redis slow to answer never holds up live events; a failure is
+    /// retried a quarter of the TTL later, well within the TTL.
+    async fn renew(&mut self, store: &Arc<Inner>) {
         let ttl_ms = store.ttl_ms();
         let every = Duration::from_millis(ttl_ms / 4).max(TICK);
         let now = now();
@@ -148,11 +153,13 @@ impl Feeder {
         {
             return;
         }
+        self.renewed = Some(now);
+        let (store, keys) = (store.clone(), self.keys.clone());
         let mut conn = self.shard.commands.clone();
-        let renew = scripts::renew(&store.scripts, &mut conn, &self.keys, ttl_ms);
-        if let Ok(Ok(())) = tokio::time::timeout(store.config.timeout, renew).await {
-            self.renewed = Some(now);
-        }
+        tokio::spawn(async move {
+            let renew = scripts::renew(&store.scripts, &mut conn, &keys, ttl_ms);
+            let _ = tokio::time::timeout(store.config.timeout, renew).await;
+        });
     }
 
     /// Ends the copy's streams. The channel was unsubscribed by the store
@@ -191,6 +198,8 @@ impl Feeder {
         let Some(store) = self.store.upgrade() else {
             return;
         };
+        // Any read that starts from now on answers the subscribes that asked.
+        self.asked.store(false, Ordering::Release);
         let config = &store.config.hub;
         let held = self.topic.as_ref().map(|t| t.position());
         let mut conn = self.shard.commands.clone();
@@ -214,8 +223,16 @@ impl Feeder {
             from = 0;
         };
         let closed = store.closed.load(Ordering::SeqCst);
-        drop(store);
         self.apply(synced, closed);
+        // `close` may have looked at the copies between the read of its flag
+        // and the first copy's publication: look again (closing twice is
+        // harmless).
+        if !closed && store.closed.load(Ordering::SeqCst) {
+            if let Some(topic) = &self.topic {
+                wake(topic.close());
+            }
+        }
+        drop(store);
         self.stale = false;
         self.syncs.fetch_add(1, Ordering::Release);
     }
@@ -233,8 +250,10 @@ impl Feeder {
             .filter(|t| t.position().epoch() == epoch)
             .map(|t| t.position().offset());
         match held {
-            // Complete after what we hold: append what is new.
-            Some(position) if first <= position.saturating_add(1) => {}
+            // Complete after what we hold: append what is new. (A top below
+            // what we hold: Redis came back from an older snapshot, and the
+            // ids we handed out past its top will be reused; start over.)
+            Some(position) if first <= position.saturating_add(1) && top >= position => {}
             // Another epoch, a hole the stream no longer holds, or the first read.
             _ => self.replace(epoch, first.saturating_sub(1), closed),
         }
@@ -244,6 +263,12 @@ impl Feeder {
                     self.append(entry);
                 }
             }
+        }
+        // The first copy is shown to subscribers only once it holds what was
+        // read: a subscribe without a cursor must start after it, not get the
+        // history as live events.
+        if self.published.borrow().is_none() {
+            self.published.send_replace(self.topic.clone());
         }
     }
 
@@ -260,8 +285,7 @@ impl Feeder {
         if closed {
             wake(topic.close());
         }
-        self.topic = Some(topic.clone());
-        self.published.send_replace(Some(topic));
+        self.topic = Some(topic);
     }
 
     /// Appends `entry`, whose offset is the next one, with its real id.

@@ -41,8 +41,51 @@ pub(super) struct Shard {
     /// The address without credentials, for messages.
     pub(super) name: String,
     pub(super) commands: ConnectionManager,
+    /// This server's clock (see [`Clock`]).
+    pub(super) clock: Clock,
     routes: Routes,
     control: mpsc::UnboundedSender<Control>,
+}
+
+/// What this node knows of one Redis server's clock: a publish's deadline is
+/// set on it, so that Redis refuses to store a publish its node gave up on.
+///
+/// Each reply carries Redis's time when the script ran; that time minus this
+/// node's when the reply arrived is Redis's clock minus ours, short by the
+/// reply's delay: never too high, which is the safe side (a deadline that is
+/// too early refuses a publish; one too late could store it after the node
+/// gave up). The best (highest) sample of the last minute is kept, so one
+/// slow reply does not shrink the next deadlines.
+#[derive(Debug, Default)]
+pub(super) struct Clock {
+    /// `None` until the first sample; then the best skew and when the window
+    /// of samples started.
+    best: std::sync::Mutex<Option<(i64, std::time::Instant)>>,
+}
+
+/// How long a skew sample is kept as the best one: clocks drift slowly.
+const SKEW_WINDOW: Duration = Duration::from_secs(60);
+
+impl Clock {
+    /// Redis's clock minus this node's, in ms, if known.
+    pub(super) fn skew_ms(&self) -> Option<i64> {
+        lock(&self.best).map(|(skew, _)| skew)
+    }
+
+    /// Records a reply: Redis's time `redis_ms` read by a script whose reply
+    /// arrived at this node's `local_ms`.
+    pub(super) fn sample(&self, redis_ms: u64, local_ms: u64) {
+        let sample = i64::try_from(redis_ms).unwrap_or(i64::MAX)
+            - i64::try_from(local_ms).unwrap_or(i64::MAX);
+        let now = std::time::Instant::now();
+        let mut best = lock(&self.best);
+        *best = match *best {
+            Some((skew, since)) if now.duration_since(since) < SKEW_WINDOW => {
+                Some((skew.max(sample), since))
+            }
+            _ => Some((sample, now)),
+        };
+    }
 }
 
 impl std::fmt::Debug for Shard {
@@ -77,6 +120,7 @@ impl Shard {
         Ok(Self {
             name,
             commands,
+            clock: Clock::default(),
             routes,
             control,
         })
