@@ -71,6 +71,22 @@ pub struct Input<'a> {
     pub gap_bound: u64,
 }
 
+/// Whether `client` had a silence longer than the bound on an open stream
+/// that no frozen node explains (a node stopped by `SIGSTOP` sends nothing,
+/// heartbeats included, until it thaws).
+fn silent_too_long(client: &ClientLog, input: &Input<'_>) -> bool {
+    if client.silences.is_empty() {
+        return client.max_gap > input.gap_bound;
+    }
+    client.silences.iter().any(|s| {
+        s.end - s.start > input.gap_bound
+            && !input
+                .faults
+                .iter()
+                .any(|f| f.frozen == Some(s.node) && s.start <= f.end && f.start <= s.end)
+    })
+}
+
 /// Every violation, in the order of the checks.
 pub fn check(input: &Input<'_>) -> Vec<Violation> {
     let epochs = epoch_ages(input);
@@ -85,7 +101,7 @@ pub fn check(input: &Input<'_>) -> Vec<Violation> {
                 .or_insert((c, deliveries[0].1));
         }
         missing(c, client, &seen, input.posts, &epochs, &mut out);
-        if client.max_gap > input.gap_bound {
+        if silent_too_long(client, input) {
             out.push(Violation {
                 check: Check::Heartbeat,
                 what: format!(
@@ -579,6 +595,7 @@ mod tests {
             entries,
             max_gap: 0,
             max_gap_at: 0,
+            silences: Vec::new(),
         }
     }
 
@@ -774,6 +791,7 @@ mod tests {
             end: 2 * S + 900,
             what: "redis SHUTDOWN NOSAVE".into(),
             data_loss: true,
+            frozen: None,
         };
         let v = check(&Input {
             clients: &[],
@@ -833,5 +851,37 @@ mod tests {
         c.max_gap = 3 * S;
         c.max_gap_at = 4 * S;
         assert_eq!(checks(&run(&[c], &[])), [Check::Heartbeat]);
+    }
+
+    #[test]
+    fn a_silence_is_excused_only_by_a_freeze_of_its_own_node() {
+        use crate::campaign::history::Silence;
+        let mut c = client(vec![members(S, "0-aaaa")]);
+        c.max_gap = 3 * S;
+        c.max_gap_at = 4 * S;
+        c.silences = vec![Silence {
+            start: S,
+            end: 4 * S,
+            node: 1,
+        }];
+        let freeze = |node| FaultRecord {
+            start: 2 * S,
+            end: 3 * S,
+            what: format!("freeze node {node}"),
+            data_loss: false,
+            frozen: Some(node),
+        };
+        let run_with = |faults: &[FaultRecord]| {
+            check(&Input {
+                clients: std::slice::from_ref(&c),
+                posts: &[],
+                probes: &[],
+                faults,
+                gap_bound: 2 * S,
+            })
+        };
+        assert_eq!(checks(&run_with(&[freeze(1)])), []);
+        assert_eq!(checks(&run_with(&[freeze(0)])), [Check::Heartbeat]);
+        assert_eq!(checks(&run_with(&[])), [Check::Heartbeat]);
     }
 }

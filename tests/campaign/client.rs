@@ -19,7 +19,7 @@ use tokio::sync::watch;
 use tower_sse::{decode::Frame, Decoder};
 
 use super::{
-    history::{ClientEntry, ClientLog, Clock},
+    history::{ClientEntry, ClientLog, Clock, Silence},
     http::{open_sse, Stream},
     rng::Rng,
 };
@@ -97,6 +97,8 @@ pub async fn run(
             last_id: &mut last_id,
             retry: &mut retry,
             clock,
+            node,
+            heartbeat: spec.heartbeat,
         };
         let why = reading.read(&mut stream, stall_after, &mut stop).await;
         open.store(false, Ordering::SeqCst);
@@ -113,6 +115,9 @@ struct Reading<'a> {
     last_id: &'a mut Option<String>,
     retry: &'a mut Duration,
     clock: Clock,
+    /// The node the stream is open to, and its heartbeat interval.
+    node: usize,
+    heartbeat: Duration,
 }
 
 impl Reading<'_> {
@@ -180,6 +185,13 @@ impl Reading<'_> {
         if gap > self.log.max_gap {
             self.log.max_gap = gap;
             self.log.max_gap_at = at;
+        }
+        if gap > self.heartbeat.as_micros() as u64 {
+            self.log.silences.push(Silence {
+                start: at - gap,
+                end: at,
+                node: self.node,
+            });
         }
     }
 }

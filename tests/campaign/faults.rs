@@ -40,6 +40,10 @@ pub enum Fault {
         mode: CutMode,
         span: Duration,
     },
+    /// One node frozen (`SIGSTOP`, then `SIGCONT`) for longer than the
+    /// presence TTL: its lease lapses, its members are announced gone by
+    /// another node, and it must bring them back when it thaws.
+    Freeze { node: usize, span: Duration },
 }
 
 impl fmt::Display for Fault {
@@ -65,13 +69,14 @@ impl fmt::Display for Fault {
             Self::Cut { node, mode, span } => {
                 write!(f, "cut node {node} from redis ({mode:?}) for {span:?}")
             }
+            Self::Freeze { node, span } => write!(f, "freeze node {node} for {span:?}"),
         }
     }
 }
 
 /// The kinds of fault, dealt like a deck: every kind once per round, in an
 /// order shuffled by the seed, so that even a short CI run injects each kind.
-const KINDS: usize = 7;
+const KINDS: usize = 8;
 
 /// Deals the faults of the schedule.
 pub struct Deck {
@@ -130,6 +135,10 @@ impl Fault {
                 sleep: rng.millis(300, 2000),
             },
             5 => Self::KillPubsub,
+            6 => Self::Freeze {
+                node,
+                span: rng.millis(1800, 4000),
+            },
             _ => Self::Cut {
                 node,
                 mode: if rng.chance(50) {
@@ -144,6 +153,13 @@ impl Fault {
 
     pub fn data_loss(&self) -> bool {
         matches!(self, Self::RedisShutdown { save: false, .. })
+    }
+
+    pub fn frozen(&self) -> Option<usize> {
+        match self {
+            Self::Freeze { node, .. } => Some(*node),
+            _ => None,
+        }
     }
 }
 
@@ -171,6 +187,7 @@ pub async fn run_schedule(
             end: clock.now(),
             what: fault.to_string(),
             data_loss: fault.data_loss(),
+            frozen: fault.frozen(),
         });
         result?;
         revive_crashed(cluster, clock, records).await?;
@@ -193,6 +210,7 @@ pub async fn revive_crashed(
                 end: clock.now(),
                 what: format!("CRASHED (not injected): {why}"),
                 data_loss: false,
+                frozen: None,
             });
         }
     }
@@ -240,6 +258,11 @@ async fn apply(cluster: &mut Cluster, fault: &Fault) -> Result<(), String> {
             tokio::time::sleep(*span).await;
             cluster.proxies[*node].restore();
             Ok(())
+        }
+        Fault::Freeze { node, span } => {
+            cluster.nodes[*node].signal("STOP")?;
+            tokio::time::sleep(*span).await;
+            cluster.nodes[*node].signal("CONT")
         }
     }
 }

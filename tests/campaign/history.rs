@@ -94,6 +94,9 @@ pub struct ClientLog {
     /// when it ended.
     pub max_gap: u64,
     pub max_gap_at: u64,
+    /// Every silence longer than a heartbeat, so that the checker can tell
+    /// those a frozen node explains.
+    pub silences: Vec<Silence>,
 }
 
 /// The answer to one `/send` attempt.
@@ -151,6 +154,18 @@ pub struct FaultRecord {
     /// Redis restarted empty: acknowledged messages and idempotency keys may be
     /// gone (the hub announces a new epoch).
     pub data_loss: bool,
+    /// The node frozen (`SIGSTOP`) from `start` to `end`: its streams carry
+    /// nothing meanwhile, heartbeats included.
+    pub frozen: Option<usize>,
+}
+
+/// A silence longer than a heartbeat on one open stream, in µs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Silence {
+    pub start: u64,
+    pub end: u64,
+    /// The node the stream was open to.
+    pub node: usize,
 }
 
 impl fmt::Display for FaultRecord {

@@ -142,6 +142,23 @@ impl Node {
         }
     }
 
+    /// Sends `SIGSTOP` or `SIGCONT` (`sig` without `SIG`) to the node.
+    pub fn signal(&self, sig: &str) -> Result<(), String> {
+        let Some(child) = self.child.as_ref() else {
+            return Err(format!("node {} is not running", self.index));
+        };
+        let status = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(child.id().to_string())
+            .status()
+            .map_err(|e| format!("cannot run kill: {e}"))?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(format!("kill -{sig} node {}: {status}", self.index))
+        }
+    }
+
     /// Whether the process exited on its own (a crash the campaign did not
     /// cause).
     pub fn crashed(&mut self) -> Option<String> {
