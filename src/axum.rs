@@ -1,6 +1,8 @@
 //! axum 0.8 support (the `axum` feature): responses and extractors.
 //!
-//! Built on `axum-core`, so the feature does not pull in axum itself.
+//! Built on `axum-core` for the responses and extractors; the feature also
+//! pulls in `axum` itself (without its default features) for `MatchedPath`,
+//! the route reported in [`EndReport::request`](crate::EndReport::request).
 //!
 //! - [`SseBody`] is an `IntoResponse`: a handler declared `-> impl IntoResponse`
 //!   returns it as is (the headers of [`SseBody::into_response`], and the marker

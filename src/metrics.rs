@@ -8,7 +8,7 @@
 //! Names are low-cardinality on purpose: no topic, user, path or client in a
 //! label, so a server with a million streams still exports a handful of series.
 //! The only label is `reason` on [`STREAMS_ENDED`], one of `client_gone`,
-//! `completed`, `failed`, `shutdown`, `lifetime`.
+//! `completed`, `failed`, `shutdown`, `lifetime`, `stalled`.
 //!
 //! A stream that goes through both an [`SseLayer`](crate::SseLayer) and an
 //! [`SseBody`](crate::SseBody) is counted once, by the layer (which sees every
