@@ -327,6 +327,21 @@ impl PresenceInner {
         self.seq.fetch_add(1, Ordering::Relaxed) + 1
     }
 
+    /// An invocation of a script that writes this node's entries in `topic`:
+    /// the topic's four keys, then this node, the TTL and the write's number.
+    fn write<'a>(&self, script: &'a Script, topic: &str) -> ::redis::ScriptInvocation<'a> {
+        let [hash, nodes, seqs, taken] = self.keys(topic);
+        let mut invocation = script.key(hash);
+        invocation
+            .key(nodes)
+            .key(seqs)
+            .key(taken)
+            .arg(&self.node)
+            .arg(self.ttl_ms())
+            .arg(self.next_seq());
+        invocation
+    }
+
     /// Writes this node's `count` of `member` (called with the topic's
     /// [`Local`] locked); `kept` of them were there before.
     async fn change(
@@ -336,18 +351,8 @@ impl PresenceInner {
         count: usize,
         kept: usize,
     ) -> Result<(), HubError> {
-        let [hash, nodes, seqs, taken] = self.keys(topic);
-        let mut invocation = self.change.key(hash);
-        invocation
-            .key(nodes)
-            .key(seqs)
-            .key(taken)
-            .arg(&self.node)
-            .arg(self.ttl_ms())
-            .arg(self.next_seq())
-            .arg(member)
-            .arg(count)
-            .arg(kept);
+        let mut invocation = self.write(&self.change, topic);
+        invocation.arg(member).arg(count).arg(kept);
         let (applied, restored) = run::<(i64, usize)>(&self.store, topic, &invocation).await?;
         if applied == 0 {
             return Err(unavailable("a later write was applied first"));
@@ -364,15 +369,7 @@ impl PresenceInner {
         if counts.gone {
             return;
         }
-        let [hash, nodes, seqs, taken] = self.keys(topic);
-        let mut invocation = self.assert.key(hash);
-        invocation
-            .key(nodes)
-            .key(seqs)
-            .key(taken)
-            .arg(&self.node)
-            .arg(self.ttl_ms())
-            .arg(self.next_seq());
+        let mut invocation = self.write(&self.assert, topic);
         for (member, n) in &counts.members {
             invocation.arg(member).arg(*n);
         }
