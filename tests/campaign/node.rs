@@ -147,11 +147,12 @@ impl Node {
         let Some(child) = self.child.as_ref() else {
             return Err(format!("node {} is not running", self.index));
         };
-        let status = Command::new("kill")
-            .arg(format!("-{sig}"))
-            .arg(child.id().to_string())
+        // The shell's own `kill`: no package beyond `sh` needed.
+        let status = Command::new("sh")
+            .arg("-c")
+            .arg(format!("kill -{sig} {}", child.id()))
             .status()
-            .map_err(|e| format!("cannot run kill: {e}"))?;
+            .map_err(|e| format!("cannot run sh: {e}"))?;
         if status.success() {
             Ok(())
         } else {
