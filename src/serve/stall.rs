@@ -357,18 +357,26 @@ mod tests {
         Repeat(event)
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn a_body_not_asked_for_its_next_frame_is_cut_off_at_the_deadline() {
+    /// A watched body whose connection took one frame, its end handle, and the
+    /// watchdog (30 s write timeout) running beside it.
+    async fn one_frame_taken() -> (
+        Pin<Box<Watched<impl Body<Data = bytes::Bytes, Error = std::convert::Infallible>>>>,
+        crate::EndHandle,
+        tokio::task::JoinHandle<()>,
+    ) {
         let watch = Arc::new(Watch::default());
         let (inner, handle) = body();
         let mut watched = Box::pin(Watched::new(inner, &watch));
-        // The connection takes one frame, then asks for no more.
         let frame = poll_fn(|cx| watched.as_mut().poll_frame(cx)).await;
         assert!(matches!(frame, Some(Ok(_))));
-        let dog = tokio::spawn({
-            let watch = watch.clone();
-            async move { watch.watchdog(Duration::from_secs(30)).await }
-        });
+        let dog = tokio::spawn(async move { watch.watchdog(Duration::from_secs(30)).await });
+        (watched, handle, dog)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_not_asked_for_its_next_frame_is_cut_off_at_the_deadline() {
+        // The connection takes one frame, then asks for no more.
+        let (mut watched, handle, dog) = one_frame_taken().await;
         tokio::time::sleep(Duration::from_secs(29)).await;
         assert!(!handle.is_ended(), "not before the deadline");
         tokio::time::sleep(Duration::from_secs(2)).await;
@@ -385,15 +393,7 @@ mod tests {
     // Deliberate: the lock held across the deadline is a poll in progress.
     #[allow(clippy::await_holding_lock)]
     async fn a_body_being_polled_at_its_deadline_is_looked_at_again() {
-        let watch = Arc::new(Watch::default());
-        let (inner, handle) = body();
-        let mut watched = Box::pin(Watched::new(inner, &watch));
-        let frame = poll_fn(|cx| watched.as_mut().poll_frame(cx)).await;
-        assert!(matches!(frame, Some(Ok(_))));
-        let dog = tokio::spawn({
-            let watch = watch.clone();
-            async move { watch.watchdog(Duration::from_secs(30)).await }
-        });
+        let (mut watched, handle, dog) = one_frame_taken().await;
         // At the deadline, the connection (on another thread, for HTTP/2) is in
         // the middle of a poll: the body's lock is taken...
         let slot = watched.slot.clone();
