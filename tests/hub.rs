@@ -33,6 +33,18 @@ fn subscribe(hub: &Hub, topic: &str, cursor: Option<&str>) -> Subscriber {
     now(hub.subscribe(topic, cursor)).unwrap()
 }
 
+/// The memory store's hub-wide count of history bytes, as its `Debug` shows it
+/// (the store is behind `&dyn Store`).
+fn history_bytes(hub: &Hub) -> usize {
+    let debug = format!("{:?}", hub.store());
+    debug
+        .split("history_bytes: ")
+        .nth(1)
+        .and_then(|s| s.split(',').next())
+        .and_then(|s| s.parse().ok())
+        .expect("the memory store shows its history bytes")
+}
+
 fn msg(id: EventId, data: &str) -> String {
     format!("id: {id}\ndata: {data}\n\n")
 }
@@ -234,14 +246,7 @@ fn hub_wide_bounds_hold_with_many_one_shot_topics() {
     }
     assert!(store.topic_count() >= 1);
     drop(keep);
-    let debug = format!("{store:?}");
-    let bytes: usize = debug
-        .split("history_bytes: ")
-        .nth(1)
-        .and_then(|s| s.split(',').next())
-        .unwrap()
-        .parse()
-        .unwrap();
+    let bytes = history_bytes(&hub);
     assert!(bytes <= 64 * 1024, "{bytes}");
 }
 
@@ -575,14 +580,7 @@ fn the_hub_wide_byte_count_never_wraps_under_concurrent_eviction() {
         std::thread::spawn(move || {
             let mut highest = 0usize;
             while !done.load(std::sync::atomic::Ordering::Relaxed) {
-                let debug = format!("{:?}", hub.store());
-                let bytes: usize = debug
-                    .split("history_bytes: ")
-                    .nth(1)
-                    .and_then(|s| s.split(',').next())
-                    .and_then(|s| s.parse().ok())
-                    .unwrap_or(0);
-                highest = highest.max(bytes);
+                highest = highest.max(history_bytes(&hub));
             }
             highest
         })
