@@ -111,17 +111,16 @@ struct Inner {
     closed: AtomicBool,
 }
 
-/// What a subscribe needs of a copy.
-struct Handle {
-    topic: watch::Receiver<Option<Arc<Topic>>>,
-    feed: mpsc::UnboundedSender<Feed>,
-    syncs: Arc<AtomicU64>,
-    asked: Arc<AtomicBool>,
-}
-
 /// This node's copy of one topic, as the store's map holds it.
 struct Mirror {
+    /// Tells this copy's feeder from a later one's.
     serial: u64,
+    handle: Handle,
+}
+
+/// What a subscribe needs of a copy.
+#[derive(Clone)]
+struct Handle {
     topic: watch::Receiver<Option<Arc<Topic>>>,
     /// The feeder's queue: a subscribe with a cursor of another epoch asks it
     /// to read the topic again.
@@ -244,12 +243,7 @@ impl Inner {
     fn mirror(self: &Arc<Self>, name: &str) -> Result<Handle, HubError> {
         let mut map = self.lock();
         if let Some(m) = map.get(name) {
-            return Ok(Handle {
-                topic: m.topic.clone(),
-                feed: m.feed.clone(),
-                syncs: m.syncs.clone(),
-                asked: m.asked.clone(),
-            });
+            return Ok(m.handle.clone());
         }
         if self.closed.load(Ordering::SeqCst) {
             return Err(HubError::Closed);
@@ -268,20 +262,20 @@ impl Inner {
             serial,
             (syncs.clone(), asked.clone()),
         );
-        let mirror = Mirror {
-            serial,
-            topic: topic.clone(),
-            feed: feed.clone(),
-            syncs: syncs.clone(),
-            asked: asked.clone(),
-        };
-        map.insert(name, mirror);
-        Ok(Handle {
+        let handle = Handle {
             topic,
             feed,
             syncs,
             asked,
-        })
+        };
+        map.insert(
+            name,
+            Mirror {
+                serial,
+                handle: handle.clone(),
+            },
+        );
+        Ok(handle)
     }
 
     /// Lets go of the copy of `name` made by feeder `serial` if it has no
@@ -302,7 +296,9 @@ impl Inner {
     }
 
     fn existing(&self, name: &str) -> Option<Arc<Topic>> {
-        self.lock().get(name).and_then(|m| m.topic.borrow().clone())
+        self.lock()
+            .get(name)
+            .and_then(|m| m.handle.topic.borrow().clone())
     }
 
     async fn publish(
@@ -518,7 +514,7 @@ impl Store for RedisStore {
             .inner
             .lock()
             .values()
-            .filter_map(|m| m.topic.borrow().clone())
+            .filter_map(|m| m.handle.topic.borrow().clone())
             .collect();
         for topic in topics {
             topic
