@@ -341,30 +341,24 @@ impl Topic {
         let mut guard = self.lock();
         let state = &mut *guard;
         let offset = id.offset();
-        let reserved = offset > state.floor
-            && matches!(
-                state.slots.get((offset - state.floor - 1) as usize),
-                Some(Slot::Reserved)
-            );
-        if id.epoch() != state.epoch || !reserved {
-            return Vec::new(); // reserved before a rebase: that history is gone
-        }
+        let index = offset.checked_sub(state.floor + 1).map(|i| i as usize);
+        let slot = match index.and_then(|i| state.slots.get_mut(i)) {
+            Some(slot @ Slot::Reserved) if id.epoch() == state.epoch => slot,
+            // Reserved before a rebase: that history is gone.
+            _ => return Vec::new(),
+        };
         let before = state.bytes;
-        if event.is_none() {
-            // Nothing is stored at this offset: its key must not answer with it.
-            state.recent.offsets.retain(|_, at| *at != offset);
-        }
-        if offset > state.floor {
-            if let Some(slot) = state.slots.get_mut((offset - state.floor - 1) as usize) {
-                *slot = match event {
-                    Some(event) => {
-                        state.bytes += event.len();
-                        Slot::Event(event)
-                    }
-                    None => Slot::Empty,
-                };
+        *slot = match event {
+            Some(event) => {
+                state.bytes += event.len();
+                Slot::Event(event)
             }
-        }
+            None => {
+                // Nothing is stored at this offset: its key must not answer with it.
+                state.recent.offsets.retain(|_, at| *at != offset);
+                Slot::Empty
+            }
+        };
         state.touched = now;
         let mut wakers = Vec::new();
         let settled = state.settled;
