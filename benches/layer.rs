@@ -52,8 +52,7 @@ fn sse_request() -> Request<()> {
         .unwrap()
 }
 
-fn events() -> SseBody<tower_sse::Infallibly<futures_util::stream::Iter<std::vec::IntoIter<Event>>>>
-{
+fn events() -> SseBody<tower_sse::OkEvents<futures_util::stream::Iter<std::vec::IntoIter<Event>>>> {
     let events: Vec<Event> = (0..EVENTS)
         .map(|n| Event::message(format!("event number {n}")))
         .collect();

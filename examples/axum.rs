@@ -3,7 +3,7 @@
 //! cannot compress the streams) and `TraceLayer`.
 //!
 //! ```sh
-//! ADDR=127.0.0.1:3000 cargo run --example axum --features axum
+//! ADDR=127.0.0.1:3000 cargo run --example axum
 //! curl -N -H 'accept: text/event-stream' http://127.0.0.1:3000/sse
 //! curl -N -H 'accept: text/event-stream' http://127.0.0.1:3000/axum
 //! ```
@@ -20,7 +20,8 @@ use futures_util::StreamExt;
 use tokio_stream::wrappers::IntervalStream;
 use tower::ServiceBuilder;
 use tower_http::{compression::CompressionLayer, trace::TraceLayer};
-use tower_sse::{serve::TcpOptions, EndHandle, Event, LastEventId, SseBody, SseLayer};
+use tower_sse::{EndHandle, Event, LastEventId, SseBody, SseLayer};
+use tower_sse_serve::TcpOptions;
 
 fn ticks() -> impl tokio_stream::Stream<Item = u64> {
     IntervalStream::new(tokio::time::interval(Duration::from_secs(1)))
@@ -75,7 +76,7 @@ async fn main() {
                 .layer(CompressionLayer::new().compress_when(|_, _, _: &_, _: &_| true)),
         );
     // With `axum::serve`, the crate's socket options go on through `tap_io`, so
-    // a vanished client is reported within heartbeat + 30 s. (`tower_sse::serve::Server`
+    // a vanished client is reported within heartbeat + 30 s. (`tower_sse_serve::Server`
     // also sets a header read timeout and bounded buffers; see the chat example.)
     let options = TcpOptions::new();
     let listener = tokio::net::TcpListener::bind(&addr)

@@ -14,7 +14,8 @@ use http::{Request, Response, StatusCode};
 use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full};
 use hyper::body::Incoming;
 use tokio_stream::{wrappers::IntervalStream, StreamExt};
-use tower_sse::{serve::Server, Event, SseBody};
+use tower_sse::{Event, SseBody};
+use tower_sse_serve::Server;
 
 type Body = UnsyncBoxBody<bytes::Bytes, Infallible>;
 
@@ -50,7 +51,7 @@ async fn main() -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     println!("listening on http://{}", listener.local_addr()?);
     // Socket options that report a vanished client within heartbeat + 30 s, a
-    // header read timeout, bounded buffers: see `tower_sse::serve`.
+    // header read timeout, bounded buffers: see `tower_sse_serve`.
     Server::new()
         .serve(listener, tower::service_fn(handle))
         .await

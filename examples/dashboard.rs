@@ -2,7 +2,7 @@
 //! shows them as they change.
 //!
 //! ```text
-//! cargo run --example dashboard --features axum
+//! cargo run --example dashboard
 //! # then open http://127.0.0.1:3000
 //! ```
 //!

@@ -14,7 +14,8 @@ use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full};
 use hyper::body::Incoming;
 use tokio_stream::wrappers::IntervalStream;
 use tower::ServiceBuilder;
-use tower_sse::{serve::Server, EndHandle, Event, LastEventId, Shutdown, SseBody, SseLayer};
+use tower_sse::{EndHandle, Event, LastEventId, Shutdown, SseBody, SseLayer};
+use tower_sse_serve::Server;
 
 type Body = UnsyncBoxBody<bytes::Bytes, Infallible>;
 

@@ -2,7 +2,7 @@
 //! authorization check before any stream opens.
 //!
 //! ```text
-//! cargo run --example notifications --features axum
+//! cargo run --example notifications
 //! # then open http://127.0.0.1:3000 in two browser profiles, log in as two users
 //! ```
 //!
@@ -46,7 +46,8 @@ use axum::{
 };
 use serde::Deserialize;
 use serde_json::json;
-use tower_sse::{Event, Hub, HubError, LastEventId, SseBody, SseLayer, Subscriber};
+use tower_sse::{Event, LastEventId, SseBody, SseLayer};
+use tower_sse_hub::{Hub, HubError, Subscriber};
 
 const MAX_NAME: usize = 32;
 const MAX_TEXT: usize = 2048;

@@ -30,9 +30,10 @@ use hyper_util::{
 };
 use tokio::net::TcpListener;
 use tower_sse::{
-    decode::BodyDataStream, is_event_stream, serve::Server, BoxError, DecodeError, Decoder, Event,
-    EventStream, LastEventId, MessageEvent, SseBody,
+    decode::BodyDataStream, is_event_stream, BoxError, DecodeError, Decoder, Event, EventStream,
+    LastEventId, MessageEvent, SseBody,
 };
+use tower_sse_serve::Server;
 
 /// What the relay does with each upstream event: forward it (possibly changed) or drop it.
 pub type Transform = Arc<dyn Fn(MessageEvent) -> Option<MessageEvent> + Send + Sync>;
@@ -184,7 +185,7 @@ pub fn events(
 }
 
 /// Serves the relay on `listener`, one upstream request per downstream client, until dropped,
-/// with the crate's serving defaults (`tower_sse::serve`).
+/// with the crate's serving defaults (`tower_sse_serve`).
 pub async fn serve(listener: TcpListener, relay: Relay) {
     let relay = Arc::new(relay);
     let service = tower::service_fn(move |req: Request<Incoming>| {

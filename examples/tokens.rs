@@ -1,7 +1,7 @@
 //! LLM-style token streaming: a `POST` answered with a stream of tokens.
 //!
 //! ```text
-//! cargo run --example tokens --features axum
+//! cargo run --example tokens
 //! # then open http://127.0.0.1:3000, or:
 //! curl -N http://127.0.0.1:3000/generate -d '{"prompt": "hello"}' -H 'content-type: application/json'
 //! ```

@@ -13,7 +13,8 @@ use std::time::Duration;
 use axum::{routing::get, Router};
 use futures_util::StreamExt;
 use tokio_stream::wrappers::IntervalStream;
-use tower_sse::{serve::Server, Event, SseBody, SseLayer};
+use tower_sse::{Event, SseBody, SseLayer};
+use tower_sse_serve::Server;
 
 #[tokio::main]
 async fn main() {

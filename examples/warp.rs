@@ -10,7 +10,8 @@ use std::{convert::Infallible, time::Duration};
 use futures_util::StreamExt;
 use tokio_stream::wrappers::IntervalStream;
 use tower::ServiceBuilder;
-use tower_sse::{serve::Server, SseLayer};
+use tower_sse::SseLayer;
+use tower_sse_serve::Server;
 use warp::Filter;
 
 #[tokio::main]
@@ -34,6 +35,6 @@ async fn main() {
         .service(warp::service(route));
     let listener = tokio::net::TcpListener::bind(&addr).await.unwrap();
     println!("listening on http://{addr}");
-    // The crate's serving defaults (see `tower_sse::serve`).
+    // The crate's serving defaults (see `tower_sse_serve`).
     Server::new().serve(listener, service).await.unwrap();
 }

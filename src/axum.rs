@@ -34,7 +34,10 @@ use axum_core::{
 use bytes::Bytes;
 use http::{header, request::Parts, HeaderValue, StatusCode};
 
-use crate::{DecodeError, EndHandle, EventError, LastEventId, SseBody};
+use crate::{
+    body::SseBody, decode::DecodeError, event::EventError, event::LastEventId,
+    stream::end::EndHandle,
+};
 
 impl<S> IntoResponse for SseBody<S>
 where

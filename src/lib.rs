@@ -60,14 +60,15 @@
 //!   hand-made body): headers, heartbeats injected only between events,
 //!   disconnect reports, compression kept off, shutdown, limits, and
 //!   [`LastEventId`] plus an [`EndHandle`] in the request's extensions. See the
-//!   [`layer`] module for the details and a comparison with axum, warp and
-//!   actix-web-lab.
-//! - [`Hub`] is the broadcast hub: named topics, each event encoded once and
-//!   shared with every [`Subscriber`]; per-topic [`EventId`]s with an epoch and a
+//!   [`layer`] module for the details, and the
+//!   [guide](https://github.com/tower-sse/tower-sse/blob/main/docs/guide.md#the-layer-in-depth)
+//!   for the full account and a comparison with axum, warp and actix-web-lab.
+//! - `Hub` (the `tower-sse-hub` crate) is the broadcast hub: named topics, each event encoded once and
+//!   shared with every `Subscriber`; per-topic `EventId`s with an epoch and a
 //!   bounded history that outlives subscribers, for `Last-Event-ID` replay with
 //!   no gap, no duplicate and never from the wrong place; every subscriber a
-//!   cursor into that history, with a [`Lag`] policy so a slow client never
-//!   holds up the rest. Where history lives is a [`hub::Store`]: in memory by
+//!   cursor into that history, with a `Lag` policy so a slow client never
+//!   holds up the rest. Where history lives is a `Store`: in memory by
 //!   default.
 //! - [`Decoder`] and [`EventStream`] are the reading side: a WHATWG-exact parser
 //!   with bounded memory, for clients, relays and tests (see [`decode`]).
@@ -84,7 +85,7 @@
 //!   setting, else the layer's); the layer adds
 //!   the concurrency limit, compression safety, and one `on_end`, `Shutdown` and
 //!   lifetime for every route.
-//! - **[`Hub`]** when many clients watch the same events.
+//! - **`Hub`** (`tower-sse-hub`) when many clients watch the same events.
 //! - **[`EventStream`]** to read a stream.
 //!
 //! # Encoding and decoding, without a server
@@ -158,45 +159,32 @@
 #[cfg(feature = "axum")]
 mod axum;
 mod body;
-mod coalesce;
 pub mod decode;
-mod encoded;
-mod end;
+mod error;
 mod event;
-pub mod hub;
-mod keep_alive;
-mod last_event_id;
 pub mod layer;
-mod lifecycle;
-mod link;
 pub mod metrics;
 mod request_info;
 mod response;
-#[cfg(feature = "serve")]
-#[cfg_attr(docsrs, doc(cfg(feature = "serve")))]
-pub mod serve;
-mod shutdown;
+mod stream;
+mod sync;
 pub mod timer;
-mod trace;
-mod tracker;
 
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub use crate::axum::MissingLastEventId;
-pub use body::{BoxError, Infallibly, SseBody};
+pub use body::{OkEvents, SseBody};
 pub use decode::{DecodeError, Decoder, EventStream, MessageEvent};
-pub use encoded::EncodedEvent;
-pub use end::{EndHandle, EndReason, EndReport, Ended};
-pub use event::{Event, EventError};
-pub use hub::{EventId, Hub, HubConfig, HubError, Lag, Subscriber};
-pub use keep_alive::KeepAlive;
-pub use last_event_id::{LastEventId, MAX_LAST_EVENT_ID_LEN};
+pub use error::BoxError;
+pub use event::{EncodedEvent, Event, EventError, LastEventId, MAX_LAST_EVENT_ID_LEN};
 pub use layer::SseLayer;
 pub use request_info::RequestInfo;
 pub use response::{
     is_event_stream, no_content, response, NO_CACHE, TEXT_EVENT_STREAM, X_ACCEL_BUFFERING,
 };
-pub use shutdown::{Drained, Shutdown, Triggered};
+pub use stream::{
+    drop_stalled, Drained, EndHandle, EndReason, EndReport, Ended, KeepAlive, Shutdown, Triggered,
+};
 
 /// The README's Rust snippets, compiled and run as doctests.
 #[cfg(all(doctest, feature = "axum"))]

@@ -32,7 +32,7 @@ async fn bad_event() -> Result<impl IntoResponse, EventError> {
 }
 
 async fn bad_json() -> Result<impl IntoResponse, EventError> {
-    Err::<SseBody<tower_sse::Infallibly<stream::Empty<Event>>>, _>(EventError::Json(
+    Err::<SseBody<tower_sse::OkEvents<stream::Empty<Event>>>, _>(EventError::Json(
         "secret data 1234".into(),
     ))
 }
@@ -209,7 +209,7 @@ async fn end_handle_without_the_layer() {
 }
 
 /// A body that sends heartbeats of its own, returned both ways.
-fn heartbeating() -> SseBody<tower_sse::Infallibly<stream::Pending<Event>>> {
+fn heartbeating() -> SseBody<tower_sse::OkEvents<stream::Pending<Event>>> {
     SseBody::from_events(stream::pending()).keep_alive(
         KeepAlive::new()
             .interval(Duration::from_millis(5))

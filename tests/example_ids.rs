@@ -17,7 +17,8 @@ use http_body_util::{BodyExt, Empty};
 use hyper::Request;
 use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
-use tower_sse::{serve::Server, LastEventId, SseLayer};
+use tower_sse::{LastEventId, SseLayer};
+use tower_sse_serve::Server;
 
 async fn serve_axum() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

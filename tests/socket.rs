@@ -405,9 +405,9 @@ async fn served_by_hyper_util_auto_builder_over_http2() {
 
 #[tokio::test]
 async fn axum_handler_returns_the_response_as_is() {
-    async fn sse() -> Response<
-        SseBody<tower_sse::Infallibly<futures_util::stream::Iter<std::vec::IntoIter<Event>>>>,
-    > {
+    async fn sse(
+    ) -> Response<SseBody<tower_sse::OkEvents<futures_util::stream::Iter<std::vec::IntoIter<Event>>>>>
+    {
         SseBody::from_events(futures_util::stream::iter(vec![Event::message(
             "from axum",
         )]))

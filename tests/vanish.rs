@@ -18,10 +18,8 @@ use http::Request;
 use hyper::body::Incoming;
 use tokio::{net::TcpListener, sync::mpsc};
 use tokio_stream::wrappers::IntervalStream;
-use tower_sse::{
-    serve::{Server, TcpOptions},
-    EndReport, Event, KeepAlive, Shutdown, SseBody,
-};
+use tower_sse::{EndReport, Event, KeepAlive, Shutdown, SseBody};
+use tower_sse_serve::{Server, TcpOptions};
 
 const HEARTBEAT: Duration = Duration::from_secs(1);
 const USER_TIMEOUT: Duration = Duration::from_secs(3);

@@ -1,6 +1,6 @@
 use std::{error::Error, fmt};
 
-use crate::BoxError;
+use crate::error::BoxError;
 
 /// The error produced while decoding an event stream.
 ///

@@ -9,7 +9,7 @@ use futures_core::Stream;
 use pin_project_lite::pin_project;
 
 use super::{BodyDataStream, DecodeError, Decoder, Frame, MessageEvent};
-use crate::BoxError;
+use crate::error::BoxError;
 
 pin_project! {
     /// Decodes a `text/event-stream` body, or any stream of byte chunks, into a [`Stream`] of

@@ -10,16 +10,16 @@ use bytes::{Buf, Bytes};
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
-use super::{
-    boundary::Boundary,
-    config::{Config, Permit},
-};
+use super::{boundary::Boundary, config::Config};
 use crate::{
-    keep_alive::Heartbeat,
-    lifecycle::{Control, Lifecycle},
-    link::Link,
-    tracker::Tracker,
-    BoxError, EndReason, Event,
+    error::BoxError,
+    event::Event,
+    stream::end::Outcome,
+    stream::heartbeat::Heartbeat,
+    stream::lifecycle::{Control, Lifecycle},
+    stream::link::Link,
+    stream::permit::Permit,
+    stream::report::Reporter,
 };
 
 pin_project! {
@@ -80,16 +80,16 @@ impl<B> ResponseBody<B> {
     pub(crate) fn stream(
         body: B,
         config: &Config,
-        mut tracker: Tracker,
+        mut reporter: Reporter,
         permit: Permit,
         link: Arc<Link>,
     ) -> Self {
         for on_end in &config.on_end {
             let on_end = on_end.clone();
-            tracker.on_end(move |report| on_end(report));
+            reporter.on_end(move |report| on_end(report));
         }
-        tracker.observe();
-        let mut lifecycle = Lifecycle::new(tracker, config.timer.clone());
+        reporter.observe();
+        let mut lifecycle = Lifecycle::new(reporter, config.timer.clone());
         lifecycle.set_heartbeat(Some(Heartbeat::new(config.keep_alive.clone())));
         if let Some(shutdown) = &config.shutdown {
             lifecycle.set_shutdown(shutdown.listener());
@@ -191,13 +191,12 @@ where
         }
         Poll::Ready(Some(Err(err))) => {
             let err: Arc<dyn Error + Send + Sync> = Arc::from(err.into());
-            lifecycle.finish(EndReason::Failed(err.clone()));
+            lifecycle.finish(Outcome::Failed(err.clone()));
             Poll::Ready(Some(Err(Box::new(BodyError(err)))))
         }
         Poll::Ready(None) => {
             // An `SseBody` inside knows why it ended (a failure, its own shutdown).
-            let inner = lifecycle.tracker.link().and_then(|l| l.reason());
-            lifecycle.finish(inner.unwrap_or(EndReason::Completed));
+            lifecycle.finish(Outcome::InnerEnded);
             Poll::Ready(None)
         }
         Poll::Pending => {
@@ -217,7 +216,8 @@ where
 
 /// The error of a [`ResponseBody`] whose inner body failed; its
 /// [`source`](Error::source) is the inner body's error, also reported in the
-/// stream's [`EndReport`](crate::EndReport) as [`EndReason::Failed`].
+/// stream's [`EndReport`](crate::EndReport) as
+/// [`EndReason::Failed`](crate::EndReason::Failed).
 #[derive(Clone)]
 pub struct BodyError(Arc<dyn Error + Send + Sync>);
 
@@ -280,8 +280,11 @@ mod tests {
     use super::*;
     use crate::{
         layer::config::Lifetime,
+        stream::end::EndHandle,
+        stream::end::EndReason,
+        stream::heartbeat::KeepAlive,
+        stream::shutdown::Shutdown,
         timer::{Sleep, Timer},
-        EndHandle, KeepAlive, Shutdown,
     };
 
     #[derive(Debug, PartialEq)]
@@ -390,8 +393,8 @@ mod tests {
             // What an `SseBody` inside does on its first poll.
             link.mark_polled();
         }
-        let tracker = Tracker::new(handle.clone());
-        let body = ResponseBody::stream(script, &config, tracker, permit, link);
+        let reporter = Reporter::new(handle.clone());
+        let body = ResponseBody::stream(script, &config, reporter, permit, link);
         Harness {
             body: Box::pin(body),
             handle,
@@ -632,7 +635,7 @@ mod tests {
     }
 
     /// A body waiting for events that never come, as a handler would make it.
-    type Idle = crate::SseBody<crate::body::Infallibly<futures_util::stream::Pending<Event>>>;
+    type Idle = crate::body::SseBody<crate::body::OkEvents<futures_util::stream::Pending<Event>>>;
 
     /// The frames a client gets in `window` (paused time) from a body made by
     /// `set` in the handler, under an `SseLayer` with `layer`'s heartbeat, or
@@ -648,10 +651,11 @@ mod tests {
         let body: Pin<Box<dyn Body<Data = Bytes, Error = BoxError> + Send>> = match layer {
             Some(keep_alive) => {
                 let svc = ServiceBuilder::new()
-                    .layer(crate::SseLayer::new().keep_alive(keep_alive))
+                    .layer(crate::layer::SseLayer::new().keep_alive(keep_alive))
                     .service_fn(move |_: http::Request<()>| {
-                        let body =
-                            set(crate::SseBody::from_events(futures_util::stream::pending()));
+                        let body = set(crate::body::SseBody::from_events(
+                            futures_util::stream::pending(),
+                        ));
                         async move { Ok::<_, std::convert::Infallible>(body.into_response()) }
                     });
                 let req = http::Request::get("/sse")
@@ -662,7 +666,9 @@ mod tests {
                 Box::pin(res.into_body())
             }
             None => {
-                let body = set(crate::SseBody::from_events(futures_util::stream::pending()));
+                let body = set(crate::body::SseBody::from_events(
+                    futures_util::stream::pending(),
+                ));
                 Box::pin(body.map_err(|never| match never {}))
             }
         };

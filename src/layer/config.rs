@@ -14,23 +14,37 @@ use http::HeaderValue;
 
 use crate::{
     response::NO_CACHE,
+    stream::end::EndReport,
+    stream::heartbeat::KeepAlive,
+    stream::permit::Permit,
+    stream::shutdown::Shutdown,
     timer::{default_timer, Timer},
-    EndReport, KeepAlive, Shutdown,
 };
 
-pub(crate) type OnEnd = Arc<dyn Fn(EndReport) + Send + Sync>;
+/// A callback of [`SseLayer::on_end`](crate::SseLayer::on_end): shared by
+/// every stream of the layer, called once for each (so `Fn`, and `Sync`).
+pub(crate) type LayerOnEnd = Arc<dyn Fn(EndReport) + Send + Sync>;
 
+/// A layer's configuration: built by the `SseLayer` builder (by value, before
+/// any service exists), then shared read-only in an `Arc` by every service
+/// and response future of the layer. Only `live` changes afterwards; every
+/// other field is immutable once shared, so none needs a lock.
 #[derive(Clone)]
 pub(crate) struct Config {
     pub(crate) keep_alive: KeepAlive,
     pub(crate) cache_control: HeaderValue,
-    /// Every callback added with `on_end`, run in order.
-    pub(crate) on_end: Vec<OnEnd>,
+    /// Every callback added with `on_end`, run in order. `Fn + Sync`: the
+    /// streams of the layer call them concurrently, each from its own task.
+    pub(crate) on_end: Vec<LayerOnEnd>,
     pub(crate) shutdown: Option<Shutdown>,
     pub(crate) limit: Option<Limit>,
     pub(crate) lifetime: Option<Lifetime>,
     pub(crate) timer: Option<Arc<dyn Timer>>,
-    /// SSE streams open right now, shared by every clone of the layer.
+    /// SSE streams open right now, shared by every unchanged clone of the
+    /// layer (a clone that is configured gets a count of its own). Changed only
+    /// through [`Permit`] (a compare-and-swap loop against the limit, and a
+    /// decrement on drop; see there for the orderings); read with `Acquire` by
+    /// `live_streams`, `Relaxed` by `Debug` (a snapshot either way).
     pub(crate) live: Arc<AtomicUsize>,
 }
 
@@ -53,14 +67,7 @@ impl Config {
     /// Takes a slot for a new stream, unless the limit is reached.
     pub(crate) fn try_acquire(&self) -> Option<Permit> {
         let max = self.limit.as_ref().map_or(usize::MAX, |l| l.max);
-        self.live
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < max).then_some(n + 1)
-            })
-            .ok()
-            .map(|_| Permit {
-                live: self.live.clone(),
-            })
+        Permit::try_acquire(&self.live, max)
     }
 }
 
@@ -105,18 +112,6 @@ impl Limit {
 pub(crate) struct Lifetime {
     pub(crate) after: Duration,
     pub(crate) retry: Duration,
-}
-
-/// One live stream; leaves the count when dropped.
-#[derive(Debug)]
-pub(crate) struct Permit {
-    live: Arc<AtomicUsize>,
-}
-
-impl Drop for Permit {
-    fn drop(&mut self) {
-        self.live.fetch_sub(1, Ordering::AcqRel);
-    }
 }
 
 #[cfg(test)]

@@ -9,15 +9,14 @@ use std::{
 use http::{header, HeaderValue, Response, StatusCode};
 use pin_project_lite::pin_project;
 
-use super::{
-    config::{Config, Permit},
-    ResponseBody,
-};
+use super::{config::Config, ResponseBody};
 use crate::{
-    link::{Link, LinkExt},
     request_info::RequestSeed,
-    tracker::Tracker,
-    EndHandle, EndReason,
+    stream::end::EndHandle,
+    stream::end::Outcome,
+    stream::link::{Link, LinkExt},
+    stream::permit::Permit,
+    stream::report::Reporter,
 };
 
 pin_project! {
@@ -78,17 +77,17 @@ impl StreamRequest {
     /// that nothing waits on it forever.
     fn not_a_stream(mut self) {
         if let Some(handle) = self.handle.take() {
-            handle.resolve_empty(EndReason::Completed);
+            handle.resolve_empty(Outcome::NoStream);
         }
     }
 
     /// The response is a stream: its end report starts now.
-    fn tracker(&mut self) -> Tracker {
-        let mut tracker = Tracker::new(self.handle.take().unwrap_or_default());
+    fn reporter(&mut self) -> Reporter {
+        let mut reporter = Reporter::new(self.handle.take().unwrap_or_default());
         if let Some(seed) = self.seed.take() {
-            tracker.set_request(Arc::new(seed.into_info()));
+            reporter.set_request(Arc::new(seed.into_info()));
         }
-        tracker
+        reporter
     }
 }
 
@@ -96,7 +95,7 @@ impl Drop for StreamRequest {
     fn drop(&mut self) {
         // Dropped before the response (the future was dropped): the client left.
         if let Some(handle) = self.handle.take() {
-            handle.resolve_empty(EndReason::ClientGone);
+            handle.resolve_empty(Outcome::Unanswered);
         }
     }
 }
@@ -167,19 +166,19 @@ fn wrap<B>(
             .get(header::CONTENT_ENCODING)
             .is_some_and(|v| v != "identity")
     };
-    if !crate::is_event_stream(headers) || compressed() {
+    if !crate::response::is_event_stream(headers) || compressed() {
         stream.not_a_stream();
         return res.map(ResponseBody::plain);
     }
     let mut stream = stream;
-    let mut tracker = stream.tracker();
+    let mut reporter = stream.reporter();
     let permit = match stream.permit.take() {
         Some(permit) => permit,
         // The request did not say it wanted a stream: its slot is taken now.
         None => match config.try_acquire() {
             Some(permit) => permit,
             None => {
-                tracker.finish(EndReason::Completed);
+                reporter.finish(Outcome::NoStream);
                 return unavailable(config.limit.as_ref().map(|l| l.retry_after.clone()));
             }
         },
@@ -190,10 +189,10 @@ fn wrap<B>(
         None => stream.link.take().unwrap_or_default(),
     };
     link.mark_layered(&config.keep_alive);
-    tracker.set_link(link.clone());
+    reporter.set_link(link.clone());
     let (mut parts, body) = res.into_parts();
     crate::response::set_headers(&mut parts.headers, config.cache_control.clone());
-    let body = ResponseBody::stream(body, config, tracker, permit, link);
+    let body = ResponseBody::stream(body, config, reporter, permit, link);
     Response::from_parts(parts, body)
 }
 

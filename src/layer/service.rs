@@ -7,13 +7,47 @@ use http::{header, HeaderMap, Request, Response};
 use tower_service::Service;
 
 use super::{config::Config, future::StreamRequest, ResponseBody, ResponseFuture, SseLayer};
-use crate::{link::Link, request_info::RequestSeed, EndHandle, EndReason, LastEventId};
+use crate::{
+    event::LastEventId, request_info::RequestSeed, stream::end::EndHandle, stream::end::Outcome,
+    stream::link::Link,
+};
 
 /// Middleware that makes the SSE responses of the inner service production-safe;
 /// see the [module docs](crate::layer). Made by [`SseLayer`].
 ///
 /// It never changes the inner service's error type; a failing response body
 /// fails the same way through it.
+///
+/// A handler that resumes after `Last-Event-ID` and learns when the client leaves:
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use std::convert::Infallible;
+/// use http::Request;
+/// use http_body_util::BodyExt;
+/// use tower::{ServiceBuilder, ServiceExt};
+/// use tower_sse::{EndHandle, EndReason, Event, LastEventId, SseBody, SseLayer};
+///
+/// let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+/// let svc = ServiceBuilder::new().layer(SseLayer::new()).service_fn(move |req: Request<()>| {
+///     let from = req.extensions().get::<LastEventId>().and_then(|id| id.as_u64()).unwrap_or(0);
+///     let handle = req.extensions().get::<EndHandle>().unwrap().clone();
+///     let events = futures_util::stream::iter([Event::message("next").id((from + 1).to_string())]);
+///     let body = SseBody::new(events).with_end_handle(handle.clone());
+///     let _ = tx.send(handle);
+///     async move { Ok::<_, Infallible>(body.into_response()) }
+/// });
+/// let req = Request::get("/sse?lastEventId=41")
+///     .header("accept", "text/event-stream")
+///     .body(())
+///     .unwrap();
+/// let res = svc.oneshot(req).await.unwrap();
+/// let bytes = res.into_body().collect().await.unwrap().to_bytes();
+/// assert_eq!(&bytes[..], b"id: 42\ndata: next\n\n");
+/// let report = rx.recv().await.unwrap().ended().await;
+/// assert_eq!(report.reason, EndReason::Completed);
+/// # }
+/// ```
 #[derive(Clone, Debug)]
 pub struct Sse<S> {
     inner: S,
@@ -81,7 +115,7 @@ where
         }
         // Decided before the inner service runs, so a refused stream costs it nothing.
         let Some(permit) = self.config.try_acquire() else {
-            handle.resolve_empty(EndReason::Completed);
+            handle.resolve_empty(Outcome::NoStream);
             return ResponseFuture::rejected(&self.config);
         };
         req.headers_mut().remove(header::ACCEPT_ENCODING);

@@ -1,12 +1,27 @@
 //! What the headless-Chromium tests share: the check that Node, the npm
 //! packages and Chromium are there, and running one script.
 
-use std::{path::Path, process::Stdio, time::Duration};
+use std::{
+    path::{Path, PathBuf},
+    process::Stdio,
+    time::Duration,
+};
+
+/// The repository's root: the root package's tests and the chat's (in
+/// `examples/chat`) share the Node package in `tests/browser` and `docs/`.
+fn root() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest
+        .ancestors()
+        .find(|dir| dir.join("tests/browser/package.json").is_file())
+        .unwrap_or(manifest)
+        .to_path_buf()
+}
 
 /// Chromium's path, or `None` (after printing `SKIP`) when something the tests
 /// need is missing outside CI.
 pub fn chromium() -> Option<String> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    let dir = root().join("tests/browser");
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
     let node = std::process::Command::new("node")
         .arg("--version")
@@ -42,7 +57,7 @@ pub async fn run_with(
     screenshot: Option<&str>,
     env: &[(&str, &str)],
 ) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    let dir = root().join("tests/browser");
     let mut cmd = tokio::process::Command::new("node");
     cmd.arg(script)
         .current_dir(&dir)
@@ -53,11 +68,7 @@ pub async fn run_with(
         .stderr(Stdio::inherit())
         .kill_on_drop(true);
     if let Some(name) = screenshot.filter(|_| std::env::var_os("UPDATE_SCREENSHOT").is_some()) {
-        cmd.arg(
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("docs")
-                .join(name),
-        );
+        cmd.arg(root().join("docs").join(name));
     }
     // The script has its own two-minute guard; this one is for node itself.
     let status = tokio::time::timeout(Duration::from_secs(180), cmd.status())

@@ -1,0 +1,418 @@
+//! [`MemoryStore`]: the hub's default store, in this process.
+//!
+//! Topics live in shards (a map each, behind its own lock) found by the topic
+//! name's hash: the shard lock is held only to look a topic up or create it,
+//! never while publishing, so publishes to different topics do not wait for
+//! each other, and those to one topic wait only for that topic's short critical
+//! sections. Expired topics are freed by a sweep, run by a background task when
+//! the hub was created inside a tokio runtime, and otherwise (or also) at most
+//! once per sweep interval by the next publish or subscribe.
+
+use std::{
+    collections::{hash_map::RandomState, HashMap},
+    fmt,
+    hash::BuildHasher,
+    sync::{
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
+        Arc,
+    },
+    task::Waker,
+    time::{Duration, Instant},
+};
+
+use crate::sync::{lock, now, Mutex};
+
+use super::{
+    store::{self, HubError, MakeEvent, Store, StoreFuture},
+    topic::{Reservation, Topic},
+    EventId, HubConfig, Subscriber,
+};
+
+/// After a scan at the topic bound found no topic to evict, new topics are
+/// refused for this long without scanning again: a flood of new topics while
+/// every topic is in use costs a scan per interval, not one per request.
+const FULL_BACKOFF: Duration = Duration::from_millis(100);
+
+const SHARDS: usize = 32;
+
+/// One shard: the topics whose name hashes to it.
+type Shard = Mutex<HashMap<Arc<str>, Arc<Topic>>>;
+
+/// The in-process [`Store`]: each topic's history in memory, bounded per topic
+/// by [`HubConfig`]'s count, bytes and TTL, and hub-wide by its topic and byte
+/// bounds. The default store of [`Hub::new`](super::Hub::new).
+#[derive(Clone)]
+pub struct MemoryStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Arc<HubConfig>,
+    shards: Box<[Shard]>,
+    hasher: RandomState,
+    topics: AtomicUsize,
+    bytes: AtomicUsize,
+    /// When the store was made: `next_sweep` counts from here.
+    started: Instant,
+    /// When the next sweep is due, in nanoseconds since `started`: only read by
+    /// publishes, so it costs them no shared write.
+    next_sweep: AtomicU64,
+    /// Held by the one sweeper running, with `try_lock`.
+    sweeping: Mutex<()>,
+    /// Until when new topics are refused (nanoseconds since `started`): a
+    /// scan at the bound found nothing to evict.
+    full_until: AtomicU64,
+    /// Set by `close`, read under a shard's lock before a topic is created
+    /// there: a topic is either created before `close` visits its shard (and
+    /// closed by it) or refused.
+    closed: AtomicBool,
+}
+
+impl MemoryStore {
+    /// A store bounded by `config`. Inside a tokio runtime (with the `tokio`
+    /// feature), it spawns the task that frees expired topics; the task ends
+    /// with the store.
+    pub fn new(config: HubConfig) -> Self {
+        let inner = Arc::new(Inner {
+            config: Arc::new(config),
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            hasher: RandomState::new(),
+            topics: AtomicUsize::new(0),
+            bytes: AtomicUsize::new(0),
+            started: now(),
+            next_sweep: AtomicU64::new(0),
+            sweeping: Mutex::new(()),
+            full_until: AtomicU64::new(0),
+            closed: AtomicBool::new(false),
+        });
+        #[cfg(feature = "tokio")]
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(sweeper(Arc::downgrade(&inner)));
+        }
+        Self { inner }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &HubConfig {
+        &self.inner.config
+    }
+
+    /// Bytes of history held across every topic.
+    pub fn history_bytes(&self) -> usize {
+        self.inner.bytes.load(Ordering::Relaxed)
+    }
+
+    /// Frees now the topics without subscribers whose retention has expired
+    /// (the background task or the next publish does it too; see the module).
+    pub fn sweep(&self) {
+        self.inner.sweep(now());
+    }
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new(HubConfig::new())
+    }
+}
+
+impl fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryStore")
+            .field("topics", &self.inner.topics.load(Ordering::Relaxed))
+            .field("history_bytes", &self.history_bytes())
+            .field("config", &self.inner.config)
+            .finish()
+    }
+}
+
+/// How often expired topics are looked for: an eighth of the TTL, between one
+/// second and one minute.
+fn sweep_interval(config: &HubConfig) -> Duration {
+    (config.get_history_ttl() / 8).clamp(Duration::from_secs(1), Duration::from_secs(60))
+}
+
+#[cfg(feature = "tokio")]
+async fn sweeper(inner: std::sync::Weak<Inner>) {
+    let Some(interval) = inner.upgrade().map(|inner| sweep_interval(&inner.config)) else {
+        return;
+    };
+    loop {
+        tokio::time::sleep(interval).await;
+        match inner.upgrade() {
+            Some(inner) if !inner.closed.load(Ordering::Relaxed) => inner.sweep(now()),
+            _ => return,
+        }
+    }
+}
+
+impl Inner {
+    fn shard(&self, name: &str) -> &Shard {
+        &self.shards[self.hasher.hash_one(name) as usize % SHARDS]
+    }
+
+    /// Nanoseconds from `started` to `now`.
+    fn since_start(&self, now: Instant) -> u64 {
+        let elapsed = now.saturating_duration_since(self.started);
+        u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// The topic named `name`, created if missing. At the topic bound, room is
+    /// made first by evicting idle topics (never the one being created);
+    /// [`HubError::Full`] when there is none to evict.
+    fn topic(&self, name: &str) -> Result<Arc<Topic>, HubError> {
+        if let Some(topic) = self.existing(name) {
+            return Ok(topic);
+        }
+        let max = self.config.get_max_topics();
+        let count = self.topics.load(Ordering::Relaxed);
+        if count >= max {
+            let at = self.since_start(now());
+            if at < self.full_until.load(Ordering::Relaxed) {
+                return Err(HubError::Full);
+            }
+            // Down to 95% of the bound at once, so the scan is amortised.
+            // Full only when no topic at all was idle: one that a concurrent
+            // eviction took first still means room was being made.
+            let (_, idle) = self.evict_idle(count + 1 - max + max / 20, 0);
+            if idle == 0 {
+                let until = at.saturating_add(FULL_BACKOFF.as_nanos() as u64);
+                self.full_until.store(until, Ordering::Relaxed);
+                return Err(HubError::Full);
+            }
+        }
+        let mut map = lock(self.shard(name));
+        if let Some(topic) = map.get(name) {
+            return Ok(topic.clone());
+        }
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(HubError::Closed);
+        }
+        let topic = Arc::new(Topic::new(Arc::from(name), now()));
+        map.insert(topic.name().clone(), topic.clone());
+        self.topics.fetch_add(1, Ordering::Relaxed);
+        Ok(topic)
+    }
+
+    fn existing(&self, name: &str) -> Option<Arc<Topic>> {
+        lock(self.shard(name)).get(name).cloned()
+    }
+
+    /// Runs a sweep when the last one is older than the sweep interval.
+    fn maybe_sweep(&self, now: Instant) {
+        let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        let at = nanos(now.saturating_duration_since(self.started));
+        if at < self.next_sweep.load(Ordering::Relaxed) {
+            return;
+        }
+        if let Ok(_sweeping) = self.sweeping.try_lock() {
+            let next = at.saturating_add(nanos(sweep_interval(&self.config)));
+            self.next_sweep.store(next, Ordering::Relaxed);
+            self.sweep(now);
+        }
+    }
+
+    /// Frees the topics without subscribers last touched a TTL ago or more.
+    fn sweep(&self, now: Instant) {
+        let Some(limit) = now.checked_sub(self.config.get_history_ttl()) else {
+            return; // the TTL reaches before the clock's origin: nothing expired
+        };
+        for shard in self.shards.iter() {
+            let mut freed = 0;
+            let mut removed = 0;
+            let mut map = lock(shard);
+            map.retain(|_, topic| match topic.try_remove(Some(limit)) {
+                Some(bytes) => {
+                    freed += bytes;
+                    removed += 1;
+                    false
+                }
+                None => true,
+            });
+            // Give a burst's table back once the burst is gone.
+            if map.capacity() > 64 && map.len() < map.capacity() / 4 {
+                map.shrink_to_fit();
+            }
+            drop(map);
+            self.bytes.fetch_sub(freed, Ordering::Relaxed);
+            self.topics.fetch_sub(removed, Ordering::Relaxed);
+        }
+    }
+
+    /// Frees topics without subscribers, oldest last publish first, until
+    /// `topics` of them are freed and at least `bytes` of history; returns how
+    /// many topics it freed and how many were idle when it looked.
+    fn evict_idle(&self, topics: usize, bytes: usize) -> (usize, usize) {
+        let mut idle: Vec<(Instant, Arc<Topic>)> = Vec::new();
+        for shard in self.shards.iter() {
+            let map = lock(shard);
+            idle.extend(
+                map.values()
+                    .filter_map(|topic| Some((topic.idle_since()?, topic.clone()))),
+            );
+        }
+        idle.sort_unstable_by_key(|(since, _)| *since);
+        let candidates = idle.len();
+        let (mut freed_topics, mut freed_bytes) = (0, 0);
+        for (_, topic) in idle {
+            if freed_topics >= topics && freed_bytes >= bytes {
+                break;
+            }
+            let mut map = lock(self.shard(topic.name()));
+            let ours = map
+                .get(topic.name())
+                .is_some_and(|t| Arc::ptr_eq(t, &topic));
+            if !ours {
+                continue;
+            }
+            if let Some(held) = topic.try_remove(None) {
+                map.remove(topic.name());
+                freed_topics += 1;
+                freed_bytes += held;
+                self.bytes.fetch_sub(held, Ordering::Relaxed);
+                self.topics.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+        (freed_topics, candidates)
+    }
+
+    /// Keeps the history bytes across topics within the bound after `topic`
+    /// grew: idle topics go first, then `topic`'s own oldest events.
+    fn enforce_bytes(&self, topic: &Topic) {
+        let max = self.config.get_max_total_history_bytes();
+        let total = self.bytes.load(Ordering::Relaxed);
+        if total <= max {
+            return;
+        }
+        let _ = self.evict_idle(0, total - max + max / 20);
+        let total = self.bytes.load(Ordering::Relaxed);
+        if total > max {
+            let keep = topic.bytes().saturating_sub(total - max);
+            let freed = topic.trim_to(keep);
+            self.bytes.fetch_sub(freed, Ordering::Relaxed);
+        }
+    }
+
+    fn publish(
+        &self,
+        name: &str,
+        key: Option<&str>,
+        make: MakeEvent<'_>,
+    ) -> Result<EventId, HubError> {
+        if self.closed.load(Ordering::Relaxed) {
+            return Err(HubError::Closed);
+        }
+        store::check_key(key)?;
+        let now = now();
+        let window = self.config.get_idempotency_window();
+        let max_keys = self.config.get_history_len().max(1024);
+        let (topic, id) = loop {
+            let topic = self.topic(name)?;
+            // `None`: freed between the look-up and now; look it up again.
+            match topic.reserve_once(key, window, max_keys, now) {
+                Some(Reservation::New(id)) => break (topic, id),
+                Some(Reservation::Known(id)) => return Ok(id),
+                // Another publish with this key is building its event (or
+                // its closure is slow): wait for it to settle, or to fail and
+                // give the key back.
+                Some(Reservation::InFlight) => std::thread::yield_now(),
+                None => {}
+            }
+        };
+        // Outside every lock: the user's closure and the encoder. If the closure
+        // panics, the guard settles the offset as empty so readers move on.
+        let mut guard = CommitOnDrop {
+            topic: &topic,
+            id,
+            config: &self.config,
+            bytes: &self.bytes,
+            event: None,
+            now,
+        };
+        let event = store::encode_with_id(make(&id), &id);
+        guard.event = Some(event);
+        drop(guard);
+        crate::metrics::published();
+        self.enforce_bytes(&topic);
+        self.maybe_sweep(now);
+        Ok(id)
+    }
+
+    fn subscribe(&self, name: &str, cursor: Option<&str>) -> Result<Subscriber, HubError> {
+        if self.closed.load(Ordering::Relaxed) {
+            return Err(HubError::Closed);
+        }
+        self.maybe_sweep(now());
+        loop {
+            let topic = self.topic(name)?;
+            if let Some(joined) = topic.subscribe_within(cursor, self.config.get_max_replay_bytes())
+            {
+                return Ok(Subscriber::new(topic, joined, self.config.clone()));
+            }
+        }
+    }
+}
+
+/// Commits a reserved offset when dropped: with the event, or empty when the
+/// closure building it panicked.
+struct CommitOnDrop<'a> {
+    topic: &'a Topic,
+    id: EventId,
+    config: &'a HubConfig,
+    bytes: &'a AtomicUsize,
+    event: Option<tower_sse::EncodedEvent>,
+    now: Instant,
+}
+
+impl Drop for CommitOnDrop<'_> {
+    fn drop(&mut self) {
+        let event = self.event.take();
+        let wakers = self
+            .topic
+            .commit(self.id, event, self.config, self.now, Some(self.bytes));
+        wakers.into_iter().flatten().for_each(Waker::wake);
+    }
+}
+
+impl Store for MemoryStore {
+    fn publish<'a>(
+        &'a self,
+        topic: &'a str,
+        key: Option<&'a str>,
+        make: MakeEvent<'a>,
+    ) -> StoreFuture<'a, Result<EventId, HubError>> {
+        Box::pin(async move { self.inner.publish(topic, key, make) })
+    }
+
+    fn subscribe<'a>(
+        &'a self,
+        topic: &'a str,
+        last_event_id: Option<&'a str>,
+    ) -> StoreFuture<'a, Result<Subscriber, HubError>> {
+        Box::pin(async move { self.inner.subscribe(topic, last_event_id) })
+    }
+
+    fn subscriber_count(&self, topic: &str) -> usize {
+        self.inner
+            .existing(topic)
+            .map_or(0, |topic| topic.subscriber_count())
+    }
+
+    fn topic_count(&self) -> usize {
+        self.inner.topics.load(Ordering::Relaxed)
+    }
+
+    fn position(&self, topic: &str) -> Option<EventId> {
+        self.inner.existing(topic).map(|topic| topic.position())
+    }
+
+    fn close(&self) {
+        self.inner.closed.store(true, Ordering::SeqCst);
+        let mut wakers = Vec::new();
+        for shard in self.inner.shards.iter() {
+            for topic in lock(shard).values() {
+                wakers.extend(topic.close());
+            }
+        }
+        wakers.into_iter().flatten().for_each(Waker::wake);
+    }
+}

@@ -1,0 +1,451 @@
+//! A Redis store and presence for [`tower-sse-hub`](tower_sse_hub): several
+//! server nodes share every topic through Redis (streams for history, Pub/Sub
+//! for live events), with exact `Last-Event-ID` resume on any node, and
+//! presence across nodes.
+//!
+//! ```no_run
+//! # #[tokio::main] async fn main() -> Result<(), tower_sse_hub::HubError> {
+//! use tower_sse_hub::Hub;
+//! use tower_sse_redis::{RedisConfig, RedisStore};
+//!
+//! let store = RedisStore::new(RedisConfig::new("redis://127.0.0.1:6379"))?;
+//! let hub = Hub::with_store(store);
+//! # drop(hub); Ok(()) }
+//! ```
+//!
+//! [`RedisStore`] is [`RemoteStore`] (the
+//! hub's store over any remote log) on [`RedisBroker`], this crate's
+//! [`Broker`]: one Lua script per publish, a stream and a hash per topic, one
+//! Pub/Sub connection per Redis server.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![forbid(unsafe_code)]
+#![warn(
+    missing_docs,
+    missing_debug_implementations,
+    unreachable_pub,
+    rust_2018_idioms
+)]
+
+mod config;
+mod presence;
+mod scripts;
+mod server;
+
+use std::{
+    fmt,
+    sync::Arc,
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+use tower_sse_hub::{
+    remote::{Append, Broker, BrokerFuture, FeedSender, Range, RemoteBacked, RemoteStore},
+    EventId, HubConfig, HubError, Store,
+};
+
+pub use self::{config::RedisConfig, presence::RedisPresence};
+use self::{
+    scripts::{Keys, Publish, Published, Scripts},
+    server::Server,
+};
+
+/// A [`Store`] on Redis: any number of server nodes, each with its own
+/// [`Hub`](tower_sse_hub::Hub) on a `RedisStore` with the same [`RedisConfig`], share
+/// every topic, and an id handed out by any node is a valid `Last-Event-ID` on
+/// every node. Put them behind any load balancer, without sticky sessions.
+///
+/// # How
+///
+/// Each topic is a Redis stream whose entry ids are the event offsets, and a
+/// hash with the topic's epoch and top offset. A publish is **one round trip**:
+/// one Lua script creates the epoch if the topic has none, takes the next
+/// offset, appends the event (`XADD` with `MAXLEN`), renews the expiry of both
+/// keys and publishes the event on the topic's channel. It resolves only once
+/// the event is stored.
+///
+/// A node subscribes (Pub/Sub) only to the topics its clients use, and keeps
+/// for each the same ring of encoded events as the in-process store, fed from
+/// the channel: each event is encoded once per node and shared by the node's
+/// subscribers, and resuming from a cursor is served from that copy, which
+/// starts with the whole stream. Contiguous offsets make a lost Pub/Sub
+/// message visible: the node then reads the stream from the next offset.
+///
+/// # The id given to `publish_with`
+///
+/// The event is built before Redis gives it its offset, so the closure of
+/// [`Hub::publish_with`](tower_sse_hub::Hub::publish_with) gets a stand-in id (offset
+/// `u64::MAX`, a random epoch) and every occurrence of its text in the encoded
+/// event is replaced by the real id where the event is delivered. Use the id
+/// through its text (`to_string`, `format!`), as the chat example does, not
+/// through [`EventId::offset`].
+///
+/// # Faults
+///
+/// What each fault costs a client (`docs/guide.md` has the whole table):
+///
+/// - **Redis unreachable, paused or slow**: publishes and first subscriptions
+///   to a topic fail with [`HubError::Unavailable`] after
+///   [`RedisConfig::timeout`]; open streams stay open and miss nothing. A
+///   publish that timed out is not stored later: the script refuses to run
+///   past half the timeout on Redis's clock (a paused Redis that gets to it
+///   after the pause stores nothing). Only when the connection drops the
+///   answer of a script that ran is the outcome unknown; a retry with the same
+///   key ([`Hub::publish_once`](tower_sse_hub::Hub::publish_once)) is then exact. The
+///   node reconnects by itself with backoff, subscribes again and reads from
+///   the streams what it missed.
+/// - **Redis lost its data** (restarted without persistence, flushed): the
+///   topic gets a new epoch. Open streams **stay open**: each gets the `reset`
+///   notice in-band, then the new epoch's events, so a Redis restart makes no
+///   client reconnect, and nothing accepted after the restart is missed. A
+///   client that reconnects with an id of the lost epoch gets `reset` and the
+///   new epoch's history from its start. What was accepted before the restart
+///   and not yet delivered to a node is lost with Redis's data (the `reset`
+///   says so).
+/// - **A quiet topic** does not expire while any node has subscribers to it:
+///   each node renews its topics' retention every quarter of the TTL.
+///
+/// # Several Redis servers, and Redis Cluster
+///
+/// With several URLs, each topic lives on one server chosen by rendezvous
+/// hashing of its name, the same on every node whatever the order of the URLs.
+/// Adding a server moves only the topics that hash to it (their cursors then get
+/// a `reset`). Every key of a topic carries the topic as its hash tag
+/// (`PREFIX:{TOPIC}:s`), so the script is valid on Redis Cluster, but this
+/// store speaks to standalone servers: point it at several standalone servers
+/// (or primaries with replicas behind a failover proxy), not at a cluster.
+#[derive(Clone)]
+pub struct RedisStore {
+    store: RemoteStore<RedisBroker>,
+}
+
+/// The [`Broker`] on Redis that [`RedisStore`] runs on: a stream and a hash
+/// per topic, published to by one Lua script, and one Pub/Sub connection per
+/// server for the live feeds. Cheap to clone.
+#[derive(Clone)]
+pub struct RedisBroker {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: RedisConfig,
+    servers: Vec<Arc<Server>>,
+    scripts: Scripts,
+}
+
+fn unavailable(message: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> HubError {
+    HubError::Unavailable(message.into())
+}
+
+impl RedisStore {
+    /// A store on the Redis servers of `config`. Connects lazily: a store made
+    /// while Redis is down works once Redis is up.
+    ///
+    /// # Errors
+    ///
+    /// [`HubError::Unavailable`] when `config` has no URL or an invalid one, a
+    /// prefix with `{` or `}`, or when called outside a tokio runtime (the
+    /// store spawns its connection tasks on it).
+    pub fn new(config: RedisConfig) -> Result<Self, HubError> {
+        let hub = config.hub.clone();
+        let timeout = config.timeout;
+        let broker = RedisBroker::new(config)?;
+        Ok(Self {
+            store: RemoteStore::new(broker, hub, timeout),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &RedisConfig {
+        &self.store.broker().inner.config
+    }
+
+    /// The Redis server (`host:port/db`) that holds `topic`.
+    pub fn server_of(&self, topic: &str) -> &str {
+        &self.store.broker().inner.server(topic).name
+    }
+
+    /// The broker under the store.
+    pub fn broker(&self) -> &RedisBroker {
+        self.store.broker()
+    }
+}
+
+impl fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("broker", self.broker())
+            .field("topics", &self.topic_count())
+            .finish()
+    }
+}
+
+impl RedisBroker {
+    /// A broker on the Redis servers of `config` (see [`RedisStore::new`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`RedisStore::new`].
+    pub fn new(config: RedisConfig) -> Result<Self, HubError> {
+        if config.urls.is_empty() {
+            return Err(unavailable("no Redis URL given"));
+        }
+        if config.prefix.contains(['{', '}']) {
+            return Err(unavailable("the key prefix must not contain `{` or `}`"));
+        }
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(unavailable(
+                "a RedisStore must be made inside a tokio runtime",
+            ));
+        }
+        let servers = config
+            .urls
+            .iter()
+            .map(|url| Server::open(url, config.timeout).map(Arc::new))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(unavailable)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                config,
+                servers,
+                scripts: Scripts::new(),
+            }),
+        })
+    }
+}
+
+impl fmt::Debug for RedisBroker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let servers: Vec<&str> = self.inner.servers.iter().map(|s| s.name.as_str()).collect();
+        f.debug_struct("RedisBroker")
+            .field("servers", &servers)
+            .field("prefix", &self.inner.config.prefix)
+            .finish()
+    }
+}
+
+/// FNV-1a, 64 bits, finalised: the same on every node and every build, unlike
+/// `std`'s hasher.
+fn fnv(parts: &[&[u8]]) -> u64 {
+    let mut hash = 0xcbf2_9ce4_8422_2325_u64;
+    for part in parts {
+        for &byte in *part {
+            hash = (hash ^ u64::from(byte)).wrapping_mul(0x100_0000_01b3);
+        }
+        hash = (hash ^ 0xff).wrapping_mul(0x100_0000_01b3);
+    }
+    // MurmurHash3's finaliser: FNV alone keeps the order of two hashes whose
+    // inputs differ only early (two servers' names), so one server would win
+    // every topic.
+    hash ^= hash >> 33;
+    hash = hash.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    hash ^= hash >> 33;
+    hash = hash.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    hash ^ (hash >> 33)
+}
+
+impl Inner {
+    /// Rendezvous hashing: the server with the highest hash of (server, topic).
+    fn server(&self, topic: &str) -> &Arc<Server> {
+        let weight = |server: &&Arc<Server>| fnv(&[server.name.as_bytes(), topic.as_bytes()]);
+        // `new` refuses an empty list.
+        self.servers
+            .iter()
+            .max_by_key(weight)
+            .unwrap_or(&self.servers[0])
+    }
+
+    async fn append(&self, name: &str, append: Append<'_>) -> Result<EventId, HubError> {
+        let keys = Keys::new(&self.config.prefix, name);
+        let server = self.server(name);
+        let mut conn = server.commands.clone();
+        const CENTURY_MS: u128 = 100 * 365 * 24 * 3600 * 1000;
+        let window = append
+            .config
+            .get_idempotency_window()
+            .as_millis()
+            .clamp(1, CENTURY_MS) as u64;
+        let started = tokio::time::Instant::now();
+        let skew = match server.clock.skew_ms() {
+            Some(skew) => skew,
+            // The first publish to this server learns its clock first.
+            None => {
+                let mut conn = server.commands.clone();
+                let cmd = ::redis::cmd("TIME");
+                let time = cmd.query_async::<(u64, u64)>(&mut conn);
+                match tokio::time::timeout(self.config.timeout, time).await {
+                    Ok(Ok((secs, micros))) => {
+                        server.clock.sample(secs * 1000 + micros / 1000, unix_ms());
+                        server.clock.skew_ms().unwrap_or(0)
+                    }
+                    Ok(Err(err)) => return Err(unavailable(err)),
+                    Err(_) => {
+                        return Err(unavailable(format!(
+                            "Redis at {} did not answer in time (nothing stored)",
+                            server.name
+                        )))
+                    }
+                }
+            }
+        };
+        // Redis must not store it after this node has given up on it: the
+        // script refuses to run past half the timeout (on Redis's clock, from
+        // the best known skew, which is never too high), and this node waits
+        // the whole timeout for the answer, so an answer that does not come
+        // means nothing was stored unless the connection itself lost it (then
+        // a retry with the same key is exact). A round trip longer than half
+        // the timeout makes publishes fail rather than risk that.
+        let deadline = unix_ms()
+            .saturating_add_signed(skew)
+            .saturating_add((self.config.timeout / 2).as_millis() as u64);
+        let publish = Publish {
+            event: append.event,
+            stand_in: append.stand_in,
+            max_len: append.config.get_history_len(),
+            ttl_ms: ttl_ms(append.config),
+            key: append.key.map(|key| (key, window)),
+            deadline_ms: deadline,
+        };
+        let stored = scripts::publish(&self.scripts, &mut conn, &keys, &publish);
+        let until = started + self.config.timeout;
+        match tokio::time::timeout_at(until, stored).await {
+            Ok(Ok((published, redis_now))) => {
+                server.clock.sample(redis_now, unix_ms());
+                match published {
+                    Published::Stored(id) => Ok(id),
+                    Published::Late => Err(unavailable(format!(
+                        "Redis at {} ran the publish after its deadline: not stored",
+                        server.name
+                    ))),
+                }
+            }
+            Ok(Err(err)) => Err(unavailable(err)),
+            Err(_) => Err(unavailable(format!(
+                "Redis at {} did not answer in time (not stored, unless the \
+                 connection lost the answer: retry with the same idempotency key)",
+                server.name
+            ))),
+        }
+    }
+}
+
+/// A topic's retention in Redis, in ms (at least 1, at most a century).
+fn ttl_ms(config: &HubConfig) -> u64 {
+    const CENTURY_MS: u128 = 100 * 365 * 24 * 3600 * 1000;
+    config.get_history_ttl().as_millis().clamp(1, CENTURY_MS) as u64
+}
+
+/// This node's clock, in ms since the Unix epoch.
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+impl Broker for RedisBroker {
+    fn append<'a>(
+        &'a self,
+        topic: &'a str,
+        append: Append<'a>,
+    ) -> BrokerFuture<'a, Result<EventId, HubError>> {
+        Box::pin(self.inner.append(topic, append))
+    }
+
+    fn read<'a>(
+        &'a self,
+        topic: &'a str,
+        from: u64,
+        config: &'a HubConfig,
+    ) -> BrokerFuture<'a, Result<Range, HubError>> {
+        Box::pin(async move {
+            let keys = Keys::new(&self.inner.config.prefix, topic);
+            let mut conn = self.inner.server(topic).commands.clone();
+            let read = scripts::sync(
+                &self.inner.scripts,
+                &mut conn,
+                &keys,
+                ttl_ms(config),
+                config.get_history_len(),
+                from,
+            );
+            read.await.map_err(unavailable)
+        })
+    }
+
+    fn watch(&self, topic: &str, feed: FeedSender) -> BrokerFuture<'static, Result<(), HubError>> {
+        let keys = Keys::new(&self.inner.config.prefix, topic);
+        let confirmed = self.inner.server(topic).subscribe(&keys.channel, feed);
+        Box::pin(async move {
+            confirmed
+                .await
+                .map_err(|_| unavailable("the store was dropped"))
+        })
+    }
+
+    fn unwatch(&self, topic: &str) {
+        let keys = Keys::new(&self.inner.config.prefix, topic);
+        self.inner.server(topic).unsubscribe(&keys.channel);
+    }
+
+    fn renew<'a>(
+        &'a self,
+        topic: &'a str,
+        config: &'a HubConfig,
+    ) -> BrokerFuture<'a, Result<(), HubError>> {
+        Box::pin(async move {
+            let keys = Keys::new(&self.inner.config.prefix, topic);
+            let mut conn = self.inner.server(topic).commands.clone();
+            scripts::renew(&self.inner.scripts, &mut conn, &keys, ttl_ms(config))
+                .await
+                .map_err(unavailable)
+        })
+    }
+
+    fn server_of(&self, topic: &str) -> String {
+        format!("Redis at {}", self.inner.server(topic).name)
+    }
+}
+
+impl RemoteBacked for RedisStore {
+    type Broker = RedisBroker;
+
+    fn remote(&self) -> &RemoteStore<RedisBroker> {
+        &self.store
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fnv_is_stable() {
+        // Nodes built apart must agree on where a topic lives.
+        assert_eq!(fnv(&[b"a"]), fnv(&[b"a"]));
+        assert_ne!(fnv(&[b"ab", b"c"]), fnv(&[b"a", b"bc"]));
+        assert_eq!(fnv(&[b"127.0.0.1:6379/0", b"room"]), PINNED);
+    }
+
+    /// Changing it would move every topic of a running cluster.
+    const PINNED: u64 = 9_761_810_612_769_013_620;
+
+    #[test]
+    fn rendezvous_spreads_servers_whose_names_differ_little() {
+        let servers = ["127.0.0.1:6379/0", "127.0.0.1:6380/0", "127.0.0.1:6381/0"];
+        let mut counts = [0; 3];
+        for i in 0..3000 {
+            let topic = format!("room-{i}");
+            let best = (0..3)
+                .max_by_key(|&s| fnv(&[servers[s].as_bytes(), topic.as_bytes()]))
+                .unwrap();
+            counts[best] += 1;
+        }
+        assert!(
+            counts.iter().all(|&n| (800..1200).contains(&n)),
+            "{counts:?}"
+        );
+    }
+}
+
+/// The README's Rust snippets, compiled (and run, where they can) as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

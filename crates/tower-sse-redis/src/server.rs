@@ -1,0 +1,245 @@
+//! One Redis server of the store: a multiplexed connection for commands (which
+//! reconnects by itself, with short timeouts so that a publish fails fast) and a
+//! Pub/Sub connection kept by a task that reconnects with backoff, subscribes
+//! again to every channel this node uses, and asks each topic to look for what
+//! it missed meanwhile.
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, PoisonError},
+    time::Duration,
+};
+
+use ::redis::{
+    aio::{ConnectionManager, ConnectionManagerConfig},
+    Client,
+};
+use bytes::Bytes;
+use futures_core::Stream;
+use tokio::sync::{mpsc, oneshot};
+use tower_sse_hub::remote::{Feed, FeedSender};
+
+/// Each subscribed channel's feed: its messages as [`Feed::Live`], and a
+/// [`Feed::Resync`] whenever the Pub/Sub connection is (re)established
+/// (messages may have been lost while it was down).
+type Routes = Arc<Mutex<HashMap<String, FeedSender>>>;
+
+enum Control {
+    /// Subscribe to a channel already in the routes; answer once Redis confirmed.
+    Subscribe(String, oneshot::Sender<()>),
+    Unsubscribe(String),
+}
+
+/// One Redis server.
+pub(super) struct Server {
+    /// The address without credentials, for messages.
+    pub(super) name: String,
+    pub(super) commands: ConnectionManager,
+    /// This server's clock (see [`Clock`]).
+    pub(super) clock: Clock,
+    routes: Routes,
+    control: mpsc::UnboundedSender<Control>,
+}
+
+/// What this node knows of one Redis server's clock: a publish's deadline is
+/// set on it, so that Redis refuses to store a publish its node gave up on.
+///
+/// Each reply carries Redis's time when the script ran; that time minus this
+/// node's when the reply arrived is Redis's clock minus ours, short by the
+/// reply's delay: never too high, which is the safe side (a deadline that is
+/// too early refuses a publish; one too late could store it after the node
+/// gave up). The best (highest) sample of the last minute is kept, so one
+/// slow reply does not shrink the next deadlines.
+#[derive(Debug, Default)]
+pub(super) struct Clock {
+    /// `None` until the first sample; then the best skew and when the window
+    /// of samples started.
+    best: std::sync::Mutex<Option<(i64, std::time::Instant)>>,
+}
+
+/// How long a skew sample is kept as the best one: clocks drift slowly.
+const SKEW_WINDOW: Duration = Duration::from_secs(60);
+
+impl Clock {
+    /// Redis's clock minus this node's, in ms, if known.
+    pub(super) fn skew_ms(&self) -> Option<i64> {
+        lock(&self.best).map(|(skew, _)| skew)
+    }
+
+    /// Records a reply: Redis's time `redis_ms` read by a script whose reply
+    /// arrived at this node's `local_ms`.
+    pub(super) fn sample(&self, redis_ms: u64, local_ms: u64) {
+        let sample = i64::try_from(redis_ms).unwrap_or(i64::MAX)
+            - i64::try_from(local_ms).unwrap_or(i64::MAX);
+        let now = std::time::Instant::now();
+        let mut best = lock(&self.best);
+        *best = match *best {
+            Some((skew, since)) if now.duration_since(since) < SKEW_WINDOW => {
+                Some((skew.max(sample), since))
+            }
+            _ => Some((sample, now)),
+        };
+    }
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server").field("name", &self.name).finish()
+    }
+}
+
+const MIN_BACKOFF: Duration = Duration::from_millis(50);
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// How often the Pub/Sub connection is pinged, so that a connection that went
+/// silent without closing (a peer gone, a partition) is found and replaced.
+const PING_EVERY: Duration = Duration::from_secs(5);
+
+impl Server {
+    /// Opens (lazily) the connections to `url`; spawns the Pub/Sub task on the
+    /// current runtime.
+    pub(super) fn open(url: &str, timeout: Duration) -> Result<Self, ::redis::RedisError> {
+        let client = Client::open(url)?;
+        let info = client.get_connection_info();
+        let name = format!("{}/{}", info.addr(), info.redis_settings().db());
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout))
+            .set_number_of_retries(1)
+            .set_min_delay(MIN_BACKOFF)
+            .set_max_delay(MAX_BACKOFF);
+        let commands = ConnectionManager::new_lazy_with_config(client.clone(), config)?;
+        let routes = Routes::default();
+        let (control, rx) = mpsc::unbounded_channel();
+        tokio::spawn(pubsub(client, routes.clone(), rx, timeout));
+        Ok(Self {
+            name,
+            commands,
+            clock: Clock::default(),
+            routes,
+            control,
+        })
+    }
+
+    /// Routes `channel`'s messages to `feed` and subscribes to it; the receiver
+    /// answers once Redis confirmed the subscription (after a reconnection if
+    /// the Pub/Sub connection is down now).
+    pub(super) fn subscribe(&self, channel: &str, feed: FeedSender) -> oneshot::Receiver<()> {
+        lock(&self.routes).insert(channel.to_owned(), feed);
+        let (tx, rx) = oneshot::channel();
+        let _ = self
+            .control
+            .send(Control::Subscribe(channel.to_owned(), tx));
+        rx
+    }
+
+    /// Stops routing `channel` and unsubscribes from it.
+    pub(super) fn unsubscribe(&self, channel: &str) {
+        lock(&self.routes).remove(channel);
+        let _ = self.control.send(Control::Unsubscribe(channel.to_owned()));
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Keeps the Pub/Sub connection: connects, subscribes to every routed channel,
+/// tells every feeder to resync, then routes messages until the connection
+/// drops; ends when the server is dropped.
+async fn pubsub(
+    client: Client,
+    routes: Routes,
+    mut control: mpsc::UnboundedReceiver<Control>,
+    timeout: Duration,
+) {
+    let mut backoff = MIN_BACKOFF;
+    // Subscribers waiting for a confirmation while the connection is down.
+    let mut waiting: Vec<oneshot::Sender<()>> = Vec::new();
+    loop {
+        let connected = match tokio::time::timeout(timeout, client.get_async_pubsub()).await {
+            Ok(Ok(conn)) => Some(conn.split()),
+            _ => None,
+        };
+        let Some((mut sink, mut stream)) = connected else {
+            // Wait for the backoff, taking requests meanwhile: their channels
+            // are in the routes and will be subscribed on reconnection.
+            let sleep = tokio::time::sleep(backoff);
+            tokio::pin!(sleep);
+            loop {
+                tokio::select! {
+                    () = &mut sleep => break,
+                    request = control.recv() => match request {
+                        None => return,
+                        Some(Control::Subscribe(_, reply)) => waiting.push(reply),
+                        Some(Control::Unsubscribe(_)) => {}
+                    },
+                }
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+            continue;
+        };
+        let channels: Vec<String> = lock(&routes).keys().cloned().collect();
+        if !channels.is_empty() {
+            let subscribed = tokio::time::timeout(timeout, sink.subscribe(&channels)).await;
+            if !matches!(subscribed, Ok(Ok(()))) {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                continue;
+            }
+        }
+        backoff = MIN_BACKOFF;
+        for feed in lock(&routes).values() {
+            feed.send(Feed::Resync);
+        }
+        for reply in waiting.drain(..) {
+            let _ = reply.send(());
+        }
+        let mut ping = tokio::time::interval(PING_EVERY);
+        ping.tick().await;
+        loop {
+            tokio::select! {
+                _ = ping.tick() => {
+                    let pong = tokio::time::timeout(timeout, sink.ping::<::redis::Value>()).await;
+                    if !matches!(pong, Ok(Ok(_))) {
+                        break;
+                    }
+                }
+                message = next(&mut stream) => match message {
+                    Some(message) => {
+                        let routes = lock(&routes);
+                        if let Some(feed) = routes.get(message.get_channel_name()) {
+                            let payload = Bytes::copy_from_slice(message.get_payload_bytes());
+                            // A message that is not the store's is ignored.
+                            if let Some((epoch, entry)) = crate::scripts::live(&payload) {
+                                feed.send(Feed::Live { epoch, entry });
+                            }
+                        }
+                    }
+                    None => break,
+                },
+                request = control.recv() => match request {
+                    None => return,
+                    Some(Control::Subscribe(channel, reply)) => {
+                        let done = tokio::time::timeout(timeout, sink.subscribe(&channel)).await;
+                        if matches!(done, Ok(Ok(()))) {
+                            let _ = reply.send(());
+                        } else {
+                            waiting.push(reply);
+                            break;
+                        }
+                    }
+                    Some(Control::Unsubscribe(channel)) => {
+                        // Unless a new feeder took the channel meanwhile.
+                        if !lock(&routes).contains_key(&channel) {
+                            let _ = tokio::time::timeout(timeout, sink.unsubscribe(&channel)).await;
+                        }
+                    }
+                },
+            }
+        }
+    }
+}
+
+async fn next<S: Stream + Unpin>(stream: &mut S) -> Option<S::Item> {
+    std::future::poll_fn(|cx| std::pin::Pin::new(&mut *stream).poll_next(cx)).await
+}

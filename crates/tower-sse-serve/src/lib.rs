@@ -1,0 +1,447 @@
+//! Serving defaults for long-lived Server-Sent Events streams, in one place.
+//!
+//! An SSE server holds connections open for hours, mostly idle, to clients that
+//! come and go without warning. hyper's defaults are made for short requests;
+//! [`Server`] sets what streams need, on hyper-util's HTTP/1.1 + h2c server:
+//!
+//! | setting | default here | hyper's default | why |
+//! |---|---|---|---|
+//! | [`TcpOptions`] | `TCP_USER_TIMEOUT` 30 s, keepalive 30 s + 10 s × 3, `TCP_NODELAY` | none | a peer that vanishes is reported within heartbeat + 30 s, not ~15 min |
+//! | header read timeout | 10 s, from the connection's start | none without a timer | a half-sent request head cannot hold a descriptor and memory forever |
+//! | `writev` | off | auto | one buffer per connection: less idle memory |
+//! | buffer size cap | 8 KiB | ~400 KiB | a client that stops reading holds at most this much of the server's memory; above 8 KiB + 24 B hyper-util's protocol sniffing doubles the read buffer of every connection (request heads must fit in it) |
+//! | [write timeout](Server::write_timeout) | 30 s | none | a client that stops reading (a full TCP window, a closed HTTP/2 stream window) is cut off and its stream reported as [`Stalled`](tower_sse::EndReason::Stalled), whether or not it ever reads again |
+//! | HTTP/2 streams per connection | 100 | 200 | one connection cannot hold an unbounded share of the streams |
+//! | connection cap | none ([`max_connections`](Server::max_connections)) | none | past it, the server stops accepting until a connection closes |
+//! | graceful shutdown | [`with_shutdown`](Server::with_shutdown): stop accepting, end streams, close the connections still open after the grace period | waits forever | a frozen reader or a stalled stream cannot hold shutdown |
+//!
+//! Over TLS, [`Server::serve_with`] runs a handshake (a `tokio_rustls`
+//! acceptor, say) on each connection first, under the same settings: the
+//! header read timeout also bounds the handshake.
+//!
+//! With `axum::serve`, the socket options apply through
+//! `ListenerExt::tap_io` (see [`TcpOptions`]); the other settings need this
+//! server (an axum `Router` is a Tower service and runs on it as is).
+//!
+//! # Example
+//!
+//! ```no_run
+//! # async fn run() -> std::io::Result<()> {
+//! use std::{convert::Infallible, time::Duration};
+//! use tower_sse::{Event, Shutdown, SseBody};
+//! use tower_sse_serve::Server;
+//!
+//! let shutdown = Shutdown::new().grace(Duration::from_secs(5));
+//! let service = tower::service_fn({
+//!     let shutdown = shutdown.clone();
+//!     move |_req: http::Request<hyper::body::Incoming>| {
+//!         let events = futures_util::stream::pending::<Event>();
+//!         let body = SseBody::from_events(events).with_shutdown(&shutdown);
+//!         async move { Ok::<_, Infallible>(body.into_response()) }
+//!     }
+//! });
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+//! let stop = shutdown.clone();
+//! tokio::spawn(async move {
+//!     let _ = tokio::signal::ctrl_c().await;
+//!     stop.trigger();
+//! });
+//! Server::new()
+//!     .max_connections(50_000)
+//!     .with_shutdown(&shutdown)
+//!     .serve(listener, service)
+//!     .await
+//! # }
+//! ```
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![forbid(unsafe_code)]
+#![warn(
+    missing_docs,
+    missing_debug_implementations,
+    unreachable_pub,
+    rust_2018_idioms
+)]
+
+mod stall;
+mod tcp;
+
+use std::{
+    error::Error,
+    future::Future,
+    io,
+    pin::Pin,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo, TokioTimer},
+    server::{conn::auto, graceful::GracefulShutdown},
+    service::TowerToHyperService,
+};
+use tokio::{
+    io::{AsyncRead, AsyncWrite},
+    net::{TcpListener, TcpStream},
+    sync::Semaphore,
+    task::JoinSet,
+    time::Instant,
+};
+use tower_service::Service;
+
+use self::stall::{Progress, Watch, Watched};
+pub use self::tcp::TcpOptions;
+use tower_sse::{BoxError, Shutdown};
+
+/// An HTTP/1.1 and h2c server with the defaults long-lived streams need; see
+/// the [module docs](self) for each setting and why.
+#[derive(Clone, Debug)]
+#[must_use = "a server does nothing until `serve` is awaited"]
+pub struct Server {
+    tcp: TcpOptions,
+    header_read_timeout: Duration,
+    max_buf_size: usize,
+    writev: bool,
+    max_connections: Option<usize>,
+    write_timeout: Option<Duration>,
+    max_streams_per_connection: u32,
+    shutdown: Option<Shutdown>,
+}
+
+impl Server {
+    /// The default header read timeout: 10 s.
+    pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+    /// The default cap on a connection's read and write buffers: 8 KiB, hyper's
+    /// minimum. Measured in the 5 000-member join storm (`tools/storm.sh`):
+    /// with 16 KiB every connection's read buffer doubles to 16 KiB after
+    /// hyper-util sniffs the protocol; request heads up to 8 KiB fit, as in
+    /// nginx's default.
+    pub const DEFAULT_MAX_BUF_SIZE: usize = 8 * 1024;
+
+    /// The smallest buffer cap hyper accepts (a smaller value is raised to it).
+    pub const MIN_BUF_SIZE: usize = 8 * 1024;
+
+    /// The default write timeout: 30 s.
+    pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
+    /// The default cap on concurrent HTTP/2 streams per connection: 100.
+    pub const DEFAULT_MAX_STREAMS_PER_CONNECTION: u32 = 100;
+
+    /// The defaults of the [module docs](self).
+    pub fn new() -> Self {
+        Self {
+            tcp: TcpOptions::new(),
+            header_read_timeout: Self::DEFAULT_HEADER_READ_TIMEOUT,
+            max_buf_size: Self::DEFAULT_MAX_BUF_SIZE,
+            writev: false,
+            max_connections: None,
+            write_timeout: Some(Self::DEFAULT_WRITE_TIMEOUT),
+            max_streams_per_connection: Self::DEFAULT_MAX_STREAMS_PER_CONNECTION,
+            shutdown: None,
+        }
+    }
+
+    /// The socket options of accepted connections.
+    pub fn tcp(mut self, options: TcpOptions) -> Self {
+        self.tcp = options;
+        self
+    }
+
+    /// How long a client has, from the moment it connects (and then between
+    /// requests on a kept-alive HTTP/1.1 connection), to send a complete request
+    /// head. A connection that has not done so is closed.
+    pub fn header_read_timeout(mut self, timeout: Duration) -> Self {
+        self.header_read_timeout = timeout;
+        self
+    }
+
+    /// Caps each connection's read buffer (a request head must fit in it) and
+    /// write buffer (what a client that stops reading can make the server hold),
+    /// at least [`MIN_BUF_SIZE`](Self::MIN_BUF_SIZE).
+    pub fn max_buf_size(mut self, bytes: usize) -> Self {
+        self.max_buf_size = bytes.max(Self::MIN_BUF_SIZE);
+        self
+    }
+
+    /// Accepts at most `max` connections at once (at least 1); past it, the
+    /// server stops accepting (clients wait in the listen backlog) until one
+    /// closes.
+    pub fn max_connections(mut self, max: usize) -> Self {
+        self.max_connections = Some(max.clamp(1, Semaphore::MAX_PERMITS));
+        self
+    }
+
+    /// Whether hyper queues body frames for vectored writes (`true`) or copies
+    /// them into one buffer per connection (`false`, the default: less memory
+    /// per idle connection). When many streams are busy at once (a chat room's
+    /// join storm), queueing holds less: 19.4 KiB per connection instead of
+    /// 42.9 KiB with 5 000 members (`tools/storm.sh`), since a copied frame
+    /// grows the buffer for the connection's life.
+    pub fn writev(mut self, writev: bool) -> Self {
+        self.writev = writev;
+        self
+    }
+
+    /// Cuts off what makes no write progress for `timeout` (`None`: never):
+    ///
+    /// - a response body the connection has not asked for its next frame for
+    ///   that long (it holds a frame it cannot write: the client's TCP window,
+    ///   or its HTTP/2 stream's flow-control window, is closed) is dropped and
+    ///   reported as [`EndReason::Stalled`](tower_sse::EndReason::Stalled); an
+    ///   HTTP/2 connection's other streams go on;
+    /// - a connection whose socket has taken no bytes for that long is closed,
+    ///   all its streams reported as `Stalled`.
+    ///
+    /// The server does not poll a body it cannot write, so a stream cannot see
+    /// this by itself: a watchdog beside each connection does, and the end
+    /// report (and what hangs on it, such as presence) comes at most `timeout`
+    /// after the client stopped taking data, whether or not it ever reads
+    /// again. A client reading slowly but steadily is not cut off unless one
+    /// frame waits longer than `timeout`.
+    pub fn write_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.write_timeout = timeout;
+        self
+    }
+
+    /// Caps the streams an HTTP/2 connection may have open at once (hyper's
+    /// own default is 200); a client opening more gets them refused.
+    pub fn max_streams_per_connection(mut self, max: u32) -> Self {
+        self.max_streams_per_connection = max;
+        self
+    }
+
+    /// Shuts down when `shutdown` is triggered: stops accepting, lets each
+    /// connection finish (give the same `Shutdown` to the streams, so they
+    /// end), and closes the connections still open after its
+    /// [grace period](Shutdown::grace) (a client that stopped reading, a stream
+    /// that does not end). [`serve`](Self::serve) then returns.
+    pub fn with_shutdown(mut self, shutdown: &Shutdown) -> Self {
+        self.shutdown = Some(shutdown.clone());
+        self
+    }
+
+    /// Serves `service` on `listener` until the shutdown (if any) completes.
+    ///
+    /// # Errors
+    ///
+    /// None so far: accept errors (such as running out of descriptors) are
+    /// retried after a short pause, as `axum::serve` does. The `Result` leaves
+    /// room for fatal listener errors.
+    pub async fn serve<S, B>(self, listener: TcpListener, service: S) -> io::Result<()>
+    where
+        S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<BoxError>,
+        B: http_body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<Box<dyn Error + Send + Sync>>,
+    {
+        self.serve_with(listener, service, |tcp| std::future::ready(Ok(tcp)))
+            .await
+    }
+
+    /// Serves `service` on `listener` as [`serve`](Self::serve) does, with each
+    /// accepted connection first handed to `handshake`: TLS, most often, whose
+    /// stream then carries HTTP/1.1 or HTTP/2 (the client's first bytes tell
+    /// which; offer both in ALPN). Every setting applies as it does without
+    /// it: the write timeout watches the bytes the handshake's stream accepts,
+    /// and the header read timeout counts from the TCP connection's start, so
+    /// a client that never finishes its handshake is closed by it as well.
+    /// A failed handshake closes that connection only.
+    ///
+    /// ```no_run
+    /// # async fn run(config: std::sync::Arc<rustls::ServerConfig>) -> std::io::Result<()> {
+    /// # let service = tower::service_fn(|_req: http::Request<hyper::body::Incoming>| async {
+    /// #     Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+    /// # });
+    /// use tower_sse_serve::Server;
+    ///
+    /// let tls = tokio_rustls::TlsAcceptor::from(config);
+    /// let listener = tokio::net::TcpListener::bind("127.0.0.1:3443").await?;
+    /// Server::new()
+    ///     .serve_with(listener, service, move |tcp| tls.accept(tcp))
+    ///     .await
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As for [`serve`](Self::serve).
+    pub async fn serve_with<S, B, H, F, IO>(
+        self,
+        listener: TcpListener,
+        service: S,
+        handshake: H,
+    ) -> io::Result<()>
+    where
+        S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<BoxError>,
+        B: http_body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<Box<dyn Error + Send + Sync>>,
+        H: Fn(TcpStream) -> F,
+        F: Future<Output = io::Result<IO>> + Send + 'static,
+        IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.header_read_timeout)
+            .writev(self.writev)
+            .max_buf_size(self.max_buf_size);
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(self.max_streams_per_connection);
+        let builder = Arc::new(builder);
+        let graceful = GracefulShutdown::new();
+        let mut connections = JoinSet::new();
+        let limit = self.max_connections.map(|n| Arc::new(Semaphore::new(n)));
+        let stopped = async {
+            match &self.shutdown {
+                Some(shutdown) => shutdown.triggered().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(stopped);
+        loop {
+            // Reap finished connections, so the set holds only live ones.
+            while connections.try_join_next().is_some() {}
+            let permit = match &limit {
+                Some(limit) => tokio::select! {
+                    permit = limit.clone().acquire_owned() => permit.ok(),
+                    () = &mut stopped => break,
+                },
+                None => None,
+            };
+            let tcp = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((tcp, _)) => tcp,
+                    Err(_) => {
+                        // Out of descriptors or a connection reset while queued.
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                () = &mut stopped => break,
+            };
+            // Best effort: a refused option must not refuse the client.
+            let _ = self.tcp.apply(&tcp);
+            let seen = Arc::new(AtomicBool::new(false));
+            let watch = Arc::new(Watch::default());
+            let svc = TowerToHyperService::new(FirstRequest {
+                inner: service.clone(),
+                seen: seen.clone(),
+                watch: watch.clone(),
+            });
+            let builder = builder.clone();
+            let watcher = graceful.watcher();
+            let timeout = self.header_read_timeout;
+            let write_timeout = self.write_timeout;
+            let handshake = handshake(tcp);
+            connections.spawn(async move {
+                let _permit = permit;
+                let deadline = Instant::now() + timeout;
+                let io = tokio::select! {
+                    io = handshake => match io {
+                        Ok(io) => io,
+                        Err(_) => return,
+                    },
+                    () = tokio::time::sleep_until(deadline) => return,
+                };
+                let io = TokioIo::new(Progress::new(io, watch.clone()));
+                let conn = builder.serve_connection(io, svc);
+                let conn = watcher.watch(conn.into_owned());
+                tokio::pin!(conn);
+                let stalled = async {
+                    match write_timeout {
+                        Some(timeout) => watch.watchdog(timeout).await,
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    _ = &mut conn => return,
+                    // hyper's own timeout starts after the protocol is known; this
+                    // one also covers a client that sends nothing, or a partial
+                    // HTTP/2 preface.
+                    () = no_request_by(&seen, deadline) => {}
+                    () = stalled => watch.cut_all(),
+                }
+                // Closed by the server: its streams are reported as stalled.
+                tower_sse::drop_stalled(conn);
+            });
+        }
+        drop(listener);
+        let grace = self
+            .shutdown
+            .as_ref()
+            .map_or(Duration::ZERO, Shutdown::grace_period);
+        // Connections finish their response and close; those that cannot (a
+        // frozen reader) are dropped after the grace period.
+        let _ = tokio::time::timeout(grace, graceful.shutdown()).await;
+        connections.shutdown().await;
+        Ok(())
+    }
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Completes if no request arrived by `deadline`.
+async fn no_request_by(seen: &AtomicBool, deadline: Instant) {
+    tokio::time::sleep_until(deadline).await;
+    if seen.load(Ordering::Acquire) {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// Marks that a connection has sent a complete request head, and puts the
+/// response bodies under the connection's watch.
+#[derive(Clone)]
+struct FirstRequest<S> {
+    inner: S,
+    seen: Arc<AtomicBool>,
+    watch: Arc<Watch>,
+}
+
+impl<S, R, B> Service<R> for FirstRequest<S>
+where
+    S: Service<R, Response = Response<B>>,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = Response<Watched<B>>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: R) -> Self::Future {
+        self.seen.store(true, Ordering::Release);
+        let response = self.inner.call(req);
+        let watch = self.watch.clone();
+        Box::pin(async move {
+            let response = response.await?;
+            Ok(response.map(|body| Watched::new(body, &watch)))
+        })
+    }
+}
+
+/// The README's Rust snippets, compiled (and run, where they can) as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -1,0 +1,70 @@
+//! The chat page in headless Chromium, through the real UI:
+//!
+//! - `chat.test.mjs`: two people chat, one disconnects and the other sees it
+//!   leave, then it comes back and gets what it missed;
+//! - `page.test.mjs`: a phone-sized screen (390 px), own messages marked, the
+//!   icon served with no error in the console;
+//! - `h2.test.mjs`: ten `EventSource`s in one page to the chat served with
+//!   `TLS` over HTTP/2, each receiving a posted message.
+//!
+//! Needs Node, `npm ci` in `tests/browser` and Chromium (`/usr/bin/chromium`, or
+//! the `CHROMIUM` env). When one is missing the tests print `SKIP` and pass,
+//! unless `CI` is set: then they fail, so CI never skips them silently.
+//! `UPDATE_SCREENSHOT=1` also writes `docs/chat.png` and `docs/chat-phone.png`.
+
+#[allow(dead_code)]
+#[path = "../../../tests/browser_support/mod.rs"]
+mod browser_support;
+
+use std::{net::SocketAddr, time::Duration};
+
+use browser_support::{chromium, run};
+use tower_sse::Shutdown;
+
+/// Serves the chat on a fresh port, over TLS when `tls`.
+async fn serve_chat(tls: bool) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let shutdown = Shutdown::new();
+    let app = chat::app(Duration::from_secs(15), &shutdown);
+    if tls {
+        let (certs, key) = chat::self_signed(addr.ip()).unwrap();
+        let config = chat::tls_server_config(certs, key).unwrap();
+        tokio::spawn(async move {
+            chat::serve_tls(listener, app, config, &shutdown)
+                .await
+                .unwrap()
+        });
+    } else {
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    }
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_pages_chat_and_one_leaves() {
+    let Some(chromium) = chromium() else { return };
+    let addr = serve_chat(false).await;
+    run(
+        &chromium,
+        "chat.test.mjs",
+        format!("http://{addr}"),
+        Some("chat.png"),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn phone_sized_page_marks_own_messages_and_has_an_icon() {
+    let Some(chromium) = chromium() else { return };
+    let addr = serve_chat(false).await;
+    let url = format!("http://{addr}");
+    run(&chromium, "page.test.mjs", url, Some("chat-phone.png")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_event_sources_over_http2() {
+    let Some(chromium) = chromium() else { return };
+    let addr = serve_chat(true).await;
+    run(&chromium, "h2.test.mjs", format!("https://{addr}"), None).await;
+}
