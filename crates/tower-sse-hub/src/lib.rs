@@ -62,7 +62,7 @@ mod topic;
 pub use config::{HubConfig, Lag};
 pub use id::{Epoch, EventId, ParseEventIdError};
 pub use memory::MemoryStore;
-pub use presence::{MemoryPresence, Presence};
+pub use presence::{MemoryPresence, Presence, Roster};
 pub use store::{HubError, MakeEvent, Store, StoreFuture, MAX_KEY_LEN};
 pub use subscriber::Subscriber;
 

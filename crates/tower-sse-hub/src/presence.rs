@@ -51,7 +51,28 @@ pub trait Presence: Send + Sync + fmt::Debug + 'static {
     ) -> StoreFuture<'a, Result<(), HubError>>;
 
     /// The members of `topic` on every node, one entry per connection, sorted.
+    ///
+    /// Reads every entry: a big topic asks [`roster`](Self::roster) instead.
     fn members<'a>(&'a self, topic: &'a str) -> StoreFuture<'a, Result<Vec<String>, HubError>>;
+
+    /// How many connections `topic` has on every node, and the names of at
+    /// most `limit` of them: what a snapshot of a big room shows. Its cost
+    /// grows with `limit`, not with the topic (for the presences of this
+    /// workspace), so a room of 100 000 members is counted as cheaply as one of
+    /// ten.
+    ///
+    /// The default reads [`members`](Self::members) whole, for a presence
+    /// that cannot count without it.
+    fn roster<'a>(
+        &'a self,
+        topic: &'a str,
+        limit: usize,
+    ) -> StoreFuture<'a, Result<Roster, HubError>> {
+        Box::pin(async move {
+            let names = self.members(topic).await?;
+            Ok(Roster::from_members(names, limit))
+        })
+    }
 
     /// Takes the entries of nodes that stopped refreshing them (they died):
     /// `(topic, member)` once per connection, each given to one caller only.
@@ -72,6 +93,44 @@ pub trait Presence: Send + Sync + fmt::Debug + 'static {
     }
 }
 
+/// Who is in a topic, as [`Presence::roster`] sees it: how many connections,
+/// and some of their names.
+///
+/// ```
+/// use tower_sse_hub::Roster;
+///
+/// let roster = Roster::from_members(vec!["carol".into(), "alice".into(), "bob".into()], 2);
+/// assert_eq!(roster.count, 3);
+/// assert_eq!(roster.names, ["alice", "bob"]);
+/// assert!(!roster.is_complete());
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Roster {
+    /// Connections in the topic, on every node (a member connected twice
+    /// counts twice).
+    pub count: usize,
+    /// Names, one entry per connection, sorted: all of them when `count` is at
+    /// most the limit asked for, else that many of them (which ones is the
+    /// presence's choice).
+    pub names: Vec<String>,
+}
+
+impl Roster {
+    /// The roster of a topic whose members are `names` (one entry per
+    /// connection, in any order), keeping the first `limit` of them sorted.
+    pub fn from_members(mut names: Vec<String>, limit: usize) -> Self {
+        let count = names.len();
+        names.sort_unstable();
+        names.truncate(limit);
+        Self { count, names }
+    }
+
+    /// Whether [`names`](Self::names) lists every connection.
+    pub fn is_complete(&self) -> bool {
+        self.names.len() == self.count
+    }
+}
+
 /// [`Presence`] in this process: nothing expires, since a process that dies
 /// takes its members with it.
 ///
@@ -89,7 +148,16 @@ pub trait Presence: Send + Sync + fmt::Debug + 'static {
 /// ```
 #[derive(Clone, Default)]
 pub struct MemoryPresence {
-    topics: Arc<Mutex<HashMap<String, HashMap<String, usize>>>>,
+    topics: Arc<Mutex<HashMap<String, Members>>>,
+}
+
+/// A topic's members in a [`MemoryPresence`].
+#[derive(Default)]
+struct Members {
+    /// Connections per name.
+    names: HashMap<String, usize>,
+    /// The sum of `names`' counts.
+    count: usize,
 }
 
 impl MemoryPresence {
@@ -115,7 +183,8 @@ impl Presence for MemoryPresence {
     ) -> StoreFuture<'a, Result<(), HubError>> {
         let mut topics = lock(&self.topics);
         let members = topics.entry(topic.to_owned()).or_default();
-        *members.entry(member.to_owned()).or_insert(0) += 1;
+        *members.names.entry(member.to_owned()).or_insert(0) += 1;
+        members.count += 1;
         Box::pin(std::future::ready(Ok(())))
     }
 
@@ -126,13 +195,14 @@ impl Presence for MemoryPresence {
     ) -> StoreFuture<'a, Result<(), HubError>> {
         let mut topics = lock(&self.topics);
         if let Some(members) = topics.get_mut(topic) {
-            if let Some(n) = members.get_mut(member) {
+            if let Some(n) = members.names.get_mut(member) {
                 *n -= 1;
+                members.count -= 1;
                 if *n == 0 {
-                    members.remove(member);
+                    members.names.remove(member);
                 }
             }
-            if members.is_empty() {
+            if members.names.is_empty() {
                 topics.remove(topic);
             }
         }
@@ -145,12 +215,36 @@ impl Presence for MemoryPresence {
                 .get(topic)
                 .map_or_else(Vec::new, |members| {
                     members
+                        .names
                         .iter()
                         .flat_map(|(name, n)| std::iter::repeat_n(name.clone(), *n))
                         .collect()
                 });
         names.sort_unstable();
         Box::pin(std::future::ready(Ok(names)))
+    }
+
+    /// O(`limit`): the count is kept, and the names are the first `limit`
+    /// found (sorted).
+    fn roster<'a>(
+        &'a self,
+        topic: &'a str,
+        limit: usize,
+    ) -> StoreFuture<'a, Result<Roster, HubError>> {
+        let topics = lock(&self.topics);
+        let roster = topics.get(topic).map_or_else(Roster::default, |members| {
+            let names = members
+                .names
+                .iter()
+                .flat_map(|(name, n)| std::iter::repeat_n(name, *n))
+                .take(limit)
+                .cloned()
+                .collect();
+            let mut roster = Roster::from_members(names, limit);
+            roster.count = members.count;
+            roster
+        });
+        Box::pin(std::future::ready(Ok(roster)))
     }
 
     fn expired(&self) -> StoreFuture<'_, Result<Vec<(String, String)>, HubError>> {

@@ -444,6 +444,15 @@ macro_rules! remote_presence {
                 $crate::Presence::members(&self.$field, topic)
             }
 
+            fn roster<'a>(
+                &'a self,
+                topic: &'a str,
+                limit: usize,
+            ) -> $crate::StoreFuture<'a, ::std::result::Result<$crate::Roster, $crate::HubError>>
+            {
+                $crate::Presence::roster(&self.$field, topic, limit)
+            }
+
             fn expired(
                 &self,
             ) -> $crate::StoreFuture<
