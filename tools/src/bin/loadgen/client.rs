@@ -88,6 +88,11 @@ pub(crate) async fn client(
             outcome.error = Some(format!("status {}", res.status()));
             break;
         }
+        if run.nchan && !outcome.subscribed {
+            // nchan sends no snapshot: its headers say the subscriber is in.
+            outcome.subscribed = true;
+            let _ = ready_tx.send(true).await;
+        }
         let decoder = Decoder::new().with_last_event_id(last_event_id.clone());
         let mut events = EventStream::with_decoder(BodyDataStream::new(res.into_body()), decoder);
         let ended = loop {
@@ -105,7 +110,7 @@ pub(crate) async fn client(
                 }
                 "message" => {
                     let now = run.epoch.elapsed().as_micros() as u64;
-                    let Some((k, sent)) = sequence(&event.data) else {
+                    let Some((k, sent)) = sequence(run.nchan, &event.data) else {
                         outcome.error = Some(format!("unreadable message {:?}", event.data));
                         continue;
                     };
@@ -166,10 +171,17 @@ pub(crate) async fn client(
     let _ = done.wait_for(|d| *d).await;
 }
 
-/// The sequence number and post time (µs) in a message's text: `"K MICROS"`.
-fn sequence(data: &str) -> Option<(usize, u64)> {
-    let value: serde_json::Value = serde_json::from_str(data).ok()?;
-    let (k, sent) = value["text"].as_str()?.split_once(' ')?;
+/// The sequence number and post time (µs) in a message's text: `"K MICROS"`
+/// (the chat's `data` is JSON with that `text`; nchan's is the text itself).
+fn sequence(nchan: bool, data: &str) -> Option<(usize, u64)> {
+    let value: serde_json::Value;
+    let text = if nchan {
+        data
+    } else {
+        value = serde_json::from_str(data).ok()?;
+        value["text"].as_str()?
+    };
+    let (k, sent) = text.split_once(' ')?;
     Some((k.parse().ok()?, sent.parse().ok()?))
 }
 
@@ -183,7 +195,12 @@ async fn connect(
     let stream = TcpStream::connect(addr).await?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(conn);
-    let mut req = Request::get(format!("/sse?room={}&name=c{i}", run.room))
+    let path = if run.nchan {
+        format!("/sub/{}", run.room)
+    } else {
+        format!("/sse?room={}&name=c{i}", run.room)
+    };
+    let mut req = Request::get(path)
         .header("host", addr.to_string())
         .header("accept", "text/event-stream");
     if !last_event_id.is_empty() {

@@ -31,7 +31,9 @@
 //! schedule is shifted by the command's duration, so that the time the fault
 //! itself takes, such as restarting a server, does not count as latency, but
 //! the time the chat takes to recover from it does), `POST_RETRY_MS` (the wait
-//! before a post that got `503` or no answer is sent again, default 100).
+//! before a post that got `503` or no answer is sent again, default 100),
+//! `PROTOCOL` (`chat`, the default, or `nchan`: the same clients against
+//! nginx + nchan, see below).
 //! Needs an open-file limit above N for this process and for the server
 //! (`ulimit -n`).
 //!
@@ -53,6 +55,15 @@
 //! number in their text, whatever their ids.
 //! Clients keep their connection open until every client is done, so no
 //! `leave` storm disturbs the measurement.
+//!
+//!
+//! With `PROTOCOL=nchan` the server is nginx with an `nchan_subscriber
+//! eventsource` location at `/sub/<room>` and an `nchan_publisher` location at
+//! `/pub/<room>` (`tools/nchan_storm.sh` writes that configuration): a client
+//! counts as joined once its stream's headers arrive (nchan sends no snapshot),
+//! a message is posted as its raw text (`K MICROS`, any `2xx` accepts it; nchan
+//! has no idempotency keys, so a post sent again may be stored twice), and
+//! the stream's `data` is that text, with nchan's own ids.
 //!
 //! The last line, `RESULT key=value ...`, is for scripts. Exits non-zero if any
 //! message was lost or duplicated, or a client did not get the last message
@@ -110,6 +121,8 @@ fn cpu_secs(pid: &str) -> Option<f64> {
 
 /// What every client shares.
 pub(crate) struct Run {
+    /// The server speaks nchan's endpoints (`PROTOCOL=nchan`), not the chat's.
+    pub(crate) nchan: bool,
     /// The chat's nodes (one unless `ADDRS` names several).
     pub(crate) addrs: Vec<SocketAddr>,
     pub(crate) room: String,
@@ -144,7 +157,13 @@ async fn main() -> Result<(), Error> {
         .and_then(|k| k.parse().ok());
     let fault_cmd = std::env::var("FAULT_CMD").ok().filter(|c| !c.is_empty());
     let post_retry = Duration::from_millis(env("POST_RETRY_MS", 100));
+    let nchan = match env("PROTOCOL", "chat".to_owned()).as_str() {
+        "chat" => false,
+        "nchan" => true,
+        other => return Err(format!("PROTOCOL={other}: chat or nchan").into()),
+    };
     let run = Arc::new(Run {
+        nchan,
         addrs,
         room: format!("load{}", std::process::id()),
         m,
@@ -284,7 +303,7 @@ async fn post(
     pause: Duration,
 ) -> Result<(), Error> {
     loop {
-        let refused = match post_once(run.addrs[node], conn, &run.room, key, text).await {
+        let refused = match post_once(run, node, conn, key, text).await {
             Ok(None) => return Ok(()),
             Ok(Some(refused)) if refused.starts_with("503") => refused,
             Ok(Some(refused)) => return Err(format!("post answered {refused}").into()),
@@ -305,12 +324,13 @@ async fn post(
 /// Posts one message on `conn`, opening it first if it is not open: `None`
 /// once accepted (`202`), else the status and body of the refusal.
 async fn post_once(
-    addr: SocketAddr,
+    run: &Run,
+    node: usize,
     conn: &mut Option<SendRequest<Full<Bytes>>>,
-    room: &str,
     key: &str,
     text: &str,
 ) -> Result<Option<String>, Error> {
+    let (addr, room) = (run.addrs[node], &run.room);
     let sender = match conn.take().filter(|s| !s.is_closed()) {
         Some(sender) => conn.insert(sender),
         None => {
@@ -321,17 +341,31 @@ async fn post_once(
         }
     };
     sender.ready().await?;
-    let body = serde_json::json!({"room": room, "name": "loadgen", "text": text}).to_string();
-    let req = Request::post("/send")
-        .header("host", addr.to_string())
-        .header("content-type", "application/json")
-        .header("idempotency-key", key)
-        .body(Full::new(Bytes::from(body)))?;
+    let req = if run.nchan {
+        // nchan's publisher: the raw text is the message; `201` (subscribers
+        // were there) or `202` (none were).
+        Request::post(format!("/pub/{room}"))
+            .header("host", addr.to_string())
+            .header("content-type", "text/plain")
+            .body(Full::new(Bytes::from(text.to_owned())))?
+    } else {
+        let body = serde_json::json!({"room": room, "name": "loadgen", "text": text});
+        Request::post("/send")
+            .header("host", addr.to_string())
+            .header("content-type", "application/json")
+            .header("idempotency-key", key)
+            .body(Full::new(Bytes::from(body.to_string())))?
+    };
     let res = sender.send_request(req).await?;
     let status = res.status();
     // Read to the end, so the connection can carry the next post.
     let body = res.into_body().collect().await?.to_bytes();
-    if status != 202 {
+    let accepted = if run.nchan {
+        status.is_success()
+    } else {
+        status == 202
+    };
+    if !accepted {
         return Ok(Some(format!(
             "{} {}",
             status.as_u16(),
