@@ -111,8 +111,8 @@ pub(crate) fn report(
          reconnected_pct={reconnected_pct:.2} reconnects={reconnects} resets={resets} gaps={gaps} \
          post_retries={post_retries} \
          p50_ms={:.1} p99_ms={:.1} max_ms={:.1} drain_p50_ms={:.1} drain_p99_ms={:.1} rss_kib_per_client={:.1} \
-         peak_kib_per_client={:.1} joined_s={:.2} done_s={:.2} server_cpu_s={:.1} \
-         loadgen_cpu_s={:.1}",
+         peak_kib_per_client={:.1} joined_s={:.2} done_s={:.2} server_cpu_s={:.2} \
+         loadgen_cpu_s={:.2}",
         pct(&last, 0.50),
         pct(&last, 0.99),
         pct(&last, 1.0),
