@@ -70,12 +70,15 @@ if [ -z "${SKIP_BUILD:-}" ]; then
     cargo build --release -p tower-sse-chat -p tower-sse-tools
 fi
 
-# A free loopback port: nothing answers on it now.
+# A free loopback port: below the ephemeral range (the clients of a previous
+# run may still hold ports in it), and no socket of any state is bound to it.
 free_port() {
-    local port
+    local port low
+    read -r low _ </proc/sys/net/ipv4/ip_local_port_range
     while :; do
-        port=$((20000 + RANDOM % 30000))
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+        port=$((10000 + RANDOM % (low > 11000 ? low - 10000 : 20000)))
+        if [ -z "$(ss -Htan "sport = :$port" 2>/dev/null)" ] &&
+            ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
             echo "$port"
             return
         fi
