@@ -36,6 +36,9 @@ pub(crate) struct Outcome {
     /// to the next node.
     pub(crate) reconnects: usize,
     pub(crate) connect_errors: usize,
+    /// Streams opened (`200`): the first one and every reconnection that got
+    /// through, each a join for the server.
+    pub(crate) connects: usize,
     /// `reset` notices received (the store began a new epoch: the events
     /// that follow are the new epoch's, messages keep their sequence numbers).
     pub(crate) resets: usize,
@@ -88,6 +91,7 @@ pub(crate) async fn client(
             outcome.error = Some(format!("status {}", res.status()));
             break;
         }
+        outcome.connects += 1;
         if run.nchan && !outcome.subscribed {
             // nchan sends no snapshot: its headers say the subscriber is in.
             outcome.subscribed = true;

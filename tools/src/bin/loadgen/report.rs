@@ -16,6 +16,8 @@ pub(crate) fn report(
     let m = run.m;
     let sum = |f: fn(&Outcome) -> usize| outcomes.iter().map(f).sum::<usize>();
     let complete = outcomes.iter().filter(|o| o.complete).count();
+    let subscribed = outcomes.iter().filter(|o| o.subscribed).count();
+    let connects = sum(|o| o.connects);
     // A client that never got the last message lost it (and maybe more).
     let unfinished = outcomes.iter().filter(|o| !o.complete).count() + n - outcomes.len();
     let dups = sum(|o| o.dups) + run.late_dups.load(Ordering::SeqCst);
@@ -106,7 +108,7 @@ pub(crate) fn report(
         secs(own_cpu)
     );
     println!(
-        "RESULT n={n} m={m} delivered={delivered} expected={expected} complete={complete} unfinished={unfinished} dups={dups} lost={lost} \
+        "RESULT n={n} m={m} subscribed={subscribed} connects={connects} delivered={delivered} expected={expected} complete={complete} unfinished={unfinished} dups={dups} lost={lost} \
          cut_clients={cut_clients} cutoffs={cutoffs} reconnected_clients={reconnected} \
          reconnected_pct={reconnected_pct:.2} reconnects={reconnects} resets={resets} gaps={gaps} \
          post_retries={post_retries} \
