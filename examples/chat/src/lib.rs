@@ -90,8 +90,7 @@ pub mod tls;
 use tower_sse::Shutdown;
 
 pub use crate::{
-    cluster::announce_expired,
-    routes::{app, app_with},
+    routes::{app, app_with, app_with_options, Options},
     tls::{pem_files, self_signed, serve_tls, tls_server_config},
 };
 
@@ -108,7 +107,13 @@ pub async fn run() -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(&config.addr).await?;
     let local = listener.local_addr()?;
     let shutdown = Shutdown::new();
-    let app = app_with(config.heartbeat, &shutdown, hub, presence);
+    let shared = config.redis_url.is_some() || config.nats_url.is_some();
+    let options = Options {
+        heartbeat: config.heartbeat,
+        presence_full_max: config.presence_full_max,
+        announce_expired: shared.then(|| config.presence_ttl / 3),
+    };
+    let app = app_with_options(&options, &shutdown, hub, presence);
     tokio::spawn(metrics::upkeep());
     let stop = shutdown.clone();
     tokio::spawn(async move {

@@ -33,12 +33,12 @@ async fn node(urls: &str, prefix: &str, ttl: Duration) -> (SocketAddr, Hub, Redi
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let shared: Arc<dyn Presence> = Arc::new(presence.clone());
-    let app = chat::app_with(
-        Duration::from_secs(15),
-        &Shutdown::new(),
-        hub.clone(),
-        shared,
-    );
+    // The members of nodes that died are announced every third of the TTL.
+    let options = chat::Options {
+        announce_expired: Some(ttl / 3),
+        ..chat::Options::new(Duration::from_secs(15))
+    };
+    let app = chat::app_with_options(&options, &Shutdown::new(), hub.clone(), shared);
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     (addr, hub, presence)
 }
@@ -194,10 +194,10 @@ async fn a_node_that_dies_has_its_members_leave() {
         let presence = RedisPresence::new(&store, ttl);
         presence.join("r", "ghost").await.unwrap();
     }
-    let announcer = tokio::spawn(chat::announce_expired(hub_b, Arc::new(presence_b), ttl / 3));
+    // Node B's announcer takes the ghost's entry and announces its `leave`.
     let leave = bob.expect("leave").await;
     assert_eq!(leave.data["name"], "ghost");
-    announcer.abort();
+    drop((hub_b, presence_b));
 }
 
 #[tokio::test]
