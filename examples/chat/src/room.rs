@@ -11,7 +11,8 @@
 //! - a `members` snapshot with `count` and at most the threshold's worth of
 //!   names;
 //! - `count` events (`{"id","room","count"}`), at most one per second per room
-//!   (across nodes too: the second is the event's idempotency key);
+//!   and node (nodes that read the same count in the same second store it
+//!   once: the second and the count are the event's idempotency key);
 //! - a `presence` event when the room crosses the threshold, either way:
 //!   `{"id","room","mode":"count","count"}` going up, `{"id","room","mode":
 //!   "full","count","names"}` coming back (its names are the whole list, which
@@ -206,8 +207,7 @@ impl Chat {
                 }
             };
             let count = (members.mode == Mode::Count).then_some(roster.count);
-            let snapshot =
-                members.snapshot(room, name, subscriber.position(), roster.names, count);
+            let snapshot = members.snapshot(room, name, subscriber.position(), roster.names, count);
             members.connections += 1;
             self.queue(&mut members, room, name, true, false);
             return Ok(subscriber.then(snapshot));
@@ -328,9 +328,6 @@ impl Chat {
                     self.back_to_full(members, room).await;
                 } else if count != told {
                     self.publish_count(members, room, "count", count).await;
-                    // Once more: another node's count of this second may have
-                    // been the one stored.
-                    self.schedule(members, room, PRESENCE_TICK);
                 }
             }
         }
@@ -348,7 +345,7 @@ impl Chat {
         members.roster = None;
         let data = json!({"room": room, "mode": "full", "count": roster.count,
             "names": roster.names});
-        let key = tick_key("mode-full");
+        let key = tick_key(&format!("mode-full:{}", roster.count));
         let _ = self
             .hub
             .publish_once(room, &key, |id| with_id("presence", id, data))
@@ -356,14 +353,28 @@ impl Chat {
     }
 
     /// Publishes `{"room","count"}` (with `"mode":"count"` for `presence`),
-    /// keyed by the second so that the nodes of a cluster store one per second.
-    async fn publish_count(&self, members: &mut Members, room: &str, kind: &str, count: usize) {
+    /// keyed by the second and the count, so that nodes that read the same
+    /// count in the same second store it once; then looks once more a tick
+    /// later, so that the room's last count is a read made after its last
+    /// change, whichever node's count the log ends with.
+    async fn publish_count(
+        self: &Arc<Self>,
+        members: &mut Members,
+        room: &str,
+        kind: &str,
+        count: usize,
+    ) {
         let data = if kind == "presence" {
             json!({"room": room, "mode": "count", "count": count})
         } else {
             json!({"room": room, "count": count})
         };
-        let key = tick_key(if kind == "presence" { "mode-count" } else { "count" });
+        let mode = if kind == "presence" {
+            "mode-count"
+        } else {
+            "count"
+        };
+        let key = tick_key(&format!("{mode}:{count}"));
         let _ = self
             .hub
             .publish_once(room, &key, |id| with_id(kind, id, data))
@@ -371,11 +382,12 @@ impl Chat {
         members.told = Some((Instant::now(), count));
         // The next snapshot reads the roster again.
         members.roster = None;
+        self.schedule(members, room, PRESENCE_TICK);
     }
 }
 
-/// `presence-KIND:SECOND`: one event of a kind per room and second, whichever node
-/// publishes it first.
+/// `presence-WHAT:SECOND`: one event per room, second and `what` (a kind and a
+/// count), whichever node publishes it first.
 fn tick_key(kind: &str) -> String {
     let second = SystemTime::now()
         .duration_since(UNIX_EPOCH)

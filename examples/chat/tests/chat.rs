@@ -957,7 +957,10 @@ async fn a_room_above_the_threshold_sends_counts_and_announces_the_crossings() {
     assert_eq!(alice.expect("members").await.data["names"], json!([]));
     assert_eq!(alice.expect("join").await.data["name"], "alice");
     let mut others = Vec::new();
-    for (name, before) in [("bob", json!(["alice"])), ("carol", json!(["alice", "bob"]))] {
+    for (name, before) in [
+        ("bob", json!(["alice"])),
+        ("carol", json!(["alice", "bob"])),
+    ] {
         let mut client = connect(addr, &format!("/sse?room=big&name={name}")).await;
         let snapshot = client.expect("members").await.data;
         assert_eq!(snapshot["names"], before);
@@ -981,10 +984,16 @@ async fn a_room_above_the_threshold_sends_counts_and_announces_the_crossings() {
     assert_eq!(snapshot["count"], 4);
     assert_eq!(snapshot["names"].as_array().unwrap().len(), 3);
     let count = alice.expect("count").await;
-    assert_eq!(count.data, json!({"id": count.id, "room": "big", "count": 5}));
+    assert_eq!(
+        count.data,
+        json!({"id": count.id, "room": "big", "count": 5})
+    );
     // Messages still flow, and their ids follow the counts'.
     let id = say(addr, "big", "eve", "hello").await;
-    assert_eq!(check_message(&alice.expect("message").await, "big", "eve", "hello"), id);
+    assert_eq!(
+        check_message(&alice.expect("message").await, "big", "eve", "hello"),
+        id
+    );
     // Back to three: the whole list again, then a `leave` per member.
     drop((dave, eve));
     let back = loop {
