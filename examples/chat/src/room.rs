@@ -14,9 +14,10 @@
 //!   and node (nodes that read the same count in the same second store it
 //!   once: the second and the count are the event's idempotency key);
 //! - a `presence` event when the room crosses the threshold, either way:
-//!   `{"id","room","mode":"count","count"}` going up, `{"id","room","mode":
-//!   "full","count","names"}` coming back (its names are the whole list, which
-//!   supersedes the one a client had).
+//!   `{"id","room","mode":"count","count","names"}` going up (at most the
+//!   threshold's worth of names), `{"id","room","mode":"full","count","names"}`
+//!   coming back (the whole list); either's names supersede the list a client
+//!   had.
 //!
 //! Each node counts the room from [`Presence::roster`], whose cost does not
 //! grow with the room: in a big room a join reads it at most once per second
@@ -268,8 +269,20 @@ impl Chat {
         members.scheduled = false;
         let pending = std::mem::take(&mut members.pending);
         let changed = !pending.is_empty();
-        for change in pending {
-            if members.mode == Mode::Full {
+        for change in &pending {
+            // `Presence` counts the change even when it cannot write it, and
+            // writes it at its next renewal.
+            let _ = match (change.written, change.joined) {
+                (true, _) => Ok(()),
+                (false, true) => self.presence.join(room, &change.name).await,
+                (false, false) => self.presence.leave(room, &change.name).await,
+            };
+        }
+        let count = self.presence.roster(room, 0).await.map(|r| r.count);
+        // A batch that makes the room big announces that instead of its joins.
+        let big = count.as_ref().is_ok_and(|n| *n > self.full_max);
+        if members.mode == Mode::Full && !big {
+            for change in pending {
                 let kind = if change.joined { "join" } else { "leave" };
                 // The history keeps it even when nobody is left to hear it now.
                 // A store that cannot be reached loses presence events, never
@@ -279,15 +292,15 @@ impl Chat {
                     .publish_with(room, |id| presence_event(kind, id, room, &change.name))
                     .await;
             }
-            // `Presence` counts the change even when it cannot write it, and
-            // writes it at its next renewal.
-            let _ = match (change.written, change.joined) {
-                (true, _) => Ok(()),
-                (false, true) => self.presence.join(room, &change.name).await,
-                (false, false) => self.presence.leave(room, &change.name).await,
-            };
         }
-        self.tell_count(&mut members, room, changed).await;
+        match count {
+            Ok(count) => self.tell_count(&mut members, room, changed, count).await,
+            // `Presence` unreachable: count again next tick.
+            Err(_) if members.mode == Mode::Count => {
+                self.schedule(&mut members, room, PRESENCE_TICK);
+            }
+            Err(_) => {}
+        }
         if members.connections == 0 && members.pending.is_empty() && !members.scheduled {
             members.gone = true;
             let mut rooms = self.rooms.lock().unwrap_or_else(PoisonError::into_inner);
@@ -297,27 +310,26 @@ impl Chat {
         }
     }
 
-    /// After a batch: crosses the threshold either way (announced), or
+    /// After a batch, the room having `count` members: crosses the threshold
+    /// either way (announced), or
     /// publishes a big room's count, at most once per [`PRESENCE_TICK`]; one
     /// more batch is scheduled for what could not be told yet.
-    async fn tell_count(self: &Arc<Self>, members: &mut Members, room: &str, changed: bool) {
+    async fn tell_count(
+        self: &Arc<Self>,
+        members: &mut Members,
+        room: &str,
+        changed: bool,
+        count: usize,
+    ) {
         let full_max = self.full_max;
-        let Ok(Roster { count, .. }) = self.presence.roster(room, 0).await else {
-            // `Presence` unreachable: try again next tick.
-            if members.mode == Mode::Count {
-                self.schedule(members, room, PRESENCE_TICK);
-            }
-            return;
-        };
         match (members.mode, members.told) {
             (Mode::Full, _) => {
                 if count > full_max {
-                    members.mode = Mode::Count;
-                    self.publish_count(members, room, "presence", count).await;
+                    self.turn_big(members, room, count).await;
                 }
             }
             // Turned big at a join: announce it now.
-            (Mode::Count, None) => self.publish_count(members, room, "presence", count).await,
+            (Mode::Count, None) => self.turn_big(members, room, count).await,
             (Mode::Count, Some((at, told))) => {
                 let wait = PRESENCE_TICK.saturating_sub(at.elapsed());
                 if !wait.is_zero() {
@@ -327,7 +339,7 @@ impl Chat {
                 } else if count <= full_max {
                     self.back_to_full(members, room).await;
                 } else if count != told {
-                    self.publish_count(members, room, "count", count).await;
+                    self.publish_count(members, room, count).await;
                 }
             }
         }
@@ -345,36 +357,46 @@ impl Chat {
         members.roster = None;
         let data = json!({"room": room, "mode": "full", "count": roster.count,
             "names": roster.names});
-        let key = tick_key(&format!("mode-full:{}", roster.count));
+        let key = tick_key(&format!("full:{}", roster.count));
         let _ = self
             .hub
             .publish_once(room, &key, |id| with_id("presence", id, data))
             .await;
     }
 
-    /// Publishes `{"room","count"}` (with `"mode":"count"` for `presence`),
-    /// keyed by the second and the count, so that nodes that read the same
-    /// count in the same second store it once; then looks once more a tick
-    /// later, so that the room's last count is a read made after its last
-    /// change, whichever node's count the log ends with.
-    async fn publish_count(
+    /// Announces that the room turned big: `presence` with `"mode":"count"`,
+    /// its count and at most `full_max` names (which replace the list a client
+    /// built from `join` and `leave`).
+    async fn turn_big(self: &Arc<Self>, members: &mut Members, room: &str, count: usize) {
+        members.mode = Mode::Count;
+        let names = match self.presence.roster(room, self.full_max).await {
+            Ok(roster) => roster.names,
+            Err(_) => Vec::new(),
+        };
+        let data = json!({"room": room, "mode": "count", "count": count, "names": names});
+        self.tell(members, room, "presence", count, data).await;
+    }
+
+    /// Publishes a big room's `count`.
+    async fn publish_count(self: &Arc<Self>, members: &mut Members, room: &str, count: usize) {
+        let data = json!({"room": room, "count": count});
+        self.tell(members, room, "count", count, data).await;
+    }
+
+    /// Publishes `data` as a `kind` event, keyed by the second and the count,
+    /// so that nodes that read the same count in the same second store it
+    /// once; then looks once more a tick later, so that the room's last count
+    /// is a read made after its last change, whichever node's count the log
+    /// ends with.
+    async fn tell(
         self: &Arc<Self>,
         members: &mut Members,
         room: &str,
         kind: &str,
         count: usize,
+        data: Value,
     ) {
-        let data = if kind == "presence" {
-            json!({"room": room, "mode": "count", "count": count})
-        } else {
-            json!({"room": room, "count": count})
-        };
-        let mode = if kind == "presence" {
-            "mode-count"
-        } else {
-            "count"
-        };
-        let key = tick_key(&format!("{mode}:{count}"));
+        let key = tick_key(&format!("{kind}:{count}"));
         let _ = self
             .hub
             .publish_once(room, &key, |id| with_id(kind, id, data))

@@ -257,13 +257,14 @@ async fn a_big_room_counts_the_members_of_every_node() {
     let snapshot = carol.expect("members").await.data;
     assert_eq!(snapshot["names"], json!(["alice", "bob"]));
     assert!(snapshot.get("count").is_none(), "{snapshot}");
-    // Both nodes' members read carol's join, then the crossing.
+    // Both nodes' members read the crossing instead of carol's join.
     for member in [&mut alice, &mut bob, &mut carol] {
-        assert_eq!(member.expect("join").await.data["name"], "carol");
         let crossing = member.expect("presence").await.data;
+        assert_eq!(crossing["names"].as_array().unwrap().len(), 2, "{crossing}");
         assert_eq!(
             crossing,
-            json!({"id": crossing["id"], "room": "r", "mode": "count", "count": 3})
+            json!({"id": crossing["id"], "room": "r", "mode": "count", "count": 3,
+                "names": crossing["names"]})
         );
     }
     // A newcomer on the other node: a count and two names, and counts up to
