@@ -2,7 +2,10 @@
 //! JetStream (`NATS_URL`), and the task that announces the `leave` of members
 //! of nodes that died.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{Arc, Weak},
+    time::Duration,
+};
 
 use tower_sse_hub::{Hub, MemoryPresence, Presence};
 use tower_sse_nats::{NatsBroker, NatsConfig, NatsPresence, NatsStore};
@@ -11,13 +14,13 @@ use tower_sse_redis::{RedisConfig, RedisPresence, RedisStore};
 use crate::{
     config::Config,
     invalid_input,
-    room::{hub_config, presence_event},
+    room::{hub_config, Chat},
 };
 
 /// The hub and presence the environment asks for: in this process, or shared
-/// with the other nodes on Redis or NATS (then a task announces the `leave` of
-/// members of nodes that died, and the `join` of this node's members announced
-/// gone while it was cut off).
+/// with the other nodes on Redis or NATS (then the app's
+/// [`Options::announce_expired`](crate::routes::Options::announce_expired)
+/// is to be set, to announce the members of nodes that died).
 ///
 /// # Errors
 ///
@@ -42,28 +45,25 @@ pub async fn connect(config: &Config) -> std::io::Result<(Hub, Arc<dyn Presence>
         let hub = Hub::with_config(hub_config());
         return Ok((hub, Arc::new(MemoryPresence::new())));
     };
-    tokio::spawn(announce_expired(hub.clone(), presence.clone(), ttl / 3));
     Ok((hub, presence))
 }
 
-/// Every `every`: publishes the `leave` of the members of nodes that died (or
-/// were cut off from Redis past `PRESENCE_TTL_MS`), and the `join` of this
-/// node's members that were announced as gone that way and are still here.
-pub async fn announce_expired(hub: Hub, presence: Arc<dyn Presence>, every: Duration) {
+/// Every `every`, while the chat is up: announces the `leave` of the members
+/// of nodes that died (or were cut off past `PRESENCE_TTL_MS`), and the `join`
+/// of this node's members that were announced as gone that way and are still
+/// here, through each room's presence batch (so a big room counts them).
+pub(crate) async fn announce_expired(chat: Weak<Chat>, every: Duration) {
     loop {
         tokio::time::sleep(every).await;
-        // Redis unreachable: the entries stay queued for the next round.
-        let expired = presence.expired().await.unwrap_or_default();
+        let Some(chat) = chat.upgrade() else { return };
+        // Unreachable: the entries stay queued for the next round.
+        let expired = chat.presence.expired().await.unwrap_or_default();
         for (room, name) in expired {
-            let _ = hub
-                .publish_with(&room, |id| presence_event("leave", id, &room, &name))
-                .await;
+            chat.announce_taken(&room, &name, false).await;
         }
-        let restored = presence.restored().await.unwrap_or_default();
+        let restored = chat.presence.restored().await.unwrap_or_default();
         for (room, name) in restored {
-            let _ = hub
-                .publish_with(&room, |id| presence_event("join", id, &room, &name))
-                .await;
+            chat.announce_taken(&room, &name, true).await;
         }
     }
 }

@@ -22,6 +22,9 @@ pub struct Config {
     /// `PRESENCE_TTL_MS`: how long a node's members outlive it in the shared
     /// presence (default 30 s).
     pub presence_ttl: Duration,
+    /// `PRESENCE_FULL_MAX`: the largest room with a `join` and a `leave` per
+    /// member (default 1 000); above it, counts.
+    pub presence_full_max: usize,
 }
 
 impl Config {
@@ -29,7 +32,7 @@ impl Config {
     ///
     /// # Errors
     ///
-    /// A setting that is not a number of milliseconds, `TLS` other than `0`
+    /// A setting that is not a number (of milliseconds, or of members), `TLS` other than `0`
     /// or `1`, or both `REDIS_URL` and `NATS_URL`.
     pub fn from_env() -> std::io::Result<Self> {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
@@ -46,6 +49,14 @@ impl Config {
             redis_url: var("REDIS_URL"),
             nats_url: var("NATS_URL"),
             presence_ttl: millis("PRESENCE_TTL_MS", 30_000)?,
+            presence_full_max: match var("PRESENCE_FULL_MAX") {
+                None => crate::room::PRESENCE_FULL_MAX,
+                Some(n) => n.parse().map_err(|_| {
+                    invalid_input(format!(
+                        "PRESENCE_FULL_MAX must be a number of members, not {n:?}"
+                    ))
+                })?,
+            },
         };
         if config.redis_url.is_some() && config.nats_url.is_some() {
             return Err(invalid_input(

@@ -31,7 +31,11 @@
 //!   (room `lobby`, a generated guest name). Events: `members` (a snapshot for
 //!   this connection, `{"room","you","names","as_of"}`, whose `id:` is the room's
 //!   last id so a reconnect resumes from it), then `message`, `join`, `leave`,
-//!   and the hub's `reset`/`gap` notices, each with the room's `id:`. Ids are
+//!   and the hub's `reset`/`gap` notices, each with the room's `id:`. Above
+//!   `PRESENCE_FULL_MAX` members (default 1 000), a room sends `count` events
+//!   and announces crossing the threshold with `presence` instead of a `join`
+//!   and a `leave` per member, and its snapshot carries `count` and at most
+//!   that many names (see [`room`]). Ids are
 //!   opaque strings (`42-0fk3m9vq`: the room's offset and epoch). A reconnect
 //!   with `Last-Event-ID` (or `?lastEventId=`) gets what it missed first, then a
 //!   fresh `members` snapshot that supersedes the presence events before it. The
@@ -69,7 +73,7 @@
 //! # The application, by concern
 //!
 //! - [`config`]: the environment (`ADDR`, `HEARTBEAT_MS`, `TLS`, `REDIS_URL`,
-//!   `NATS_URL`, `PRESENCE_TTL_MS`).
+//!   `NATS_URL`, `PRESENCE_TTL_MS`, `PRESENCE_FULL_MAX`).
 //! - [`cluster`]: the hub and presence, in this process, on Redis or on NATS,
 //!   and the task that announces the members of nodes that died.
 //! - [`room`]: a room's members, their snapshot and the batched `join` and
@@ -90,8 +94,7 @@ pub mod tls;
 use tower_sse::Shutdown;
 
 pub use crate::{
-    cluster::announce_expired,
-    routes::{app, app_with},
+    routes::{app, app_with, app_with_options, Options},
     tls::{pem_files, self_signed, serve_tls, tls_server_config},
 };
 
@@ -108,7 +111,13 @@ pub async fn run() -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(&config.addr).await?;
     let local = listener.local_addr()?;
     let shutdown = Shutdown::new();
-    let app = app_with(config.heartbeat, &shutdown, hub, presence);
+    let shared = config.redis_url.is_some() || config.nats_url.is_some();
+    let options = Options {
+        heartbeat: config.heartbeat,
+        presence_full_max: config.presence_full_max,
+        announce_expired: shared.then(|| config.presence_ttl / 3),
+    };
+    let app = app_with_options(&options, &shutdown, hub, presence);
     tokio::spawn(metrics::upkeep());
     let stop = shutdown.clone();
     tokio::spawn(async move {

@@ -1,18 +1,42 @@
 //! A room: its members on this node, the snapshot a new member gets, and the
-//! `join` and `leave` events, published in batches.
+//! presence events, published in batches.
+//!
+//! # Presence that scales
+//!
+//! A room of at most [`PRESENCE_FULL_MAX`] members (`PRESENCE_FULL_MAX` in the
+//! environment) sends a `join` and a `leave` per member, and a snapshot that
+//! lists every member. Above it, a member's `join` would go to every member: a
+//! join storm of N members is N² events. So a big room sends, instead:
+//!
+//! - a `members` snapshot with `count` and at most the threshold's worth of
+//!   names;
+//! - `count` events (`{"id","room","count"}`), at most one per second per room
+//!   and node (nodes that read the same count in the same second store it
+//!   once: the second and the count are the event's idempotency key);
+//! - a `presence` event when the room crosses the threshold, either way:
+//!   `{"id","room","mode":"count","count","names"}` going up (at most the
+//!   threshold's worth of names), `{"id","room","mode":"full","count","names"}`
+//!   coming back (the whole list); either's names supersede the list a client
+//!   had.
+//!
+//! Each node counts the room from [`Presence::roster`], whose cost does not
+//! grow with the room: in a big room a join reads it at most once per second
+//! per node (the snapshot lists it as of then), and every batch asks only for
+//! the count.
 
 use std::{
     collections::HashMap,
     sync::{atomic::AtomicU64, Arc, Mutex, PoisonError},
-    time::Duration,
+    time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use bytes::Bytes;
 use serde_json::{json, Value};
+use tokio::time::Instant;
 use tower_sse::{EncodedEvent, Event};
-use tower_sse_hub::{EventId, Hub, HubConfig, HubError, Presence, Subscriber};
+use tower_sse_hub::{EventId, Hub, HubConfig, HubError, Presence, Roster, Subscriber};
 
-/// Room-sized history: a join storm of 5 000 members is 5 000 `join` events,
+/// Room-sized history: a join storm of 1 000 members is 1 000 `join` events,
 /// which a member that connected first reads from the shared history at its own
 /// pace (a cursor each, no copy), so the lag bound is the history, 16 384
 /// events or 8 MiB per room, shared by all its members.
@@ -23,19 +47,30 @@ pub(crate) fn hub_config() -> HubConfig {
         .queue_capacity(16 * 1024)
 }
 
-pub(crate) struct Chat {
-    pub(crate) hub: Hub,
-    /// Who is in each room (on every node when it is on Redis).
-    pub(crate) presence: Arc<dyn Presence>,
-    /// The rooms with someone connected to this node.
-    pub(crate) rooms: Mutex<HashMap<String, Arc<Room>>>,
-    pub(crate) guests: AtomicU64,
-}
+/// The default largest room that sends a `join` and a `leave` per member (and
+/// lists every member in its snapshot); above it, counts (see the [module's
+/// docs](self)).
+pub const PRESENCE_FULL_MAX: usize = 1000;
+
+/// How often a big room's count is published, at most, and how long a node
+/// uses a roster it read for the snapshots of big rooms.
+pub const PRESENCE_TICK: Duration = Duration::from_secs(1);
 
 /// How long joins and leaves wait to be published together: in a join storm a
 /// member is woken once per batch instead of once per join. Each join and leave
 /// is still its own event, with its own id.
 pub(crate) const PRESENCE_BATCH: Duration = Duration::from_millis(50);
+
+pub(crate) struct Chat {
+    pub(crate) hub: Hub,
+    /// Who is in each room (on every node when it is on Redis or NATS).
+    pub(crate) presence: Arc<dyn Presence>,
+    /// The rooms with someone connected to this node.
+    pub(crate) rooms: Mutex<HashMap<String, Arc<Room>>>,
+    pub(crate) guests: AtomicU64,
+    /// The largest room with a `join` and `leave` per member.
+    pub(crate) full_max: usize,
+}
 
 /// A room on this node. A join (its subscription and snapshot), a leave and a
 /// batch's publication run one at a time per room, so on one node a snapshot and
@@ -48,12 +83,32 @@ pub(crate) struct Room {
     members: tokio::sync::Mutex<Members>,
 }
 
+/// A join or leave waiting for the next batch.
+struct Change {
+    name: String,
+    joined: bool,
+    /// Already in `Presence` (a member of a node that died, taken by this
+    /// one; or one of this node's members announced gone and still here).
+    written: bool,
+}
+
+/// Whether a room sends presence per member or counts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum Mode {
+    /// A `join` and a `leave` per member.
+    #[default]
+    Full,
+    /// `count` events, at most one per [`PRESENCE_TICK`].
+    Count,
+}
+
+/// A room's members, as this node sees them.
 #[derive(Default)]
 pub struct Members {
     /// This node's connections to the room.
     connections: usize,
-    /// Joins (`true`) and leaves not yet published, in order.
-    pending: Vec<(String, bool)>,
+    /// Joins and leaves not yet published, in order.
+    pending: Vec<Change>,
     /// A batch is scheduled.
     scheduled: bool,
     /// Removed from `Chat::rooms`: a join that finds it looks the room up again.
@@ -61,11 +116,20 @@ pub struct Members {
     /// The member list of the last snapshot, and its JSON: one buffer shared by
     /// the snapshots of everyone who joins while the list stays the same.
     list: Option<(Vec<String>, Bytes)>,
+    /// What this node last told the room.
+    mode: Mode,
+    /// In a big room: the roster last read, and when (snapshots use it for a
+    /// [`PRESENCE_TICK`]).
+    roster: Option<(Instant, Roster)>,
+    /// In a big room: the count last published, and when.
+    told: Option<(Instant, usize)>,
 }
 
 impl Members {
     /// The `members` snapshot of a member joining at `position`, when the room
-    /// holds `names`: `{"room","you","names","as_of"}`, with the id `position`.
+    /// holds `names`: `{"room","you","names","as_of"}`, with the id `position`;
+    /// with `count` (a big room, whose `names` are only some), `{"room","you",
+    /// "names","count","as_of"}`.
     ///
     /// Its own bytes are the head (up to `"names":`) and the tail; the list
     /// between them is shared with every other snapshot of the same list (in a
@@ -78,6 +142,7 @@ impl Members {
         you: &str,
         position: EventId,
         names: Vec<String>,
+        count: Option<usize>,
     ) -> EncodedEvent {
         let list = match &self.list {
             Some((cached, list)) if *cached == names => list.clone(),
@@ -94,7 +159,8 @@ impl Members {
             Value::from(room),
             Value::from(you),
         );
-        let tail = format!(",\"as_of\":\"{position}\"}}\n\n");
+        let count = count.map_or_else(String::new, |n| format!(",\"count\":{n}"));
+        let tail = format!("{count},\"as_of\":\"{position}\"}}\n\n");
         // Strings, ending with a blank line: `from_parts` cannot refuse them.
         EncodedEvent::from_parts([Bytes::from(head), list, Bytes::from(tail)])
             .unwrap_or_else(|_| EncodedEvent::comment("members: unavailable"))
@@ -110,7 +176,7 @@ impl Chat {
     /// Subscribes after `last` and queues the member's `join`. The stream
     /// replays what the client missed, then this connection's `members`
     /// snapshot (as of the end of the replay, with that id), then live events,
-    /// its own `join` among them.
+    /// its own `join` among them (in a room of at most `full_max` members).
     pub(crate) async fn join(
         self: &Arc<Self>,
         room: &str,
@@ -124,11 +190,27 @@ impl Chat {
                 continue;
             }
             let subscriber = self.hub.subscribe(room, last).await?;
-            let names = self.presence.members(room).await?;
-            let snapshot = members.snapshot(room, name, subscriber.position(), names);
+            let roster = match &members.roster {
+                Some((at, roster))
+                    if members.mode == Mode::Count && at.elapsed() < PRESENCE_TICK =>
+                {
+                    roster.clone()
+                }
+                _ => {
+                    let roster = self.presence.roster(room, self.full_max).await?;
+                    if roster.count > self.full_max && members.mode == Mode::Full {
+                        // The next batch announces it.
+                        members.mode = Mode::Count;
+                        members.told = None;
+                    }
+                    members.roster = Some((Instant::now(), roster.clone()));
+                    roster
+                }
+            };
+            let count = (members.mode == Mode::Count).then_some(roster.count);
+            let snapshot = members.snapshot(room, name, subscriber.position(), roster.names, count);
             members.connections += 1;
-            members.pending.push((name.to_owned(), true));
-            self.schedule(&mut members, room);
+            self.queue(&mut members, room, name, true, false);
             return Ok(subscriber.then(snapshot));
         }
     }
@@ -138,44 +220,88 @@ impl Chat {
         let entry = self.room(room);
         let mut members = entry.members.lock().await;
         members.connections = members.connections.saturating_sub(1);
-        members.pending.push((name.to_owned(), false));
-        self.schedule(&mut members, room);
+        self.queue(&mut members, room, name, false, false);
     }
 
-    fn schedule(self: &Arc<Self>, members: &mut Members, room: &str) {
+    /// Queues the `leave` (`joined` false) or the `join` of a member whose
+    /// entry `Presence` has already changed: one of a node that died, taken by
+    /// this one, or one of this node's members announced gone and still here.
+    pub(crate) async fn announce_taken(self: &Arc<Self>, room: &str, name: &str, joined: bool) {
+        let entry = self.room(room);
+        let mut members = entry.members.lock().await;
+        self.queue(&mut members, room, name, joined, true);
+    }
+
+    fn queue(
+        self: &Arc<Self>,
+        members: &mut Members,
+        room: &str,
+        name: &str,
+        joined: bool,
+        written: bool,
+    ) {
+        members.pending.push(Change {
+            name: name.to_owned(),
+            joined,
+            written,
+        });
+        self.schedule(members, room, PRESENCE_BATCH);
+    }
+
+    fn schedule(self: &Arc<Self>, members: &mut Members, room: &str, after: Duration) {
         if !members.scheduled {
             members.scheduled = true;
             let (chat, room) = (self.clone(), room.to_owned());
             tokio::spawn(async move {
-                tokio::time::sleep(PRESENCE_BATCH).await;
+                tokio::time::sleep(after).await;
                 chat.announce(&room).await;
             });
         }
     }
 
-    /// Publishes the queued joins and leaves of `room`, each its own event, and
-    /// records them in `Presence`.
-    async fn announce(&self, room: &str) {
+    /// Publishes the queued joins and leaves of `room` and records them in
+    /// `Presence`: each its own event in a room of at most `full_max` members,
+    /// a count at most once per [`PRESENCE_TICK`] above it, and the crossing
+    /// either way.
+    async fn announce(self: &Arc<Self>, room: &str) {
         let entry = self.room(room);
         let mut members = entry.members.lock().await;
         members.scheduled = false;
-        for (name, joined) in std::mem::take(&mut members.pending) {
-            let kind = if joined { "join" } else { "leave" };
-            // The history keeps it even when nobody is left to hear it now. A
-            // store that cannot be reached loses presence events, never
-            // messages; `Presence` counts the change even when it cannot write
-            // it, and writes it at its next renewal.
-            let _ = self
-                .hub
-                .publish_with(room, |id| presence_event(kind, id, room, &name))
-                .await;
-            let _ = if joined {
-                self.presence.join(room, &name).await
-            } else {
-                self.presence.leave(room, &name).await
+        let pending = std::mem::take(&mut members.pending);
+        let changed = !pending.is_empty();
+        for change in &pending {
+            // `Presence` counts the change even when it cannot write it, and
+            // writes it at its next renewal.
+            let _ = match (change.written, change.joined) {
+                (true, _) => Ok(()),
+                (false, true) => self.presence.join(room, &change.name).await,
+                (false, false) => self.presence.leave(room, &change.name).await,
             };
         }
-        if members.connections == 0 && members.pending.is_empty() {
+        let count = self.presence.roster(room, 0).await.map(|r| r.count);
+        // A batch that makes the room big announces that instead of its joins.
+        let big = count.as_ref().is_ok_and(|n| *n > self.full_max);
+        if members.mode == Mode::Full && !big {
+            for change in pending {
+                let kind = if change.joined { "join" } else { "leave" };
+                // The history keeps it even when nobody is left to hear it now.
+                // A store that cannot be reached loses presence events, never
+                // messages.
+                let _ = self
+                    .hub
+                    .publish_with(room, |id| presence_event(kind, id, room, &change.name))
+                    .await;
+            }
+        }
+        match count {
+            Ok(count) => self.tell_count(&mut members, room, changed, count).await,
+            // `Presence` unreachable: count again next tick.
+            Err(_) if members.mode == Mode::Count => {
+                self.schedule(&mut members, room, PRESENCE_TICK);
+            }
+            Err(_) => {}
+        }
+        if members.connections == 0 && members.pending.is_empty() && !members.scheduled {
             members.gone = true;
             let mut rooms = self.rooms.lock().unwrap_or_else(PoisonError::into_inner);
             if rooms.get(room).is_some_and(|r| Arc::ptr_eq(r, &entry)) {
@@ -183,11 +309,125 @@ impl Chat {
             }
         }
     }
+
+    /// After a batch, the room having `count` members: crosses the threshold
+    /// either way (announced), or
+    /// publishes a big room's count, at most once per [`PRESENCE_TICK`]; one
+    /// more batch is scheduled for what could not be told yet.
+    async fn tell_count(
+        self: &Arc<Self>,
+        members: &mut Members,
+        room: &str,
+        changed: bool,
+        count: usize,
+    ) {
+        let full_max = self.full_max;
+        match (members.mode, members.told) {
+            (Mode::Full, _) => {
+                if count > full_max {
+                    self.turn_big(members, room, count).await;
+                }
+            }
+            // Turned big at a join: announce it now.
+            (Mode::Count, None) => self.turn_big(members, room, count).await,
+            (Mode::Count, Some((at, told))) => {
+                let wait = PRESENCE_TICK.saturating_sub(at.elapsed());
+                if !wait.is_zero() {
+                    if changed || count != told {
+                        self.schedule(members, room, wait);
+                    }
+                } else if count <= full_max {
+                    self.back_to_full(members, room).await;
+                } else if count != told {
+                    self.publish_count(members, room, count).await;
+                }
+            }
+        }
+    }
+
+    /// A big room that shrank to `full_max` members: announces the whole list
+    /// (`presence` with `"mode":"full"`), then a `join` and a `leave` per member.
+    async fn back_to_full(self: &Arc<Self>, members: &mut Members, room: &str) {
+        let Ok(roster) = self.presence.roster(room, self.full_max).await else {
+            self.schedule(members, room, PRESENCE_TICK);
+            return;
+        };
+        members.mode = Mode::Full;
+        members.told = None;
+        members.roster = None;
+        let data = json!({"room": room, "mode": "full", "count": roster.count,
+            "names": roster.names});
+        let key = tick_key(&format!("full:{}", roster.count));
+        let _ = self
+            .hub
+            .publish_once(room, &key, |id| with_id("presence", id, data))
+            .await;
+    }
+
+    /// Announces that the room turned big: `presence` with `"mode":"count"`,
+    /// its count and at most `full_max` names (which replace the list a client
+    /// built from `join` and `leave`).
+    async fn turn_big(self: &Arc<Self>, members: &mut Members, room: &str, count: usize) {
+        members.mode = Mode::Count;
+        let names = match self.presence.roster(room, self.full_max).await {
+            Ok(roster) => roster.names,
+            Err(_) => Vec::new(),
+        };
+        let data = json!({"room": room, "mode": "count", "count": count, "names": names});
+        self.tell(members, room, "presence", count, data).await;
+    }
+
+    /// Publishes a big room's `count`.
+    async fn publish_count(self: &Arc<Self>, members: &mut Members, room: &str, count: usize) {
+        let data = json!({"room": room, "count": count});
+        self.tell(members, room, "count", count, data).await;
+    }
+
+    /// Publishes `data` as a `kind` event, keyed by the second and the count,
+    /// so that nodes that read the same count in the same second store it
+    /// once; then looks once more a tick later, so that the room's last count
+    /// is a read made after its last change, whichever node's count the log
+    /// ends with.
+    async fn tell(
+        self: &Arc<Self>,
+        members: &mut Members,
+        room: &str,
+        kind: &str,
+        count: usize,
+        data: Value,
+    ) {
+        let key = tick_key(&format!("{kind}:{count}"));
+        let _ = self
+            .hub
+            .publish_once(room, &key, |id| with_id(kind, id, data))
+            .await;
+        members.told = Some((Instant::now(), count));
+        // The next snapshot reads the roster again.
+        members.roster = None;
+        self.schedule(members, room, PRESENCE_TICK);
+    }
+}
+
+/// `presence-WHAT:SECOND`: one event per room, second and `what` (a kind and a
+/// count), whichever node publishes it first.
+fn tick_key(kind: &str) -> String {
+    let second = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    format!("presence-{kind}:{second}")
 }
 
 /// An event of type `kind` (a fixed name, never a line break).
 pub(crate) fn named(kind: &str) -> Event {
     Event::default().event(kind).unwrap_or_default()
+}
+
+/// An event of type `kind` whose data is the object `data` with its `"id"`.
+fn with_id(kind: &str, id: &EventId, mut data: Value) -> Event {
+    if let Value::Object(fields) = &mut data {
+        fields.insert("id".to_owned(), Value::from(id.to_string()));
+    }
+    named(kind).data(data.to_string())
 }
 
 /// A `join` or `leave` event.

@@ -23,8 +23,9 @@ use tower_sse::{KeepAlive, LastEventId, Shutdown, SseBody, SseLayer};
 use tower_sse_hub::{EventId, Hub, HubError, MemoryPresence, Presence};
 
 use crate::{
+    cluster::announce_expired,
     metrics::{count_posted, metrics, prometheus},
-    room::{hub_config, named, Chat},
+    room::{hub_config, named, Chat, PRESENCE_FULL_MAX},
 };
 
 /// The page, compiled into the binary.
@@ -45,16 +46,55 @@ pub(crate) const MAX_STREAMS: usize = 10_000;
 pub(crate) const MAX_KEY: usize = 128;
 /// `retry-after` of a `503` when the hub cannot store or subscribe now.
 pub(crate) const RETRY_AFTER_S: &str = "2";
+/// How a chat is set up, besides its hub and presence.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// The heartbeat of idle streams (`HEARTBEAT_MS`).
+    pub heartbeat: Duration,
+    /// The largest room with a `join` and a `leave` per member
+    /// (`PRESENCE_FULL_MAX`, default [`PRESENCE_FULL_MAX`]); above it,
+    /// counts (see [`room`](crate::room)).
+    pub presence_full_max: usize,
+    /// How often to announce the members of nodes that died (their `leave`)
+    /// and this node's members announced gone while it was cut off (their
+    /// `join`): `Some` for a presence shared with other nodes, whose entries
+    /// expire (a third of `PRESENCE_TTL_MS`). `None` in one process.
+    pub announce_expired: Option<Duration>,
+}
+
+impl Options {
+    /// One process, heartbeats every `heartbeat`, the default threshold.
+    pub fn new(heartbeat: Duration) -> Self {
+        Self {
+            heartbeat,
+            presence_full_max: PRESENCE_FULL_MAX,
+            announce_expired: None,
+        }
+    }
+}
+
 /// The chat's routes, in this process, with heartbeats every `heartbeat`.
 pub fn app(heartbeat: Duration, shutdown: &Shutdown) -> Router {
     let hub = Hub::with_config(hub_config());
     app_with(heartbeat, shutdown, hub, Arc::new(MemoryPresence::new()))
 }
 
-/// The chat's routes on `hub` and `presence` (one node of a cluster when they
-/// are on Redis).
+/// The chat's routes on `hub` and `presence`, with the default
+/// [`Options`] but the heartbeat.
 pub fn app_with(
     heartbeat: Duration,
+    shutdown: &Shutdown,
+    hub: Hub,
+    presence: Arc<dyn Presence>,
+) -> Router {
+    app_with_options(&Options::new(heartbeat), shutdown, hub, presence)
+}
+
+/// The chat's routes on `hub` and `presence` (one node of a cluster when they
+/// are on Redis or NATS). With [`Options::announce_expired`], spawns the task
+/// that announces the members of nodes that died, which ends with the app.
+pub fn app_with_options(
+    options: &Options,
     shutdown: &Shutdown,
     hub: Hub,
     presence: Arc<dyn Presence>,
@@ -64,9 +104,13 @@ pub fn app_with(
         presence,
         rooms: Mutex::new(HashMap::new()),
         guests: AtomicU64::new(0),
+        full_max: options.presence_full_max,
     });
+    if let Some(every) = options.announce_expired {
+        tokio::spawn(announce_expired(Arc::downgrade(&chat), every));
+    }
     let sse = SseLayer::new()
-        .keep_alive(KeepAlive::new().interval(heartbeat))
+        .keep_alive(KeepAlive::new().interval(options.heartbeat))
         .max_streams(MAX_STREAMS, Duration::from_secs(5))
         .with_shutdown(shutdown);
     let prometheus = prometheus();
@@ -81,6 +125,7 @@ pub fn app_with(
         )
         .with_state(chat)
 }
+
 /// `POST /send` with `{"room", "name", "text"}`.
 pub(crate) async fn send(State(chat): State<Arc<Chat>>, req: Request<Body>) -> Response {
     // Only `application/json`: a foreign page can post `text/plain` or a form

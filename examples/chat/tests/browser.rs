@@ -4,6 +4,8 @@
 //!   leave, then it comes back and gets what it missed;
 //! - `page.test.mjs`: a phone-sized screen (390 px), own messages marked, the
 //!   icon served with no error in the console;
+//! - `big_room.test.mjs`: a room above `PRESENCE_FULL_MAX` (3 here) shows
+//!   "N members" and counts, and names again once it shrinks;
 //! - `h2.test.mjs`: ten `EventSource`s in one page to the chat served with
 //!   `TLS` over HTTP/2, each receiving a posted message.
 //!
@@ -23,10 +25,17 @@ use tower_sse::Shutdown;
 
 /// Serves the chat on a fresh port, over TLS when `tls`.
 async fn serve_chat(tls: bool) -> SocketAddr {
+    serve_chat_with(tls, chat::Options::new(Duration::from_secs(15))).await
+}
+
+/// Serves the chat with `options` on a fresh port, over TLS when `tls`.
+async fn serve_chat_with(tls: bool, options: chat::Options) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let shutdown = Shutdown::new();
-    let app = chat::app(Duration::from_secs(15), &shutdown);
+    let hub = tower_sse_hub::Hub::new();
+    let presence = std::sync::Arc::new(tower_sse_hub::MemoryPresence::new());
+    let app = chat::app_with_options(&options, &shutdown, hub, presence);
     if tls {
         let (certs, key) = chat::self_signed(addr.ip()).unwrap();
         let config = chat::tls_server_config(certs, key).unwrap();
@@ -67,4 +76,21 @@ async fn ten_event_sources_over_http2() {
     let Some(chromium) = chromium() else { return };
     let addr = serve_chat(true).await;
     run(&chromium, "h2.test.mjs", format!("https://{addr}"), None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_big_room_shows_a_count() {
+    let Some(chromium) = chromium() else { return };
+    let options = chat::Options {
+        presence_full_max: 3,
+        ..chat::Options::new(Duration::from_secs(15))
+    };
+    let addr = serve_chat_with(false, options).await;
+    run(
+        &chromium,
+        "big_room.test.mjs",
+        format!("http://{addr}"),
+        None,
+    )
+    .await;
 }

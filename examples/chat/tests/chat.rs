@@ -31,6 +31,17 @@ async fn server(heartbeat: Duration) -> SocketAddr {
     addr
 }
 
+/// A chat in this process with `options`.
+async fn server_with(options: chat::Options) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let presence = std::sync::Arc::new(tower_sse_hub::MemoryPresence::new());
+    let hub = tower_sse_hub::Hub::new();
+    let app = chat::app_with_options(&options, &Shutdown::new(), hub, presence);
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
 /// One event as the test sees it.
 #[derive(Debug, Clone, PartialEq)]
 struct Ev {
@@ -930,4 +941,75 @@ async fn a_retry_with_the_same_idempotency_key_is_stored_once() {
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad:?}");
         assert!(err["error"].as_str().unwrap().contains("Idempotency-Key"));
     }
+}
+
+/// Above `PRESENCE_FULL_MAX` members a room sends counts instead of a `join`
+/// and a `leave` per member, announces the crossing either way, and its
+/// snapshot carries `count` and at most the threshold's worth of names.
+#[tokio::test]
+async fn a_room_above_the_threshold_sends_counts_and_announces_the_crossings() {
+    let addr = server_with(chat::Options {
+        presence_full_max: 3,
+        ..chat::Options::new(Duration::from_secs(15))
+    })
+    .await;
+    let mut alice = connect(addr, "/sse?room=big&name=alice").await;
+    assert_eq!(alice.expect("members").await.data["names"], json!([]));
+    assert_eq!(alice.expect("join").await.data["name"], "alice");
+    let mut others = Vec::new();
+    for (name, before) in [
+        ("bob", json!(["alice"])),
+        ("carol", json!(["alice", "bob"])),
+    ] {
+        let mut client = connect(addr, &format!("/sse?room=big&name={name}")).await;
+        let snapshot = client.expect("members").await.data;
+        assert_eq!(snapshot["names"], before);
+        assert!(snapshot.get("count").is_none(), "{snapshot}");
+        assert_eq!(alice.expect("join").await.data["name"], name);
+        others.push(client);
+    }
+    // The fourth is still listed in full (the room had three), then the room
+    // turns big: alice reads the crossing instead of dave's `join`.
+    let mut dave = connect(addr, "/sse?room=big&name=dave").await;
+    let snapshot = dave.expect("members").await.data;
+    assert_eq!(snapshot["names"], json!(["alice", "bob", "carol"]));
+    let crossing = alice.expect("presence").await;
+    assert_eq!(crossing.data["mode"], "count");
+    assert_eq!(crossing.data["count"], 4);
+    assert_eq!(crossing.data["names"].as_array().unwrap().len(), 3);
+    assert_eq!(crossing.data["id"], crossing.id);
+    // A newcomer to the big room: a count and three names, no `join` for it.
+    let mut eve = connect(addr, "/sse?room=big&name=eve").await;
+    let snapshot = eve.expect("members").await.data;
+    assert_eq!(snapshot["count"], 4);
+    assert_eq!(snapshot["names"].as_array().unwrap().len(), 3);
+    let count = alice.expect("count").await;
+    assert_eq!(
+        count.data,
+        json!({"id": count.id, "room": "big", "count": 5})
+    );
+    // Messages still flow, and their ids follow the counts'.
+    let id = say(addr, "big", "eve", "hello").await;
+    assert_eq!(
+        check_message(&alice.expect("message").await, "big", "eve", "hello"),
+        id
+    );
+    // Back to three: the whole list again, then a `leave` per member.
+    drop((dave, eve));
+    let back = loop {
+        let ev = alice.next().await;
+        match ev.kind.as_str() {
+            "count" => continue,
+            "presence" => break ev,
+            _ => panic!("a big room sent {ev:?}"),
+        }
+    };
+    assert_eq!(
+        back.data,
+        json!({"id": back.id, "room": "big", "mode": "full", "count": 3,
+            "names": ["alice", "bob", "carol"]})
+    );
+    drop(others.pop());
+    let leave = alice.expect("leave").await;
+    assert_eq!(leave.data["name"], "carol");
 }

@@ -221,8 +221,8 @@ fn snapshots_share_the_member_list_until_it_changes() {
     let mut members = chat::room::Members::default();
     let position: tower_sse_hub::EventId = "7-00000000".parse().unwrap();
     let names = |n: usize| (0..n).map(|i| format!("member {i}")).collect::<Vec<_>>();
-    let ada = members.snapshot("lobby", "ada", position, names(500));
-    let bo = members.snapshot("lobby", "bo\n\"quoted\"", position, names(500));
+    let ada = members.snapshot("lobby", "ada", position, names(500), None);
+    let bo = members.snapshot("lobby", "bo\n\"quoted\"", position, names(500), None);
     // The list is one buffer for both, and most of each snapshot.
     assert_eq!(ada.parts()[1].as_ptr(), bo.parts()[1].as_ptr());
     assert!(ada.parts()[1].len() > 9 * ada.len() / 10);
@@ -240,11 +240,11 @@ fn snapshots_share_the_member_list_until_it_changes() {
         );
     }
     // A changed list is a new buffer, shared from then on.
-    let cy = members.snapshot("lobby", "cy", position, names(501));
-    let dee = members.snapshot("lobby", "dee", position, names(501));
+    let cy = members.snapshot("lobby", "cy", position, names(501), None);
+    let dee = members.snapshot("lobby", "dee", position, names(501), None);
     assert_ne!(cy.parts()[1].as_ptr(), ada.parts()[1].as_ptr());
     assert_eq!(cy.parts()[1].as_ptr(), dee.parts()[1].as_ptr());
-    let empty = members.snapshot("lobby", "eve", position, Vec::new());
+    let empty = members.snapshot("lobby", "eve", position, Vec::new(), None);
     assert!(empty
         .as_bytes()
         .ends_with(b"\"names\":[],\"as_of\":\"7-00000000\"}\n\n"));

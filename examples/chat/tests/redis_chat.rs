@@ -23,6 +23,16 @@ const GUARD: Duration = Duration::from_secs(30);
 
 /// A chat node on `urls` with key prefix `prefix`.
 async fn node(urls: &str, prefix: &str, ttl: Duration) -> (SocketAddr, Hub, RedisPresence) {
+    node_with(urls, prefix, ttl, chat::room::PRESENCE_FULL_MAX).await
+}
+
+/// A chat node whose rooms send counts above `full_max` members.
+async fn node_with(
+    urls: &str,
+    prefix: &str,
+    ttl: Duration,
+    full_max: usize,
+) -> (SocketAddr, Hub, RedisPresence) {
     // Generous: a loaded CI machine must not turn a slow answer into a 503.
     let config = RedisConfig::new(urls)
         .prefix(prefix)
@@ -33,12 +43,13 @@ async fn node(urls: &str, prefix: &str, ttl: Duration) -> (SocketAddr, Hub, Redi
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let shared: Arc<dyn Presence> = Arc::new(presence.clone());
-    let app = chat::app_with(
-        Duration::from_secs(15),
-        &Shutdown::new(),
-        hub.clone(),
-        shared,
-    );
+    // The members of nodes that died are announced every third of the TTL.
+    let options = chat::Options {
+        announce_expired: Some(ttl / 3),
+        presence_full_max: full_max,
+        ..chat::Options::new(Duration::from_secs(15))
+    };
+    let app = chat::app_with_options(&options, &Shutdown::new(), hub.clone(), shared);
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     (addr, hub, presence)
 }
@@ -62,11 +73,15 @@ impl Drop for Client {
 }
 
 impl Client {
-    async fn expect(&mut self, kind: &str) -> Ev {
-        let ev = tokio::time::timeout(GUARD, self.events.next())
+    async fn next(&mut self) -> Ev {
+        tokio::time::timeout(GUARD, self.events.next())
             .await
             .expect("hang guard: no event")
-            .expect("stream ended");
+            .expect("stream ended")
+    }
+
+    async fn expect(&mut self, kind: &str) -> Ev {
+        let ev = self.next().await;
         assert_eq!(ev.kind, kind, "{ev:?}");
         ev
     }
@@ -194,10 +209,10 @@ async fn a_node_that_dies_has_its_members_leave() {
         let presence = RedisPresence::new(&store, ttl);
         presence.join("r", "ghost").await.unwrap();
     }
-    let announcer = tokio::spawn(chat::announce_expired(hub_b, Arc::new(presence_b), ttl / 3));
+    // Node B's announcer takes the ghost's entry and announces its `leave`.
     let leave = bob.expect("leave").await;
     assert_eq!(leave.data["name"], "ghost");
-    announcer.abort();
+    drop((hub_b, presence_b));
 }
 
 #[tokio::test]
@@ -219,4 +234,55 @@ async fn send_is_503_with_a_json_error_when_redis_is_unreachable() {
         body["error"].as_str().unwrap().contains("unavailable"),
         "{body}"
     );
+}
+
+/// A big room spans nodes: its count covers every node's members, and every
+/// member reads counts, not a `join` per member, once it is above the
+/// threshold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_big_room_counts_the_members_of_every_node() {
+    let Some(url) = shared().await else { return };
+    let prefix = prefix("chatbig");
+    let ttl = Duration::from_secs(30);
+    let (a, _hub_a, _pa) = node_with(&url, &prefix, ttl, 2).await;
+    let (b, _hub_b, _pb) = node_with(&url, &prefix, ttl, 2).await;
+    let mut alice = connect(a, "/sse?room=r&name=alice", None).await;
+    alice.expect("members").await;
+    alice.expect("join").await;
+    let mut bob = connect(b, "/sse?room=r&name=bob", None).await;
+    assert_eq!(bob.expect("members").await.data["names"], json!(["alice"]));
+    assert_eq!(alice.expect("join").await.data["name"], "bob");
+    assert_eq!(bob.expect("join").await.data["name"], "bob");
+    let mut carol = connect(a, "/sse?room=r&name=carol", None).await;
+    let snapshot = carol.expect("members").await.data;
+    assert_eq!(snapshot["names"], json!(["alice", "bob"]));
+    assert!(snapshot.get("count").is_none(), "{snapshot}");
+    // Both nodes' members read the crossing instead of carol's join.
+    for member in [&mut alice, &mut bob, &mut carol] {
+        let crossing = member.expect("presence").await.data;
+        assert_eq!(crossing["names"].as_array().unwrap().len(), 2, "{crossing}");
+        assert_eq!(
+            crossing,
+            json!({"id": crossing["id"], "room": "r", "mode": "count", "count": 3,
+                "names": crossing["names"]})
+        );
+    }
+    // A newcomer on the other node: a count and two names, and counts up to
+    // four for everyone (node B may announce the crossing once more).
+    let mut dan = connect(b, "/sse?room=r&name=dan", None).await;
+    let snapshot = dan.expect("members").await.data;
+    assert_eq!(snapshot["count"], 3);
+    assert_eq!(snapshot["names"].as_array().unwrap().len(), 2, "{snapshot}");
+    for member in [&mut alice, &mut bob, &mut carol] {
+        let mut count = 3;
+        while count < 4 {
+            let ev = member.next().await;
+            assert!(
+                ev.kind == "count" || (ev.kind == "presence" && ev.data["mode"] == "count"),
+                "a big room sent {ev:?}"
+            );
+            count = ev.data["count"].as_u64().unwrap();
+        }
+        assert_eq!(count, 4);
+    }
 }
