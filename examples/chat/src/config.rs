@@ -25,6 +25,8 @@ pub struct Config {
     /// `PRESENCE_FULL_MAX`: the largest room with a `join` and a `leave` per
     /// member (default 1 000); above it, counts.
     pub presence_full_max: usize,
+    /// `MAX_STREAMS`: concurrent event streams on this node (default 10 000).
+    pub max_streams: usize,
 }
 
 impl Config {
@@ -54,6 +56,14 @@ impl Config {
                 Some(n) => n.parse().map_err(|_| {
                     invalid_input(format!(
                         "PRESENCE_FULL_MAX must be a number of members, not {n:?}"
+                    ))
+                })?,
+            },
+            max_streams: match var("MAX_STREAMS") {
+                None => crate::routes::MAX_STREAMS,
+                Some(n) => n.parse().map_err(|_| {
+                    invalid_input(format!(
+                        "MAX_STREAMS must be a number of streams, not {n:?}"
                     ))
                 })?,
             },

@@ -73,7 +73,7 @@
 //! # The application, by concern
 //!
 //! - [`config`]: the environment (`ADDR`, `HEARTBEAT_MS`, `TLS`, `REDIS_URL`,
-//!   `NATS_URL`, `PRESENCE_TTL_MS`, `PRESENCE_FULL_MAX`).
+//!   `NATS_URL`, `PRESENCE_TTL_MS`, `PRESENCE_FULL_MAX`, `MAX_STREAMS`).
 //! - [`cluster`]: the hub and presence, in this process, on Redis or on NATS,
 //!   and the task that announces the members of nodes that died.
 //! - [`room`]: a room's members, their snapshot and the batched `join` and
@@ -115,6 +115,7 @@ pub async fn run() -> std::io::Result<()> {
     let options = Options {
         heartbeat: config.heartbeat,
         presence_full_max: config.presence_full_max,
+        max_streams: config.max_streams,
         announce_expired: shared.then(|| config.presence_ttl / 3),
     };
     let app = app_with_options(&options, &shutdown, hub, presence);

@@ -40,8 +40,9 @@ pub(crate) const MAX_BODY: usize = 64 * 1024;
 /// A `/send` body must arrive whole within this (a body that never finishes,
 /// or is shorter than its `Content-Length`, gets `408`).
 pub(crate) const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// Concurrent event streams; past it, `503` with `retry-after: 5`.
-pub(crate) const MAX_STREAMS: usize = 10_000;
+/// Concurrent event streams by default (`MAX_STREAMS`); past it, `503`
+/// with `retry-after: 5`.
+pub const MAX_STREAMS: usize = 10_000;
 /// The longest `Idempotency-Key` taken.
 pub(crate) const MAX_KEY: usize = 128;
 /// `retry-after` of a `503` when the hub cannot store or subscribe now.
@@ -55,6 +56,9 @@ pub struct Options {
     /// (`PRESENCE_FULL_MAX`, default [`PRESENCE_FULL_MAX`]); above it,
     /// counts (see [`room`](crate::room)).
     pub presence_full_max: usize,
+    /// Concurrent event streams on this node (`MAX_STREAMS`, default
+    /// 10 000); past it, `503` with `retry-after: 5`.
+    pub max_streams: usize,
     /// How often to announce the members of nodes that died (their `leave`)
     /// and this node's members announced gone while it was cut off (their
     /// `join`): `Some` for a presence shared with other nodes, whose entries
@@ -68,6 +72,7 @@ impl Options {
         Self {
             heartbeat,
             presence_full_max: PRESENCE_FULL_MAX,
+            max_streams: MAX_STREAMS,
             announce_expired: None,
         }
     }
@@ -111,7 +116,7 @@ pub fn app_with_options(
     }
     let sse = SseLayer::new()
         .keep_alive(KeepAlive::new().interval(options.heartbeat))
-        .max_streams(MAX_STREAMS, Duration::from_secs(5))
+        .max_streams(options.max_streams, Duration::from_secs(5))
         .with_shutdown(shutdown);
     let prometheus = prometheus();
     Router::new()
