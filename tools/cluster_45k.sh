@@ -18,7 +18,8 @@
 # (between posts, 100), SETTLE_S (after a room's last snapshot before its
 # posts, 30: the other rooms' storms should be over), DEADLINE_S (bound of each
 # loadgen, 300), RETRY_CAP_MS (10000), HEARTBEAT_MS (15000), PRESENCE_TTL_MS
-# (30000), SKIP_BUILD, OUT (target/cluster_45k).
+# (30000), MAX_STREAMS (the chat's cap on a node's streams, 1.1 x ROOMS x N /
+# NODES), SKIP_BUILD, OUT (target/cluster_45k).
 #
 # Needs redis-server and redis-cli on the PATH, and an open-file limit above
 # N + 100 per loadgen and above ROOMS x N / NODES + 100 per node (raised to
@@ -39,6 +40,9 @@ OUT=$(cd "$OUT" && pwd)
 
 ulimit -n "$(ulimit -Hn)"
 per_node=$(((ROOMS * N + NODES - 1) / NODES))
+# The chat's cap on a node's streams (10 000 by default, past it `503`, which
+# ends an EventSource for good): room for every member, and the reconnections.
+export MAX_STREAMS="${MAX_STREAMS:-$((per_node + per_node / 10))}"
 if [ "$(ulimit -n)" != unlimited ] &&
     { [ "$(ulimit -n)" -le $((N + 100)) ] || [ "$(ulimit -n)" -le $((per_node + 100)) ]; }; then
     echo "open-file limit $(ulimit -n) is too low for N=$N per loadgen, $per_node per node" >&2
@@ -153,6 +157,11 @@ done
 # while, well within SETTLE_S, before the figures are read.
 sleep "$((SETTLE_S > 10 ? 5 : SETTLE_S / 2))"
 read -r calls1 usec1 rcpu1 < <(redis_stats)
+# How the streams landed: established connections on each node's port.
+per_node_streams=()
+for a in "${addrs[@]}"; do
+    per_node_streams+=("$(ss -Htn state established "sport = :${a##*:}" | wc -l)")
+done
 
 rc=0
 for pid in "${gen_pids[@]}"; do wait "$pid" || rc=$?; done
@@ -227,5 +236,6 @@ awk -v j="$joins" -v c="$join_calls" -v u="$join_usec" -v c0="$rcpu0" -v c1="$rc
     printf "redis CPU (sys+user), whole run            %.2f s\n", c2 - c0;
     printf "chat nodes CPU, whole run                  %.2f s\n", ncpu / 100;
 }'
+echo "open connections per node after the joins: ${per_node_streams[*]} (nodes ${addrs[*]})"
 echo "per-command figures: $OUT/commandstats.txt; logs: $OUT/"
 exit "$rc"
