@@ -114,8 +114,10 @@ start_chat() {
 # Writes nginx's configuration under its own prefix and starts it in the
 # foreground (one process: no master, one worker); sets server_pid and addr.
 start_nchan() {
-    local prefix="$OUT/nginx" port
+    local prefix="$OUT/nginx" port nofile
     port=$(free_port)
+    nofile=$(ulimit -n)
+    if [ "$nofile" = unlimited ] || [ "$nofile" -gt 65535 ]; then nofile=65535; fi
     rm -rf "$prefix"
     mkdir -p "$prefix/tmp" "$prefix/logs"
     cat >"$prefix/nginx.conf" <<EOF
@@ -123,7 +125,7 @@ load_module $NCHAN_MODULE;
 master_process off;
 daemon off;
 worker_processes 1;
-worker_rlimit_nofile $(($(ulimit -n) > 65535 ? 65535 : $(ulimit -n)));
+worker_rlimit_nofile $nofile;
 pid $prefix/nginx.pid;
 error_log $prefix/logs/error.log warn;
 events {
