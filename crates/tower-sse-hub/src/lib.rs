@@ -190,6 +190,8 @@ use tower_sse::Event;
 #[derive(Clone)]
 pub struct Hub {
     store: Arc<dyn Store>,
+    /// The name prefixes of latest-value topics (see [`Hub::latest_value`]).
+    latest: Arc<[String]>,
     /// Counts the `Hub` handles (subscribers hold topics only): when the last one
     /// goes, every stream is ended.
     _last_handle: Arc<CloseOnLastHandle>,
@@ -212,7 +214,61 @@ impl Hub {
         Self {
             _last_handle: Arc::new(CloseOnLastHandle(store.clone())),
             store,
+            latest: Arc::new([]),
         }
+    }
+
+    /// Makes the topics whose names start with `prefix` (every topic for
+    /// `""`) **latest-value topics**: a subscriber without a cursor first
+    /// receives the topic's latest event (its current state, say a dashboard
+    /// widget's value), then live events, so a page that opens mid-update shows
+    /// every widget at once. With a cursor, nothing changes: it resumes
+    /// exactly. Can be called again for more prefixes; applies to this handle
+    /// and its clones made after.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), tower_sse_hub::HubError> {
+    /// use futures_util::StreamExt;
+    /// use tower_sse::Event;
+    ///
+    /// let hub = tower_sse_hub::Hub::new().latest_value("widget/");
+    /// hub.publish("widget/cpu", Event::message("12 %")).await?;
+    /// let now = hub.publish("widget/cpu", Event::message("15 %")).await?;
+    /// let mut sub = hub.subscribe("widget/cpu", None).await?;
+    /// let first = sub.next().await.unwrap();
+    /// assert_eq!(first.as_bytes(), format!("id: {now}\ndata: 15 %\n\n").as_bytes());
+    /// # Ok(()) }
+    /// ```
+    pub fn latest_value(mut self, prefix: impl Into<String>) -> Self {
+        let mut latest = self.latest.to_vec();
+        latest.push(prefix.into());
+        self.latest = latest.into();
+        self
+    }
+
+    /// Whether `topic` is a latest-value topic.
+    pub fn is_latest_value(&self, topic: &str) -> bool {
+        self.latest
+            .iter()
+            .any(|prefix| topic.starts_with(prefix.as_str()))
+    }
+
+    /// Subscribes without a cursor: from now, or from the latest event of a
+    /// latest-value topic. Also returns the id the subscriber starts after.
+    async fn subscribe_fresh(&self, topic: &str) -> Result<(Subscriber, EventId), HubError> {
+        let now = self.store.subscribe(topic, None).await?;
+        let position = now.position();
+        if !self.is_latest_value(topic) || position.offset() == 0 {
+            return Ok((now, position));
+        }
+        let before = EventId::new(position.offset() - 1, position.epoch());
+        // `now` keeps the topic alive meanwhile.
+        let latest = self
+            .store
+            .subscribe(topic, Some(&before.to_string()))
+            .await?;
+        drop(now);
+        Ok((latest, before))
     }
 
     /// Publishes `event` to `topic`; resolves with its id once it is stored. The
@@ -304,7 +360,8 @@ impl Hub {
     /// Subscribes to `topic`, first replaying the events after `last_event_id`
     /// (the `Last-Event-ID` a reconnecting client sent), or a reset event when the
     /// history cannot replay them exactly; see the [type's docs](Self). `None`
-    /// subscribes to live events from now on.
+    /// subscribes to live events from now on (after the latest event, for a
+    /// [latest-value topic](Self::latest_value)).
     ///
     /// # Errors
     ///
@@ -315,7 +372,10 @@ impl Hub {
         topic: &str,
         last_event_id: Option<&str>,
     ) -> Result<Subscriber, HubError> {
-        self.store.subscribe(topic, last_event_id).await
+        match last_event_id {
+            None => Ok(self.subscribe_fresh(topic).await?.0),
+            Some(last) => self.store.subscribe(topic, Some(last)).await,
+        }
     }
 
     /// Subscribes to several topics (1 to [`MAX_TOPICS`], repeats ignored) as
@@ -386,9 +446,13 @@ impl Hub {
                 .as_ref()
                 .filter(|_| MultiSubscriber::positions(&distinct, topic))
                 .and_then(|cursor| cursor.get(topic));
-            let from_text = from.map(|id| id.to_string());
-            let subscriber = self.subscribe(topic, from_text.as_deref()).await?;
-            let at = from.unwrap_or_else(|| subscriber.position());
+            let (subscriber, at) = match from {
+                Some(from) => (
+                    self.store.subscribe(topic, Some(&from.to_string())).await?,
+                    from,
+                ),
+                None => self.subscribe_fresh(topic).await?,
+            };
             members.push((topic.clone(), subscriber, at));
         }
         Ok(MultiSubscriber::new(members))

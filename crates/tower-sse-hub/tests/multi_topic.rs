@@ -174,3 +174,57 @@ async fn a_snapshot_per_topic_follows_its_replay() {
         "its id is the stream's cursor"
     );
 }
+
+#[tokio::test]
+async fn latest_value_topics_start_with_their_state() {
+    let hub = Hub::new().latest_value("widget/");
+    hub.publish("widget/cpu", Event::message("cpu 10"))
+        .await
+        .unwrap();
+    hub.publish("widget/cpu", Event::message("cpu 12"))
+        .await
+        .unwrap();
+    hub.publish("widget/mem", Event::message("mem 3"))
+        .await
+        .unwrap();
+    hub.publish("log", Event::message("old line"))
+        .await
+        .unwrap();
+    let mut stream = hub
+        .subscribe_many(&["widget/cpu", "widget/mem", "widget/disk", "log"], None)
+        .await
+        .unwrap();
+    let mut first = vec![next(&mut stream).await, next(&mut stream).await];
+    first.sort_by(|a, b| a.2.cmp(&b.2));
+    assert_eq!(first[0].2, "cpu 12", "the latest state only");
+    assert_eq!(first[1].2, "mem 3");
+    // A widget with no state yet, and a plain topic: live from now.
+    hub.publish("log", Event::message("new line"))
+        .await
+        .unwrap();
+    let (id, _, data) = next(&mut stream).await;
+    assert_eq!(data, "new line");
+    // A reconnect with the cursor resumes; it does not replay the state again.
+    drop(stream);
+    hub.publish("widget/mem", Event::message("mem 4"))
+        .await
+        .unwrap();
+    let mut stream = hub
+        .subscribe_many(
+            &["widget/cpu", "widget/mem", "widget/disk", "log"],
+            Some(&id),
+        )
+        .await
+        .unwrap();
+    assert_eq!(next(&mut stream).await.2, "mem 4");
+    // A plain subscriber too.
+    let mut one = hub.subscribe("widget/mem", None).await.unwrap();
+    let event = tokio::time::timeout(GUARD, one.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(std::str::from_utf8(event.as_bytes())
+        .unwrap()
+        .contains("data: mem 4\n"));
+    assert!(!hub.is_latest_value("log"));
+}
