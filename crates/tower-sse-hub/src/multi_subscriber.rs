@@ -95,6 +95,15 @@ impl MultiSubscriber {
         self.members.iter().map(|m| m.topic.as_str())
     }
 
+    /// The [`position`](Subscriber::position) of `topic`'s subscription: its
+    /// replay ends with it (the id for a snapshot of that topic's state).
+    pub fn position(&self, topic: &str) -> Option<EventId> {
+        self.members
+            .iter()
+            .find(|m| m.topic == topic)
+            .map(|m| m.subscriber.position())
+    }
+
     /// The cursor as of what this stream has yielded (or, before anything,
     /// where each topic starts).
     pub fn cursor(&self) -> Cursor {

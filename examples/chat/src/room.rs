@@ -34,7 +34,10 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 use tokio::time::Instant;
 use tower_sse::{EncodedEvent, Event};
-use tower_sse_hub::{EventId, Hub, HubConfig, HubError, Presence, Roster, Subscriber};
+use tower_sse_hub::{Cursor, EventId, Hub, HubConfig, HubError, Presence, Roster};
+
+/// A member's stream: one room's, or several rooms' merged.
+pub(crate) type Events = std::pin::Pin<Box<dyn futures_core::Stream<Item = EncodedEvent> + Send>>;
 
 /// Room-sized history: a join storm of 1 000 members is 1 000 `join` events,
 /// which a member that connected first reads from the shared history at its own
@@ -173,46 +176,92 @@ impl Chat {
         rooms.entry(room.to_owned()).or_default().clone()
     }
 
-    /// Subscribes after `last` and queues the member's `join`. The stream
-    /// replays what the client missed, then this connection's `members`
-    /// snapshot (as of the end of the replay, with that id), then live events,
-    /// its own `join` among them (in a room of at most `full_max` members).
+    /// Subscribes `name` to `rooms` (one or more, distinct, at most
+    /// [`MAX_TOPICS`](tower_sse_hub::MAX_TOPICS)) after `last` and queues the member's `join` in each.
+    /// The stream replays what the client missed, then this connection's
+    /// `members` snapshot of each room (as of the end of that room's replay,
+    /// with that id), then live events, its own `join`s among them (in rooms of
+    /// at most `full_max` members).
+    ///
+    /// One room is a room's own stream, with the room's ids; several are one
+    /// [`MultiSubscriber`](tower_sse_hub::MultiSubscriber), whose ids are a composite cursor over all of them.
+    /// A cursor of either kind positions the rooms it covers.
     pub(crate) async fn join(
         self: &Arc<Self>,
-        room: &str,
+        rooms: &[String],
         name: &str,
         last: Option<&str>,
-    ) -> Result<Subscriber, HubError> {
-        loop {
-            let entry = self.room(room);
-            let mut members = entry.members.lock().await;
-            if members.gone {
-                continue;
+    ) -> Result<Events, HubError> {
+        let mut order: Vec<&String> = rooms.iter().collect();
+        order.sort();
+        'retry: loop {
+            // Each room's lock, in name order (so two joins cannot deadlock).
+            let entries: Vec<Arc<Room>> = order.iter().map(|room| self.room(room)).collect();
+            let mut locked = Vec::with_capacity(entries.len());
+            for entry in &entries {
+                let members = entry.members.lock().await;
+                if members.gone {
+                    continue 'retry;
+                }
+                locked.push(members);
             }
-            let subscriber = self.hub.subscribe(room, last).await?;
-            let roster = match &members.roster {
-                Some((at, roster))
-                    if members.mode == Mode::Count && at.elapsed() < PRESENCE_TICK =>
-                {
-                    roster.clone()
-                }
-                _ => {
-                    let roster = self.presence.roster(room, self.full_max).await?;
-                    if roster.count > self.full_max && members.mode == Mode::Full {
-                        // The next batch announces it.
-                        members.mode = Mode::Count;
-                        members.told = None;
-                    }
-                    members.roster = Some((Instant::now(), roster.clone()));
-                    roster
-                }
-            };
-            let count = (members.mode == Mode::Count).then_some(roster.count);
-            let snapshot = members.snapshot(room, name, subscriber.position(), roster.names, count);
-            members.connections += 1;
-            self.queue(&mut members, room, name, true, false);
-            return Ok(subscriber.then(snapshot));
+            let mut members: Vec<(&String, _)> = order.iter().copied().zip(locked).collect();
+            if let [(room, members)] = &mut members[..] {
+                let cursor = last.and_then(|last| match last.parse::<Cursor>() {
+                    Ok(cursor) => cursor.get(room).map(|id| id.to_string()),
+                    Err(_) => Some(last.to_owned()),
+                });
+                let subscriber = self.hub.subscribe(room, cursor.as_deref()).await?;
+                let snapshot = self
+                    .admit(members, room, name, subscriber.position())
+                    .await?;
+                return Ok(Box::pin(subscriber.then(snapshot)));
+            }
+            let mut stream = self.hub.subscribe_many(rooms, last).await?;
+            for room in rooms {
+                let Some((_, members)) = members.iter_mut().find(|(r, _)| *r == room) else {
+                    continue;
+                };
+                let Some(position) = stream.position(room) else {
+                    continue;
+                };
+                let snapshot = self.admit(members, room, name, position).await?;
+                stream = stream.then(room, snapshot);
+            }
+            return Ok(Box::pin(stream));
         }
+    }
+
+    /// A new connection of `name` to `room` (its members locked), whose
+    /// subscription's replay ends at `position`: its `members` snapshot, and
+    /// its `join` queued.
+    async fn admit(
+        self: &Arc<Self>,
+        members: &mut Members,
+        room: &str,
+        name: &str,
+        position: EventId,
+    ) -> Result<EncodedEvent, HubError> {
+        let roster = match &members.roster {
+            Some((at, roster)) if members.mode == Mode::Count && at.elapsed() < PRESENCE_TICK => {
+                roster.clone()
+            }
+            _ => {
+                let roster = self.presence.roster(room, self.full_max).await?;
+                if roster.count > self.full_max && members.mode == Mode::Full {
+                    // The next batch announces it.
+                    members.mode = Mode::Count;
+                    members.told = None;
+                }
+                members.roster = Some((Instant::now(), roster.clone()));
+                roster
+            }
+        };
+        let count = (members.mode == Mode::Count).then_some(roster.count);
+        let snapshot = members.snapshot(room, name, position, roster.names, count);
+        members.connections += 1;
+        self.queue(members, room, name, true, false);
+        Ok(snapshot)
     }
 
     /// Queues the member's `leave`.
