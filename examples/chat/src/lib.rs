@@ -40,6 +40,9 @@
 //!   with `Last-Event-ID` (or `?lastEventId=`) gets what it missed first, then a
 //!   fresh `members` snapshot that supersedes the presence events before it. The
 //!   room's history outlives its members for ten minutes.
+//! - `GET /sse?room=a&room=b&name=NAME`: one stream for several rooms (up to
+//!   64): a `members` snapshot per room, every room's events, and composite ids
+//!   (`m1.…`) that resume every room exactly; a single room keeps its own ids.
 //! - `POST /send` with `{"room", "name", "text"}` and `Content-Type:
 //!   application/json`: `202 {"id": "..."}` once the message is stored; another
 //!   content type gets `415` (a foreign page cannot post JSON without a CORS
