@@ -41,7 +41,7 @@ use axum::{
 use serde_json::{json, Value};
 use tokio::sync::watch;
 use tower_sse::{EndHandle, Event, LastEventId, SseBody, SseLayer};
-use tower_sse_hub::{Hub, HubError};
+use tower_sse_hub::{Hub, HubConfig, HubError};
 
 /// The widgets, each the topic `widget/NAME`.
 pub const WIDGETS: [&str; 4] = ["load", "uptime", "viewers", "started"];
@@ -64,9 +64,11 @@ async fn main() -> std::io::Result<()> {
     axum::serve(listener, app).await
 }
 
-/// A hub whose widget topics are latest-value topics.
+/// A hub whose widget topics are latest-value topics, their histories kept
+/// however long nobody looks (a widget that rarely changes keeps its state).
 pub fn hub() -> Hub {
-    Hub::new().latest_value("widget/")
+    let config = HubConfig::new().history_ttl(Duration::MAX);
+    Hub::with_config(config).latest_value("widget/")
 }
 
 /// Publishes `value` as the state of `widget`: `event: WIDGET`,
