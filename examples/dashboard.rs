@@ -150,9 +150,9 @@ async fn widgets(
         return Err(error(StatusCode::BAD_REQUEST, "bad query string"));
     };
     let mut topics = Vec::new();
-    for (key, name) in query.iter().filter(|(key, _)| key == "widget") {
+    for (_, name) in query.iter().filter(|(key, _)| key == "widget") {
         if !WIDGETS.contains(&name.as_str()) {
-            let message = format!("unknown {key} {name:?}: one of {}", WIDGETS.join(", "));
+            let message = format!("unknown widget {name:?}: one of {}", WIDGETS.join(", "));
             return Err(error(StatusCode::BAD_REQUEST, &message));
         }
         topics.push(format!("widget/{name}"));
