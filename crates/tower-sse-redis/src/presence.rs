@@ -21,6 +21,10 @@
 //!   them as back. A node that lapsed longer ago is forgotten (there and in
 //!   the sequences) by the next look that finds a node lapsed.
 //!
+//! Each key expires ten TTLs after the last write of a node there, so that a
+//! lapsed node's lease, total and entries wait that long for a survivor to
+//! look and take them, and an abandoned topic goes.
+//!
 //! # Cost
 //!
 //! Each script declares the keys it names in `KEYS`, but for the hashes of
@@ -65,8 +69,9 @@ use tower_sse_hub::{
 const RESTORE_TTLS: u32 = 10;
 
 /// `KEYS`: this node's hash, totals, nodes, sequences, taken. `ARGV`: node,
-/// TTL ms, sequence number, how long this node's hash outlives its last write
-/// (ms), then what the script does. The prologue of the scripts that write
+/// TTL ms, sequence number, how long the topic's keys outlive this node's
+/// last write (ms: ten TTLs, so that a lapsed node's lease and entries wait
+/// that long for a survivor to take them), then what the script does. The prologue of the scripts that write
 /// this node's entries: ignores a write older than the last one applied
 /// (returns `{0}`), and notes whether this node is known in the topic (has a
 /// lease there, hence its entries) in `known`.
@@ -78,8 +83,7 @@ if seq <= (tonumber(redis.call('hget', KEYS[4], node)) or 0) then return {0} end
 redis.call('hset', KEYS[4], node, ARGV[3])
 local known = redis.call('zscore', KEYS[3], node) and 1 or 0
 local function keep()
-  redis.call('pexpire', KEYS[1], ARGV[4])
-  for i = 2, 4 do redis.call('pexpire', KEYS[i], 2 * ttl) end
+  for i = 1, 4 do redis.call('pexpire', KEYS[i], ARGV[4]) end
 end
 ";
 
@@ -377,8 +381,8 @@ impl Backend {
         u64::try_from(self.ttl.as_millis()).unwrap_or(u64::MAX / 4)
     }
 
-    /// How long taken entries are remembered, and a node's hash outlives its
-    /// last write (ms).
+    /// How long taken entries are remembered, and the topic's keys outlive
+    /// a node's last write (ms).
     fn window_ms(&self) -> u64 {
         self.ttl_ms().saturating_mul(u64::from(RESTORE_TTLS))
     }
@@ -389,7 +393,7 @@ impl Backend {
 
     /// An invocation of a script that writes this node's entries in `topic`
     /// (after [`PROLOGUE`]): its five keys, then this node, the TTL, the
-    /// write's number and the hash's life.
+    /// write's number and the keys' life.
     fn invocation<'a>(&self, script: &'a Script, topic: &str) -> ::redis::ScriptInvocation<'a> {
         let mut invocation = script.key(self.key(topic, &format!("p:{}", self.node)));
         for name in ["pc", "n", "ps", "pt"] {
