@@ -5,7 +5,12 @@
 //! [`RemotePresence`]; this module is its [`PresenceBackend`] on JetStream:
 //! the buckets, the compare-and-set writes, the leases and the takes.
 
-use std::{fmt, time::Duration};
+use std::{
+    collections::HashMap,
+    fmt,
+    sync::Mutex,
+    time::{Duration, Instant},
+};
 
 use async_nats::jetstream::{
     self, kv,
@@ -28,6 +33,10 @@ use crate::{
 const RESTORE_TTLS: u32 = 10;
 /// Compare-and-set attempts of one write before giving up (till next round).
 const CAS_TRIES: usize = 5;
+/// How many TTLs a node's entries in a topic go without being rewritten all
+/// at once, when nothing was taken: well within the bucket's age limit
+/// (`RESTORE_TTLS`), which a write of one entry renews for that entry only.
+const REWRITE_TTLS: u32 = 3;
 
 /// [`Presence`](tower_sse_hub::Presence) across nodes on NATS JetStream
 /// key-value buckets. Members of a node that stops renewing (it crashed)
@@ -45,8 +54,8 @@ const CAS_TRIES: usize = 5;
 ///   stream names) → `"COUNT TAKEN NAME"`: the node's connections of the
 ///   member, how many of them a survivor took as gone (announced their
 ///   `leave`) and not yet handed back, and the member's name. Entries expire
-///   ten TTLs after their last write: a live node rewrites its own every
-///   third of the TTL, so only those of dead nodes go (what was taken from a
+///   ten TTLs after their last write: a live node rewrites its own at least
+///   every three TTLs, so only those of dead nodes go (what was taken from a
 ///   node is so remembered for ten TTLs, as in the Redis version).
 ///   The same bucket holds `c.TOPIC.NODE` → `"TOTAL"`, the node's
 ///   connections in the topic (the sum of its counts), written by the node
@@ -64,14 +73,18 @@ const CAS_TRIES: usize = 5;
 /// # Faults
 ///
 /// As with the Redis version: each node's own counts, in memory, are the
-/// truth; it re-asserts them and renews its lease every third of the TTL, so a
-/// failed `join`/`leave` write (returned as an error, but counted) is repaired
-/// at the next round. Writes are compare-and-set, so a late write never
+/// truth; it renews its lease every third of the TTL, and re-asserts its
+/// entries in a topic when they were taken, and every three TTLs; a failed
+/// `join`/`leave` write (returned as an error, but counted) is repaired at the
+/// next round. Writes are compare-and-set, so a late write never
 /// overwrites a newer one. A node that cannot reach NATS for longer than the
 /// TTL has its members taken by the next node to look; when it is back, its
 /// first round re-adds those still connected and hands them out as restored
 /// (those taken more than ten TTLs before are re-added silently: their record
-/// expired). Expired entries taken are queued until `expired` returns them.
+/// expired); it finds itself taken by its total marked so, or by a member's
+/// entry taken. (If it wrote its total between a survivor's take of its
+/// entries and the mark, it re-adds them at its next full rewrite, within
+/// three TTLs.) Expired entries taken are queued until `expired` returns them.
 /// An answer lost on its way back after a take succeeded loses that take's
 /// `leave` (`members` is still right).
 ///
@@ -85,9 +98,12 @@ const CAS_TRIES: usize = 5;
 ///
 /// - `join`/`leave`: four requests (lease, total, the member's entry read and
 ///   compare-and-set), whatever the size of the room.
-/// - A renewal, every third of the TTL: every entry of this node is rewritten
-///   (O(its members) per round), since the bucket's age limit would expire
-///   them otherwise: the Redis version renews in O(1).
+/// - A renewal, every third of the TTL: the lease, and one read per topic
+///   (this node's total there, to find it taken); every third TTL, and
+///   whenever its total was taken, every entry of this node in the topic is
+///   rewritten (O(its members)), since the bucket's age limit would expire
+///   them otherwise. The Redis version never rewrites them while Redis has
+///   them.
 /// - [`roster`](tower_sse_hub::Presence::roster) (and `expired`, which asks
 ///   for no names): one listing of the topic's totals, a read of each (and
 ///   of each node's lease): O(nodes). Names: the entries of live nodes, node
@@ -118,6 +134,19 @@ struct Inner {
     ttl: Duration,
     /// Opened (or made) at the first use.
     buckets: tokio::sync::OnceCell<Buckets>,
+    /// This node's total key in each topic where it has entries.
+    mine: Mutex<HashMap<String, Mine>>,
+}
+
+/// This node's total key in a topic, as it last wrote it.
+#[derive(Clone, Copy)]
+struct Mine {
+    /// The key's revision after that write: another one means a survivor
+    /// marked it taken.
+    revision: u64,
+    /// When this node last rewrote all its entries there, if since it wrote
+    /// this key.
+    rewritten: Option<Instant>,
 }
 
 /// Shows as the presence it is under, the only one there is.
@@ -183,6 +212,7 @@ impl NatsPresence {
             node: Epoch::random().to_string(),
             ttl,
             buckets: tokio::sync::OnceCell::new(),
+            mine: Mutex::new(HashMap::new()),
         };
         Self {
             inner: RemotePresence::new(backend, ttl),
@@ -273,21 +303,78 @@ impl Inner {
         .map(drop)
     }
 
-    /// Writes this node's `total` in `topic` (only this node writes it, but
-    /// for the survivor that marks it taken, by compare-and-set).
-    async fn put_total(&self, topic: &str, total: usize) -> Result<(), HubError> {
+    /// What this node last wrote of its total in `topic`.
+    fn mine(&self, topic: &str) -> Option<Mine> {
+        self.mine.lock().ok()?.get(topic).copied()
+    }
+
+    /// Notes what this node wrote of its total in `topic` (`None`: it has
+    /// none left there).
+    fn remember(&self, topic: &str, mine: Option<Mine>) {
+        if let Ok(mut map) = self.mine.lock() {
+            match mine {
+                Some(mine) => {
+                    map.insert(topic.to_owned(), mine);
+                }
+                None => {
+                    map.remove(topic);
+                }
+            }
+        }
+    }
+
+    /// Writes this node's `total` in `topic`: by compare-and-set at the
+    /// revision it last wrote, then (if that failed: a survivor marked it
+    /// taken) plainly. Returns whether the key was as this node left it.
+    async fn put_total(&self, topic: &str, total: usize) -> Result<bool, HubError> {
         let buckets = self.buckets().await?;
-        bounded(
+        let timeout = self.config.get_timeout();
+        let key = self.total_key(topic, &self.node);
+        let value = Bytes::from(total.to_string());
+        let mine = self.mine(topic);
+        if let Some(mine) = mine {
+            let updated = tokio::time::timeout(
+                timeout,
+                buckets.members.update(&key, value.clone(), mine.revision),
+            )
+            .await;
+            match updated {
+                Ok(Ok(revision)) => {
+                    self.remember(topic, (total > 0).then_some(Mine { revision, ..mine }));
+                    return Ok(true);
+                }
+                Ok(Err(e)) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => {}
+                Ok(Err(e)) => {
+                    return Err(unavailable(
+                        &self.server,
+                        format_args!("writing presence: {e}"),
+                    ))
+                }
+                Err(_) => {
+                    return Err(unavailable(
+                        &self.server,
+                        "writing presence: no answer in time",
+                    ))
+                }
+            }
+        }
+        let revision = bounded(
             &self.server,
-            self.config.get_timeout(),
+            timeout,
             "writing presence",
-            buckets.members.put(
-                self.total_key(topic, &self.node),
-                Bytes::from(total.to_string()),
-            ),
+            buckets.members.put(&key, value),
         )
-        .await
-        .map(drop)
+        .await?;
+        let rewritten = None;
+        self.remember(
+            topic,
+            (total > 0).then_some(Mine {
+                revision,
+                rewritten,
+            }),
+        );
+        // Nothing of this node's was there to lose, or it was taken.
+        Ok(mine.is_none())
     }
 
     /// Writes this node's `count` of `member` by compare-and-set (with the
@@ -568,10 +655,13 @@ impl PresenceBackend for Inner {
     ) -> StoreFuture<'a, Result<Written, HubError>> {
         Box::pin(async move {
             self.lease().await?;
-            self.put_total(topic, total).await?;
+            let known = self.put_total(topic, total).await?;
             let taken = self.put_member(topic, member, count).await?;
-            // Every round re-asserts every entry: nothing to tell.
-            Ok(Written { taken, known: true })
+            // A member taken: the node was, its other entries too.
+            Ok(Written {
+                taken,
+                known: known && taken == 0,
+            })
         })
     }
 
@@ -583,13 +673,45 @@ impl PresenceBackend for Inner {
     ) -> StoreFuture<'a, Result<Vec<Option<usize>>, HubError>> {
         Box::pin(async move {
             self.lease().await?;
-            self.put_total(topic, entries.iter().map(|(_, n)| n).sum())
-                .await?;
+            let total: usize = entries.iter().map(|(_, n)| n).sum();
+            self.put_total(topic, total).await?;
             let mut written = Vec::with_capacity(entries.len());
             for (member, n) in entries {
                 written.push(self.put_member(topic, member, *n).await.ok());
             }
+            if let (Some(mine), true) = (self.mine(topic), written.iter().all(Option::is_some)) {
+                let rewritten = Some(Instant::now());
+                self.remember(topic, Some(Mine { rewritten, ..mine }));
+            }
             Ok(written)
+        })
+    }
+
+    /// `true` (nothing rewritten) while this node's total in `topic` is as
+    /// it wrote it (not marked taken, not lost) and its entries were all
+    /// rewritten less than three TTLs ago: one read. Else `false`, and they
+    /// are all rewritten.
+    fn refresh<'a>(&'a self, topic: &'a str) -> StoreFuture<'a, Result<bool, HubError>> {
+        Box::pin(async move {
+            let Some(mine) = self.mine(topic) else {
+                return Ok(false);
+            };
+            let fresh = mine
+                .rewritten
+                .is_some_and(|at| at.elapsed() < self.ttl * REWRITE_TTLS);
+            if !fresh {
+                return Ok(false);
+            }
+            let buckets = self.buckets().await?;
+            let total = bounded(
+                &self.server,
+                self.config.get_timeout(),
+                "reading presence",
+                buckets.members.entry(self.total_key(topic, &self.node)),
+            )
+            .await?;
+            Ok(total
+                .is_some_and(|e| e.operation == kv::Operation::Put && e.revision == mine.revision))
         })
     }
 

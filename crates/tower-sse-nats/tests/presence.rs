@@ -250,3 +250,39 @@ async fn roster_count_drops_a_lapsed_node() {
     assert!(b.expired().await.unwrap().is_empty());
     assert!(c.expired().await.unwrap().is_empty());
 }
+
+/// The last sequence of the presence bucket's stream: how many writes it took.
+async fn writes(url: &str, config: &NatsConfig) -> u64 {
+    let client = async_nats::connect(url).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let mut stream = js
+        .get_stream(format!("KV_{}_presence", config.get_prefix()))
+        .await
+        .unwrap();
+    stream.info().await.unwrap().state.last_sequence
+}
+
+/// A renewal reads one key per topic instead of rewriting every entry, but
+/// for a full rewrite every third TTL: rounds go by without writes.
+#[tokio::test]
+async fn renewals_do_not_rewrite_entries_every_round() {
+    let Some(url) = server().await else { return };
+    let config = config(&url, "renew");
+    let ttl = Duration::from_millis(600);
+    let a = presence(&config, ttl).await;
+    for i in 0..50 {
+        a.join("room", &format!("m{i}")).await.unwrap();
+    }
+    // The first round rewrites them all (once), then the rounds only read.
+    let joined = writes(&url, &config).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while writes(&url, &config).await < joined + 50 {
+        assert!(tokio::time::Instant::now() < deadline, "no first rewrite");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let rewritten = writes(&url, &config).await;
+    // Two rounds (every 200 ms), well before the next full rewrite (1.8 s).
+    tokio::time::sleep(ttl * 2 / 3).await;
+    assert!(writes(&url, &config).await < rewritten + 10, "rewritten");
+    assert_eq!(a.roster("room", 0).await.unwrap().count, 50);
+}
