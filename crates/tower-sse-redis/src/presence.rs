@@ -254,8 +254,8 @@ return {count, names, expired}
 /// Each node's own counts, in memory, are the truth for its members; every
 /// third of the TTL it renews its lease in each topic, and re-asserts its
 /// members there when Redis lost them (taken, or Redis restarted empty) or a
-/// write of them failed. So, with
-/// `ttl` the TTL and `timeout` the store's [`RedisConfig::timeout`](super::RedisConfig::timeout):
+/// write of them failed. So, with `ttl` the TTL and `timeout` the store's
+/// [`RedisConfig::timeout`](super::RedisConfig::timeout):
 ///
 /// - A `join` or `leave` whose write fails (Redis unreachable, or slow past
 ///   `timeout`) returns the error but is kept: the entry is right in Redis
@@ -263,9 +263,11 @@ return {count, names, expired}
 ///   Redis is back. A write that arrives late is ignored.
 /// - A node that crashes, or that cannot reach Redis (or is paused) for longer
 ///   than its lease, has its members taken by the next node to look (its
-///   [`expired`](tower_sse_hub::Presence::expired), `members` or `roster`) at most
-///   `ttl` (plus that node's look period) after its last renewal: they are
-///   listed until then.
+///   [`expired`](tower_sse_hub::Presence::expired), `members` or `roster`)
+///   at most `ttl` (plus that node's look period) after its last renewal:
+///   they are listed and counted until then. Its entries wait ten TTLs to be
+///   taken; if no node looks at the topic that long, they expire without a
+///   `leave`.
 /// - A node that comes back after its members were taken re-adds those still
 ///   connected at its first round (at most `ttl / 3 + timeout` after it can
 ///   reach Redis again), and hands them out by
@@ -284,9 +286,9 @@ return {count, names, expired}
 ///   first look announces everyone else's members gone, and their nodes
 ///   announce them back at their next round.
 ///
-/// In all, once the last fault is over, `members` is right again within
-/// `ttl` plus the period at which the nodes call `expired`, plus `timeout`: no
-/// ghost, no lost `leave` (but for the lost answer above).
+/// In all, once the last fault is over, `members` and `roster` are right
+/// again within `ttl` plus the period at which the nodes call `expired`, plus
+/// `timeout`: no ghost, no lost `leave` (but for the lost answer above).
 #[derive(Clone)]
 pub struct RedisPresence {
     inner: RemotePresence<Backend>,
