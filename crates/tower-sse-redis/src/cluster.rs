@@ -14,6 +14,14 @@
 //! resubscriptions this task makes after a `sunsubscribe` it did not ask for
 //! (the slot moved) or a lost connection. What was published while the
 //! channel was not subscribed is then read from the topic's stream.
+//!
+//! And every [`AUDIT_EVERY`], every channel is subscribed again (Redis
+//! confirms a subscription it already has): the crate's cluster connection
+//! can replace a node's connection after a restart without its
+//! subscriptions, silently (seen in `tests/redis_cluster.rs` under load), and
+//! this bounds how long a topic can go without live events then (its
+//! subscribers miss nothing: the confirmation makes the node read the
+//! stream). It costs one `SSUBSCRIBE` and one read per topic per period.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -44,6 +52,8 @@ enum Control {
 }
 
 const MIN_BACKOFF: Duration = Duration::from_millis(50);
+/// How often every subscription is made again (see the module's doc).
+const AUDIT_EVERY: Duration = Duration::from_secs(5);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
 /// A Redis Cluster.
@@ -251,6 +261,9 @@ async fn pubsub(
     };
     let mut conn: Option<ClusterConnection> = None;
     let (done_tx, mut done) = mpsc::unbounded_channel::<(String, bool)>();
+    let mut audit = tokio::time::interval(AUDIT_EVERY);
+    audit.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    audit.tick().await;
     loop {
         let due = Instant::now() >= state.retry_at;
         if conn.is_none() && due {
@@ -301,6 +314,10 @@ async fn pubsub(
                 }
             }
             () = tokio::time::sleep_until(state.retry_at), if waiting => {}
+            _ = audit.tick() => {
+                let channels: Vec<String> = lock(&state.routes).keys().cloned().collect();
+                state.todo.extend(channels);
+            }
         }
     }
 }

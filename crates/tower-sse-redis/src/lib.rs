@@ -16,7 +16,9 @@
 //! [`RedisStore`] is [`RemoteStore`] (the
 //! hub's store over any remote log) on [`RedisBroker`], this crate's
 //! [`Broker`]: one Lua script per publish, a stream and a hash per topic, one
-//! Pub/Sub connection per Redis server.
+//! Pub/Sub connection per Redis server; or, with [`RedisConfig::cluster`],
+//! the same on a Redis Cluster, each topic in one hash slot, with sharded
+//! Pub/Sub.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![warn(
@@ -112,10 +114,14 @@ pub use self::{config::RedisConfig, presence::RedisPresence};
 /// With several URLs, each topic lives on one server chosen by rendezvous
 /// hashing of its name, the same on every node whatever the order of the URLs.
 /// Adding a server moves only the topics that hash to it (their cursors then get
-/// a `reset`). Every key of a topic carries the topic as its hash tag
-/// (`PREFIX:{TOPIC}:s`), so the script is valid on Redis Cluster, but this
-/// store speaks to standalone servers: point it at several standalone servers
-/// (or primaries with replicas behind a failover proxy), not at a cluster.
+/// a `reset`).
+///
+/// With [`RedisConfig::cluster`], the URLs are seed nodes of one Redis
+/// Cluster (Redis 7 or later): every key of a topic carries the topic as its
+/// hash tag (`PREFIX:{TOPIC}:s`), so a topic is one hash slot, its scripts run
+/// on that slot's master, and its live events go through sharded Pub/Sub
+/// (`SPUBLISH`/`SSUBSCRIBE`) on that master only. Slot moves, restarts and
+/// failovers are followed as that constructor's documentation says.
 #[derive(Clone)]
 pub struct RedisStore {
     store: RemoteStore<RedisBroker>,
