@@ -146,7 +146,7 @@ enum Backend {
     /// Standalone servers, each topic on one chosen by rendezvous hashing.
     Servers(Vec<Arc<Server>>),
     /// A Redis Cluster, each topic in the slot of its hash tag.
-    Cluster(Cluster),
+    Cluster(Box<Cluster>),
 }
 
 fn unavailable(message: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> HubError {
@@ -217,7 +217,9 @@ impl RedisBroker {
             ));
         }
         let backend = if config.cluster {
-            Backend::Cluster(Cluster::open(&config.urls, config.timeout).map_err(unavailable)?)
+            Backend::Cluster(Box::new(
+                Cluster::open(&config.urls, config.timeout).map_err(unavailable)?,
+            ))
         } else {
             let servers = config
                 .urls
