@@ -82,7 +82,20 @@ impl RedisConfig {
     ///
     /// A publish's deadline (see [`timeout`](Self::timeout)) is set on one
     /// clock for all masters: their clocks should agree to well within half
-    /// the timeout (NTP does).
+    /// the timeout (NTP does). When a connection drops after a publish script
+    /// ran, the cluster connection sends it again once reconnected (before
+    /// the deadline): without an idempotency key the event can then be stored
+    /// twice (once acknowledged), where a standalone store would only leave
+    /// the outcome unknown; with a key
+    /// ([`Hub::publish_once`](tower_sse_hub::Hub::publish_once)) it is stored
+    /// once.
+    ///
+    /// Every subscription is made again every 5 s (the `redis` crate's
+    /// cluster connection can drop one silently when it replaces a restarted
+    /// master's connection): a topic whose subscription was lost that way
+    /// gets its live events again within that, its subscribers missing
+    /// nothing (the node reads the stream), at the cost of one `SSUBSCRIBE`
+    /// and one read per topic every 5 s.
     ///
     /// ```
     /// use tower_sse_redis::RedisConfig;
