@@ -327,3 +327,80 @@ fn sunsubscribe(mut conn: ClusterConnection, channel: String, timeout: Duration)
         let _ = tokio::time::timeout(timeout, conn.sunsubscribe(&channel)).await;
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state() -> (Subscriptions, mpsc::UnboundedReceiver<Feed>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let routes = Routes::default();
+        lock(&routes).insert("p:{room}:c".to_owned(), FeedSender::new(tx));
+        let state = Subscriptions {
+            routes,
+            todo: HashSet::new(),
+            in_flight: HashSet::new(),
+            waiting: HashMap::new(),
+            backoff: MIN_BACKOFF,
+            retry_at: Instant::now(),
+        };
+        (state, rx)
+    }
+
+    fn bulk(text: &str) -> Value {
+        Value::BulkString(text.as_bytes().to_vec())
+    }
+
+    #[tokio::test]
+    async fn pushes_route_messages_resync_and_resubscribe() {
+        let (mut state, mut feed) = state();
+        let epoch = tower_sse_hub::Epoch::random();
+        let message = format!("3 {epoch} s\ndata: x\n\n");
+        state.push(PushInfo {
+            kind: PushKind::SMessage,
+            data: vec![bulk("p:{room}:c"), bulk(&message)],
+        });
+        assert!(matches!(feed.try_recv(), Ok(Feed::Live { entry, .. }) if entry.offset == 3));
+        state.push(PushInfo {
+            kind: PushKind::SSubscribe,
+            data: vec![bulk("p:{room}:c"), Value::Int(1)],
+        });
+        assert!(matches!(feed.try_recv(), Ok(Feed::Resync)));
+        // Redis dropped it (the slot moved): subscribed again.
+        state.push(PushInfo {
+            kind: PushKind::SUnsubscribe,
+            data: vec![bulk("p:{room}:c"), Value::Int(0)],
+        });
+        assert!(state.todo.contains("p:{room}:c"));
+        // One this node left is not.
+        state.todo.clear();
+        state.push(PushInfo {
+            kind: PushKind::SUnsubscribe,
+            data: vec![bulk("p:{other}:c"), Value::Int(0)],
+        });
+        assert!(state.todo.is_empty());
+    }
+
+    #[tokio::test]
+    async fn malformed_pushes_are_ignored() {
+        let (mut state, mut feed) = state();
+        for (kind, data) in [
+            (PushKind::SMessage, vec![]),
+            (PushKind::SMessage, vec![Value::Nil, Value::Nil]),
+            (PushKind::SMessage, vec![bulk("p:{room}:c")]),
+            (
+                PushKind::SMessage,
+                vec![bulk("p:{room}:c"), bulk("garbage")],
+            ),
+            (PushKind::SMessage, vec![bulk("p:{room}:c"), Value::Int(7)]),
+            (PushKind::SSubscribe, vec![]),
+            (PushKind::SSubscribe, vec![Value::Int(1)]),
+            (PushKind::SUnsubscribe, vec![Value::BulkString(vec![0xff])]),
+            (PushKind::Other("x".to_owned()), vec![Value::Nil]),
+        ] {
+            state.push(PushInfo { kind, data });
+        }
+        assert!(feed.try_recv().is_err());
+        assert!(state.todo.is_empty());
+    }
+}
