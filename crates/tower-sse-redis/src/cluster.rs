@@ -293,9 +293,13 @@ async fn pubsub(
                     state.todo.insert(channel);
                 }
                 Some(Control::Unsubscribe(channel)) => {
-                    state.todo.remove(&channel);
-                    if let (false, Some(conn)) = (state.routed(&channel), &conn) {
-                        sunsubscribe(conn.clone(), channel, timeout);
+                    // Unless a new feeder took the channel meanwhile.
+                    if !state.routed(&channel) {
+                        state.todo.remove(&channel);
+                        state.waiting.remove(&channel);
+                        if let Some(conn) = &conn {
+                            sunsubscribe(conn.clone(), channel, timeout);
+                        }
                     }
                 }
             },
