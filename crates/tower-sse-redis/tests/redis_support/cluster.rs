@@ -41,12 +41,21 @@ pub struct Cluster {
     persist: bool,
 }
 
-/// A port that is free, and whose cluster bus port (+10000) is too.
+/// A port that is free, and whose cluster bus port (+10000) is too, and that
+/// no other cluster of this process was given (they start at once).
 fn free_port() -> Option<u16> {
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     for _ in 0..100 {
         let listener = TcpListener::bind("127.0.0.1:0").ok()?;
         let port = listener.local_addr().ok()?.port();
-        if port < 55_000 && TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
+        let taken = given.iter().any(|&p| {
+            [p, p + 10_000].contains(&port) || [p, p + 10_000].contains(&(port + 10_000))
+        });
+        if port < 55_000 && !taken && TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
+            given.push(port);
             return Some(port);
         }
     }
