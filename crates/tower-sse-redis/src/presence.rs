@@ -355,17 +355,7 @@ async fn run<T: ::redis::FromRedisValue>(
     topic: &str,
     invocation: &::redis::ScriptInvocation<'_>,
 ) -> Result<T, HubError> {
-    let mut conn = store.server(topic).commands.clone();
-    match tokio::time::timeout(
-        store.config.timeout,
-        invocation.invoke_async::<T>(&mut conn),
-    )
-    .await
-    {
-        Ok(Ok(found)) => Ok(found),
-        Ok(Err(e)) => Err(unavailable(e)),
-        Err(_) => Err(unavailable("Redis did not answer in time")),
-    }
+    store.invoke(topic, invocation).await
 }
 
 /// The error of a write that Redis ignored: a later one was applied first.

@@ -19,11 +19,17 @@
 //! members of a node that dies are announced as `leave` by a surviving node
 //! after `PRESENCE_TTL_MS` (default `30000`), and those of a node that was only
 //! cut off from Redis (or paused) that long are announced as `join` again by it
-//! when it is back. Without `REDIS_URL` everything stays in this process.
+//! when it is back. `REDIS_CLUSTER_URL` (one or more seed nodes of a Redis
+//! Cluster, Redis 7 or later) does the same on a cluster: each room is one hash
+//! slot, on its master, with sharded Pub/Sub; a resharding or a master restart
+//! makes no client reconnect (see `RedisConfig::cluster`). Without either
+//! (or `NATS_URL`) everything stays in this process.
 //!
 //! ```text
 //! ADDR=127.0.0.1:3001 REDIS_URL=redis://127.0.0.1:6379 cargo run --example chat
 //! ADDR=127.0.0.1:3002 REDIS_URL=redis://127.0.0.1:6379 cargo run --example chat
+//! # or, on a Redis Cluster:
+//! ADDR=127.0.0.1:3001 REDIS_CLUSTER_URL=redis://127.0.0.1:7000,redis://127.0.0.1:7001 cargo run --example chat
 //! ```
 //!
 //! - `GET /`: the page (`examples/chat/src/index.html`, no CDN, no build step).
@@ -76,7 +82,7 @@
 //! # The application, by concern
 //!
 //! - [`config`]: the environment (`ADDR`, `HEARTBEAT_MS`, `TLS`, `REDIS_URL`,
-//!   `NATS_URL`, `PRESENCE_TTL_MS`, `PRESENCE_FULL_MAX`).
+//!   `REDIS_CLUSTER_URL`, `NATS_URL`, `PRESENCE_TTL_MS`, `PRESENCE_FULL_MAX`).
 //! - [`cluster`]: the hub and presence, in this process, on Redis or on NATS,
 //!   and the task that announces the members of nodes that died.
 //! - [`room`]: a room's members, their snapshot and the batched `join` and
@@ -114,7 +120,9 @@ pub async fn run() -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(&config.addr).await?;
     let local = listener.local_addr()?;
     let shutdown = Shutdown::new();
-    let shared = config.redis_url.is_some() || config.nats_url.is_some();
+    let shared = config.redis_url.is_some()
+        || config.redis_cluster_url.is_some()
+        || config.nats_url.is_some();
     let options = Options {
         heartbeat: config.heartbeat,
         presence_full_max: config.presence_full_max,
