@@ -121,9 +121,10 @@ pub struct Members {
     list: Option<(Vec<String>, Bytes)>,
     /// What this node last told the room.
     mode: Mode,
-    /// In a big room: the roster last read, and when (snapshots use it for a
-    /// [`PRESENCE_TICK`]).
-    roster: Option<(Instant, Roster)>,
+    /// The roster last read, when, and the room's position then: snapshots
+    /// use it while the position stays (a small room) or for a
+    /// [`PRESENCE_TICK`] (a big one).
+    roster: Option<(Instant, EventId, Roster)>,
     /// In a big room: the count last published, and when.
     told: Option<(Instant, usize)>,
 }
@@ -242,10 +243,16 @@ impl Chat {
         name: &str,
         position: EventId,
     ) -> Result<EncodedEvent, HubError> {
+        // In a small room the roster read for an earlier snapshot holds while
+        // the room's history has not moved: any node writes a change to
+        // `Presence` before it publishes its event, so a change not in the
+        // roster has its event after `position`. In a big one, for a tick.
+        let fresh = |at: &Instant, read_at: &EventId| match members.mode {
+            Mode::Full => *read_at == position,
+            Mode::Count => at.elapsed() < PRESENCE_TICK,
+        };
         let roster = match &members.roster {
-            Some((at, roster)) if members.mode == Mode::Count && at.elapsed() < PRESENCE_TICK => {
-                roster.clone()
-            }
+            Some((at, read_at, roster)) if fresh(at, read_at) => roster.clone(),
             _ => {
                 let roster = self.presence.roster(room, self.full_max).await?;
                 if roster.count > self.full_max && members.mode == Mode::Full {
@@ -253,7 +260,7 @@ impl Chat {
                     members.mode = Mode::Count;
                     members.told = None;
                 }
-                members.roster = Some((Instant::now(), roster.clone()));
+                members.roster = Some((Instant::now(), position, roster.clone()));
                 roster
             }
         };
@@ -326,6 +333,10 @@ impl Chat {
                 (false, true) => self.presence.join(room, &change.name).await,
                 (false, false) => self.presence.leave(room, &change.name).await,
             };
+        }
+        if members.mode == Mode::Full && changed {
+            // `Presence` changed: the next snapshot reads it again.
+            members.roster = None;
         }
         let count = self.presence.roster(room, 0).await.map(|r| r.count);
         // A batch that makes the room big announces that instead of its joins.
