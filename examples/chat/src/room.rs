@@ -8,14 +8,14 @@
 //! lists every member. Above it, a member's `join` would go to every member: a
 //! join storm of N members is N² events. So a big room sends, instead:
 //!
-//! - a `members` snapshot with `count` and at most the threshold's worth of
+//! - a `members` snapshot with `count` and at most [`BIG_ROOM_NAMES`] (100)
 //!   names;
 //! - `count` events (`{"id","room","count"}`), at most one per second per room
 //!   and node (nodes that read the same count in the same second store it
 //!   once: the second and the count are the event's idempotency key);
 //! - a `presence` event when the room crosses the threshold, either way:
-//!   `{"id","room","mode":"count","count","names"}` going up (at most the
-//!   threshold's worth of names), `{"id","room","mode":"full","count","names"}`
+//!   `{"id","room","mode":"count","count","names"}` going up (at most
+//!   [`BIG_ROOM_NAMES`] names), `{"id","room","mode":"full","count","names"}`
 //!   coming back (the whole list); either's names supersede the list a client
 //!   had.
 //!
@@ -54,6 +54,11 @@ pub(crate) fn hub_config() -> HubConfig {
 /// lists every member in its snapshot); above it, counts (see the [module's
 /// docs](self)).
 pub const PRESENCE_FULL_MAX: usize = 1000;
+
+/// How many names a big room's snapshot (and its crossing event) lists: a
+/// sample to show beside the count, small so that a join storm's snapshots
+/// cost little to send (at most `PRESENCE_FULL_MAX` either way).
+pub const BIG_ROOM_NAMES: usize = 100;
 
 /// How often a big room's count is published, at most, and how long a node
 /// uses a roster it read for the snapshots of big rooms.
@@ -254,7 +259,11 @@ impl Chat {
         let roster = match &members.roster {
             Some((at, read_at, roster)) if fresh(at, read_at) => roster.clone(),
             _ => {
-                let roster = self.presence.roster(room, self.full_max).await?;
+                let limit = match members.mode {
+                    Mode::Full => self.full_max,
+                    Mode::Count => self.big_names(),
+                };
+                let roster = self.presence.roster(room, limit).await?;
                 if roster.count > self.full_max && members.mode == Mode::Full {
                     // The next batch announces it.
                     members.mode = Mode::Count;
@@ -265,7 +274,11 @@ impl Chat {
             }
         };
         let count = (members.mode == Mode::Count).then_some(roster.count);
-        let snapshot = members.snapshot(room, name, position, roster.names, count);
+        let mut names = roster.names;
+        if count.is_some() {
+            names.truncate(self.big_names());
+        }
+        let snapshot = members.snapshot(room, name, position, names, count);
         members.connections += 1;
         self.queue(members, room, name, true, false);
         Ok(snapshot)
@@ -405,6 +418,11 @@ impl Chat {
         }
     }
 
+    /// How many names a big room lists.
+    fn big_names(&self) -> usize {
+        BIG_ROOM_NAMES.min(self.full_max)
+    }
+
     /// A big room that shrank to `full_max` members: announces the whole list
     /// (`presence` with `"mode":"full"`), then a `join` and a `leave` per member.
     async fn back_to_full(self: &Arc<Self>, members: &mut Members, room: &str) {
@@ -425,11 +443,11 @@ impl Chat {
     }
 
     /// Announces that the room turned big: `presence` with `"mode":"count"`,
-    /// its count and at most `full_max` names (which replace the list a client
+    /// its count and at most [`BIG_ROOM_NAMES`] names (which replace the list a client
     /// built from `join` and `leave`).
     async fn turn_big(self: &Arc<Self>, members: &mut Members, room: &str, count: usize) {
         members.mode = Mode::Count;
-        let names = match self.presence.roster(room, self.full_max).await {
+        let names = match self.presence.roster(room, self.big_names()).await {
             Ok(roster) => roster.names,
             Err(_) => Vec::new(),
         };
