@@ -41,7 +41,13 @@
 //!   (in A, each on the connection of its topic; in B, with an `m1.` cursor
 //!   as its id).
 //!
-//! Then the ratio B / A of each figure.
+//! - **bytes per delivery**: the SSE bytes each client read per event (the
+//!   chunked framing aside): B's `id:` is a cursor over the K topics.
+//!
+//! Then the ratio B / A of each figure. Before the scenarios, the same
+//! streams are drained in this process, without sockets (`Hub` only, one
+//! thread): the time per event a `Subscriber` and a `MultiSubscriber` yield,
+//! which isolates what B adds per delivery (its `id:` line) from the network.
 
 use std::{
     convert::Infallible,
@@ -156,17 +162,22 @@ async fn publish(hub: &Hub, events: u64, rate: u64, topics: usize, payload: usiz
         tick.tick().await;
         let published = hub
             .publish_with(&topic(seq as usize % topics), |_| {
-                let mut data = format!("{seq} {}", now_ns());
-                let pad = payload.saturating_sub(data.len() + 1);
-                if pad > 0 {
-                    data.push(' ');
-                    data.extend(std::iter::repeat_n('x', pad));
-                }
-                Event::message(data)
+                Event::message(data(seq as usize, payload))
             })
             .await;
         published.expect("publish");
     }
+}
+
+/// `SEQ NANOS`, padded with ` xxx...` to `payload` bytes.
+fn data(seq: usize, payload: usize) -> String {
+    let mut data = format!("{seq} {}", now_ns());
+    let pad = payload.saturating_sub(data.len() + 1);
+    if pad > 0 {
+        data.push(' ');
+        data.extend(std::iter::repeat_n('x', pad));
+    }
+    data
 }
 
 fn text(status: StatusCode, body: String) -> Response<Body> {
@@ -295,6 +306,10 @@ fn clock_ticks() -> f64 {
     })
 }
 
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
 /// The soft limit on open descriptors of this process.
 fn descriptor_limit() -> usize {
     std::fs::read_to_string("/proc/self/limits")
@@ -332,6 +347,7 @@ struct Figures {
     rss_per_connection: f64,
     connect_cpu_per_client: f64,
     deliveries: u64,
+    bytes_per_delivery: f64,
     expected: u64,
     complete_clients: usize,
     missing: u64,
@@ -362,6 +378,7 @@ fn drive(o: &Options) {
         .enable_all()
         .build()
         .expect("runtime");
+    hub_only(o);
     for run in 0..o.runs {
         let a = measure(&rt, o, Scenario::Singles);
         let b = measure(&rt, o, Scenario::Multi);
@@ -369,8 +386,82 @@ fn drive(o: &Options) {
     }
 }
 
+/// Publishes M events (as the server does) to a hub with C × K
+/// `Subscriber`s (A) or C `MultiSubscriber`s (B), then drains every stream:
+/// the time per event yielded, and its bytes.
+fn hub_only(o: &Options) {
+    use futures_util::{FutureExt, Stream, StreamExt};
+
+    fn drain<S: Stream<Item = tower_sse::EncodedEvent> + Unpin>(
+        streams: &mut [S],
+    ) -> (Duration, u64, u64) {
+        let (mut events, mut bytes) = (0, 0);
+        let started = Instant::now();
+        for stream in streams {
+            while let Some(Some(event)) = stream.next().now_or_never() {
+                events += 1;
+                bytes += event.len() as u64;
+            }
+        }
+        (started.elapsed(), events, bytes)
+    }
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let topics: Vec<String> = (0..o.topics).map(topic).collect();
+    let publish_all = |hub: &Hub| {
+        rt.block_on(async {
+            for seq in 0..o.events {
+                hub.publish(&topic(seq % o.topics), Event::message(data(seq, o.payload)))
+                    .await
+                    .expect("publish");
+            }
+        })
+    };
+    let hub = Hub::new();
+    let mut singles: Vec<Subscriber> = rt.block_on(async {
+        let mut subs = Vec::new();
+        for _ in 0..o.clients {
+            for t in &topics {
+                subs.push(hub.subscribe(t, None).await.expect("subscribe"));
+            }
+        }
+        subs
+    });
+    publish_all(&hub);
+    let a = drain(&mut singles);
+    drop(singles);
+    let hub = Hub::new();
+    let mut multis: Vec<MultiSubscriber> = rt.block_on(async {
+        let mut subs = Vec::new();
+        for _ in 0..o.clients {
+            subs.push(hub.subscribe_many(&topics, None).await.expect("subscribe"));
+        }
+        subs
+    });
+    publish_all(&hub);
+    let b = drain(&mut multis);
+    let per =
+        |(time, events, _): (Duration, u64, u64)| time.as_nanos() as f64 / events.max(1) as f64;
+    let size = |(_, events, bytes): (Duration, u64, u64)| bytes as f64 / events.max(1) as f64;
+    println!(
+        "hub only, {} events drained from each side: {:.0} ns per event yielded by a Subscriber, \
+         {:.0} ns by a MultiSubscriber ({:.2}×); {:.0} B against {:.0} B per event",
+        a.1,
+        per(a),
+        per(b),
+        per(b) / per(a),
+        size(a),
+        size(b)
+    );
+}
+
 fn print_run(run: usize, o: &Options, a: &Figures, b: &Figures) {
-    println!("\nrun {run}");
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load = load.split(' ').next().unwrap_or("?");
+    println!("\nrun {run} (load average {load} on {} cores)", cores());
     println!(
         "{:<34} {:>14} {:>14} {:>8}",
         "",
@@ -409,6 +500,12 @@ fn print_run(run: usize, o: &Options, a: &Figures, b: &Figures) {
         a.connect_cpu_per_client * 1e6,
         b.connect_cpu_per_client * 1e6,
         "µs",
+    );
+    row(
+        "bytes per delivery",
+        a.bytes_per_delivery,
+        b.bytes_per_delivery,
+        "B",
     );
     row("publish → deliver p50", a.p50, b.p50, "µs");
     row("publish → deliver p99", a.p99, b.p99, "µs");
@@ -520,13 +617,14 @@ fn measure(rt: &tokio::runtime::Runtime, o: &Options, scenario: Scenario) -> Fig
     // Each client's streams together: every event exactly once.
     let mut per_client = vec![vec![0u32; o.events]; o.clients];
     let mut latencies = Vec::with_capacity(expected as usize);
-    let (mut misrouted, mut streams_ended) = (0, 0);
+    let (mut misrouted, mut streams_ended, mut bytes) = (0, 0, 0);
     for (s, &(c, _)) in stats.into_iter().zip(&streams) {
         for (total, n) in per_client[c].iter_mut().zip(&s.counts) {
             *total += u32::from(*n);
         }
         latencies.extend(s.latencies_us);
         misrouted += s.misrouted;
+        bytes += s.bytes;
         streams_ended += usize::from(s.ended);
     }
     let complete_clients = per_client
@@ -553,6 +651,7 @@ fn measure(rt: &tokio::runtime::Runtime, o: &Options, scenario: Scenario) -> Fig
         rss_per_connection: rss1.saturating_sub(rss0) as f64 / streams.len() as f64,
         connect_cpu_per_client: (cpu1 - cpu0) / o.clients as f64,
         deliveries: latencies.len() as u64,
+        bytes_per_delivery: bytes as f64 / latencies.len().max(1) as f64,
         expected,
         complete_clients,
         missing,
@@ -629,6 +728,8 @@ struct Stats {
     misrouted: u64,
     /// The server ended the stream.
     ended: bool,
+    /// SSE bytes read (the chunked framing aside).
+    bytes: u64,
 }
 
 #[derive(Clone, Copy)]
@@ -671,6 +772,7 @@ impl Reader {
                 latencies_us: Vec::new(),
                 misrouted: 0,
                 ended: false,
+                bytes: 0,
             },
         }
     }
@@ -750,6 +852,7 @@ impl Reader {
 
     /// SSE bytes: lines, and an event at each blank line.
     fn feed(&mut self, mut bytes: &[u8], delivered: &AtomicU64) {
+        self.stats.bytes += bytes.len() as u64;
         while let Some(eol) = bytes.iter().position(|b| *b == b'\n') {
             self.line.extend_from_slice(&bytes[..eol]);
             bytes = &bytes[eol + 1..];
