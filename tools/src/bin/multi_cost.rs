@@ -463,7 +463,7 @@ fn print_run(run: usize, o: &Options, a: &Figures, b: &Figures) {
     let load = load.split(' ').next().unwrap_or("?");
     println!("\nrun {run} (load average {load} on {} cores)", cores());
     println!(
-        "{:<34} {:>14} {:>14} {:>8}",
+        "{:<34} {:>15} {:>15} {:>8}",
         "",
         Scenario::Singles.name(),
         Scenario::Multi.name(),
@@ -471,7 +471,7 @@ fn print_run(run: usize, o: &Options, a: &Figures, b: &Figures) {
     );
     let row = |what: &str, a: f64, b: f64, unit: &str| {
         println!(
-            "{what:<34} {:>11.1} {unit:<2} {:>11.1} {unit:<2} {:>7.2}×",
+            "{what:<34} {:>11.1} {unit:<3} {:>11.1} {unit:<3} {:>7.2}×",
             a,
             b,
             b / a
@@ -487,13 +487,13 @@ fn print_run(run: usize, o: &Options, a: &Figures, b: &Figures) {
         "server RSS per client",
         a.rss_per_client / 1024.0,
         b.rss_per_client / 1024.0,
-        "KB",
+        "KiB",
     );
     row(
         "server RSS per connection",
         a.rss_per_connection / 1024.0,
         b.rss_per_connection / 1024.0,
-        "KB",
+        "KiB",
     );
     row(
         "server CPU to connect, per client",
