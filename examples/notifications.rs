@@ -1,5 +1,5 @@
-//! Per-user notifications: a cookie session, one topic per user, and an
-//! authorization check before any stream opens.
+//! Per-user notifications: a cookie session, one topic per user, and ONE
+//! stream per page for all the topics it reads, authorized in one place.
 //!
 //! ```text
 //! cargo run --example notifications
@@ -9,11 +9,19 @@
 //! - `POST /login` with `{"user": NAME}` sets the `session` cookie (`HttpOnly`,
 //!   `SameSite=Lax`) and answers `204`. There is no password: put your real
 //!   authentication here. `POST /logout` ends the session.
-//! - `GET /events?topic=user:NAME` is the stream of NAME's notifications
-//!   (`event: notification`, `{"from", "text"}`, with ids for `Last-Event-ID`
-//!   replay); `topic=announcements` is everyone's. No session: `401`. Another
-//!   user's topic: `403`. Both before any stream opens, so an `EventSource` stops
-//!   retrying (its `onerror` sees `readyState === CLOSED`).
+//! - `GET /events?topic=user:NAME&topic=announcements` is one stream of the
+//!   topics named (1 to 64): NAME's notifications (`event: notification`,
+//!   `{"from", "text"}`) and everyone's announcements (`event: announcement`).
+//!   No session: `401`. Then `Hub::subscribe_authorized` asks `may_read` about
+//!   each topic, the one authorization hook: a topic the user may not read
+//!   (another user's) is refused, and the stream opens on the others and says
+//!   so first (`event: refused`, `{"topics": [...]}`); when every topic is
+//!   refused, `403` before any stream opens, so an `EventSource` stops retrying
+//!   (its `onerror` sees `readyState === CLOSED`). No topic, or more than 64:
+//!   `400` with `{"error"}`.
+//! - Every event's `id:` is a cursor over all the stream's topics (`m1.…`,
+//!   opaque to the page): a tab that reconnects with it as `Last-Event-ID`
+//!   gets exactly what each topic got meanwhile.
 //! - `POST /notify` with `{"to": NAME, "text"}` (logged in) notifies NAME, and
 //!   `{"to": "*"}` posts an announcement: `202 {"id"}`. The hub keeps each
 //!   topic's recent history for ten minutes after its last notification,
@@ -21,13 +29,14 @@
 //!   time with the last id it saw, gets what it missed (an inbox that lasts
 //!   longer belongs in your database).
 //!
-//! The page opens `new EventSource('/events?topic=user:' + me, { withCredentials:
-//! true })`: `EventSource` cannot set headers, so the session travels in the
-//! cookie. `withCredentials` matters when the page and the API are on different
-//! origins; then the API must answer with `Access-Control-Allow-Origin` set to the
-//! page's exact origin and `Access-Control-Allow-Credentials: true`, which this
-//! example does for the origin in `ALLOWED_ORIGIN` (e.g.
-//! `ALLOWED_ORIGIN=http://localhost:8080`). See `docs/guide.md`.
+//! The page opens `new EventSource('/events?topic=user:' + me +
+//! '&topic=announcements', { withCredentials: true })`: `EventSource` cannot
+//! set headers, so the session travels in the cookie. `withCredentials`
+//! matters when the page and the API are on different origins; then the API
+//! must answer with `Access-Control-Allow-Origin` set to the page's exact
+//! origin and `Access-Control-Allow-Credentials: true`, which this example does
+//! for the origin in `ALLOWED_ORIGIN` (e.g. `ALLOWED_ORIGIN=http://localhost:8080`).
+//! See `docs/guide.md`.
 //!
 //! Environment: `ADDR` (default `127.0.0.1:3000`), `ALLOWED_ORIGIN` (none).
 
@@ -37,7 +46,7 @@ use std::{
 };
 
 use axum::{
-    extract::{Query, Request, State},
+    extract::{rejection::QueryRejection, Query, Request, State},
     http::{header, HeaderMap, HeaderValue, StatusCode},
     middleware::Next,
     response::{Html, IntoResponse, Response},
@@ -47,7 +56,7 @@ use axum::{
 use serde::Deserialize;
 use serde_json::json;
 use tower_sse::{Event, LastEventId, SseBody, SseLayer};
-use tower_sse_hub::{Hub, HubError, Subscriber};
+use tower_sse_hub::{Hub, HubError, MAX_TOPICS};
 
 const MAX_NAME: usize = 32;
 const MAX_TEXT: usize = 2048;
@@ -88,22 +97,6 @@ struct Notifications {
     hub: Hub,
     /// Session token -> user name.
     sessions: Mutex<HashMap<String, String>>,
-}
-
-// The hub, in two functions: what a topic id looks like is the hub's business.
-
-/// Publishes `event` on `topic`; the event's id, for the client.
-async fn publish(hub: &Hub, topic: &str, event: Event) -> Result<String, HubError> {
-    Ok(hub.publish(topic, event).await?.to_string())
-}
-
-/// The stream of `topic`, after `last` when the client is resuming.
-async fn subscribe(
-    hub: &Hub,
-    topic: &str,
-    last: Option<&LastEventId>,
-) -> Result<Subscriber, HubError> {
-    hub.subscribe(topic, last.map(LastEventId::as_str)).await
 }
 
 impl Notifications {
@@ -159,26 +152,37 @@ async fn logout(State(state): State<Arc<Notifications>>, headers: HeaderMap) -> 
     (StatusCode::NO_CONTENT, [(header::SET_COOKIE, expired)]).into_response()
 }
 
-#[derive(Deserialize)]
-struct Topic {
-    topic: String,
-}
-
-/// `GET /events?topic=TOPIC`: authorization first, then the stream.
+/// `GET /events?topic=TOPIC...`: the session, then one stream of the topics
+/// the user may read.
 async fn events(
     State(state): State<Arc<Notifications>>,
-    Query(Topic { topic }): Query<Topic>,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
     last: Option<LastEventId>,
     headers: HeaderMap,
 ) -> Result<impl IntoResponse, Response> {
     let Some(user) = state.user(&headers) else {
         return Err(error(StatusCode::UNAUTHORIZED, "log in first"));
     };
-    if !may_read(&user, &topic) {
-        return Err(error(StatusCode::FORBIDDEN, "not your topic"));
+    let Ok(Query(query)) = query else {
+        return Err(error(StatusCode::BAD_REQUEST, "bad query string"));
+    };
+    let topics: Vec<&str> = query
+        .iter()
+        .filter(|(key, _)| key == "topic")
+        .map(|(_, topic)| topic.as_str())
+        .collect();
+    if topics.is_empty() || topics.len() > MAX_TOPICS {
+        return Err(error(StatusCode::BAD_REQUEST, "name 1 to 64 topics"));
     }
-    match subscribe(&state.hub, &topic, last.as_ref()).await {
-        Ok(subscriber) => Ok(SseBody::from_events(subscriber)),
+    let last = last.as_ref().map(LastEventId::as_str);
+    let allow = |user: &String, topic: &str| may_read(user, topic);
+    match state
+        .hub
+        .subscribe_authorized(&user, &topics, last, allow)
+        .await
+    {
+        Ok(stream) => Ok(SseBody::from_events(stream)),
+        Err(HubError::Refused) => Err(error(StatusCode::FORBIDDEN, "not your topic")),
         Err(err) => Err(error(StatusCode::SERVICE_UNAVAILABLE, &err.to_string())),
     }
 }
@@ -198,23 +202,21 @@ async fn notify(
     let Some(from) = state.user(&headers) else {
         return error(StatusCode::UNAUTHORIZED, "log in first");
     };
-    let topic = if to == "*" {
-        ANNOUNCEMENTS.to_owned()
+    let (topic, kind) = if to == "*" {
+        (ANNOUNCEMENTS.to_owned(), "announcement")
     } else if let Err(message) = check_name(&to) {
         return error(StatusCode::BAD_REQUEST, message);
     } else {
-        format!("user:{to}")
+        (format!("user:{to}"), "notification")
     };
     if text.trim().is_empty() || text.len() > MAX_TEXT {
         return error(StatusCode::BAD_REQUEST, "`text` must be 1 to 2048 bytes");
     }
     let data = json!({"from": from, "text": text}).to_string();
-    let event = Event::default()
-        .event("notification")
-        .map(|event| event.data(data));
+    let event = Event::default().event(kind).map(|event| event.data(data));
     match event {
-        Ok(event) => match publish(&state.hub, &topic, event).await {
-            Ok(id) => (StatusCode::ACCEPTED, Json(json!({ "id": id }))).into_response(),
+        Ok(event) => match state.hub.publish(&topic, event).await {
+            Ok(id) => (StatusCode::ACCEPTED, Json(json!({ "id": id.to_string() }))).into_response(),
             Err(err) => error(StatusCode::SERVICE_UNAVAILABLE, &err.to_string()),
         },
         Err(err) => err.into_response(),
@@ -297,7 +299,8 @@ const PAGE: &str = r#"<!doctype html>
 <script>
 'use strict';
 const $ = (id) => document.getElementById(id);
-let sources = [];
+let source = null;
+let me = '';
 
 function show(kind, data) {
   const li = document.createElement('li');
@@ -312,31 +315,31 @@ function show(kind, data) {
   $('feed').append(li);
 }
 
-// One stream per topic; the session cookie goes with it.
-function listen(topic) {
-  const source = new EventSource('/events?topic=' + encodeURIComponent(topic), { withCredentials: true });
-  source.addEventListener('notification', (e) => show(topic === 'announcements' ? 'announcement' : 'personal', JSON.parse(e.data)));
+// One stream for all my topics; the session cookie goes with it.
+function listen(topics) {
+  const query = topics.map((t) => 'topic=' + encodeURIComponent(t)).join('&');
+  source = new EventSource('/events?' + query, { withCredentials: true });
+  source.addEventListener('notification', (e) => show('personal', JSON.parse(e.data)));
+  source.addEventListener('announcement', (e) => show('announcement', JSON.parse(e.data)));
+  source.addEventListener('refused', (e) => {
+    $('status').textContent = `refused: ${JSON.parse(e.data).topics.join(', ')}`;
+  });
   source.onopen = () => { $('status').textContent = `listening as ${me}`; };
   source.onerror = () => {
     // 401/403 close the stream for good; anything else is retried by the browser.
-    if (source.readyState === EventSource.CLOSED) $('status').textContent = `refused: ${topic}`;
+    if (source.readyState === EventSource.CLOSED) $('status').textContent = `refused: ${topics.join(', ')}`;
   };
-  sources.push(source);
-  return source;
 }
 
-let me = '';
 $('login').addEventListener('submit', async (e) => {
   e.preventDefault();
-  for (const s of sources) s.close();
-  sources = [];
+  if (source) source.close();
   me = $('user').value.trim();
   const res = await fetch('/login', {
     method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ user: me }),
   });
   if (!res.ok) { $('status').textContent = (await res.json()).error; return; }
-  listen('user:' + me);
-  listen('announcements');
+  listen(['user:' + me, 'announcements']);
   $('notify').hidden = false;
 });
 

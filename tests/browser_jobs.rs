@@ -52,7 +52,7 @@ async fn notifications_in_the_browser() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dashboard_in_the_browser() {
     let Some(chromium) = chromium() else { return };
-    let url = serve(dashboard::app(Duration::from_millis(50))).await;
+    let url = serve(dashboard::app(dashboard::hub(), Duration::from_millis(50)).await).await;
     run_with(
         &chromium,
         "jobs.test.mjs",

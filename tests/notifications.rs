@@ -1,6 +1,8 @@
-//! The notifications example over real sockets: cookie sessions, per-topic
-//! authorization before any stream opens, delivery, replay, and CORS for
-//! credentialed `EventSource`s from one allowed origin.
+//! The notifications example over real sockets: cookie sessions, one stream
+//! for a user's topics, authorization by topic (a foreign topic refused
+//! in-band, all foreign `403` before any stream opens), delivery, exact replay
+//! with the composite `Last-Event-ID`, and CORS for credentialed
+//! `EventSource`s from one allowed origin.
 
 #[allow(dead_code)]
 #[path = "../examples/notifications.rs"]
@@ -14,7 +16,8 @@ use http_body_util::{BodyExt, Full};
 use hyper::{body::Incoming, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
-use tower_sse::EventStream;
+use tower_sse::{EventStream, MessageEvent};
+use tower_sse_hub::{Cursor, EventId};
 
 const GUARD: Duration = Duration::from_secs(60);
 const ORIGIN: &str = "http://app.example";
@@ -73,10 +76,22 @@ async fn login(addr: SocketAddr, user: &str) -> String {
     set.split(';').next().unwrap().to_owned()
 }
 
-fn events(topic: &str, cookie: &str) -> http::request::Builder {
-    Request::get(format!("/events?topic={topic}"))
+/// `GET /events` of `topics` (`user:alice&topic=announcements` for two).
+fn events(topics: &str, cookie: &str) -> http::request::Builder {
+    Request::get(format!("/events?topic={topics}"))
         .header("accept", "text/event-stream")
         .header("cookie", cookie)
+}
+
+/// Whether `event`'s id (a cursor over its stream's topics) positions `topic`
+/// at `id`, the id `POST /notify` answered.
+fn positions(event: &MessageEvent, topic: &str, id: &str) -> bool {
+    let cursor: Cursor = event.id.parse().unwrap();
+    cursor.get(topic) == Some(id.parse::<EventId>().unwrap())
+}
+
+fn text(event: &MessageEvent) -> Value {
+    serde_json::from_str::<Value>(&event.data).unwrap()["text"].clone()
 }
 
 async fn notify(addr: SocketAddr, cookie: &str, to: &str, text: &str) -> String {
@@ -120,12 +135,13 @@ async fn each_user_reads_their_own_topic_only() {
     let id = notify(addr, &bob, "alice", "lunch?").await;
     let event = guard("notification", mine.next()).await.unwrap().unwrap();
     assert_eq!(event.event, "notification");
-    assert_eq!(event.id, id);
+    assert!(positions(&event, "user:alice", &id), "{}", event.id);
     let data: Value = serde_json::from_str(&event.data).unwrap();
     assert_eq!(data, json!({"from": "bob", "text": "lunch?"}));
 
     notify(addr, &bob, "*", "deploy at five").await;
     let event = guard("announcement", all.next()).await.unwrap().unwrap();
+    assert_eq!(event.event, "announcement");
     let data: Value = serde_json::from_str(&event.data).unwrap();
     assert_eq!(data, json!({"from": "bob", "text": "deploy at five"}));
 
@@ -140,35 +156,115 @@ async fn each_user_reads_their_own_topic_only() {
 }
 
 #[tokio::test]
+async fn one_stream_carries_all_of_a_users_topics() {
+    let addr = server().await;
+    let hana = login(addr, "hana").await;
+    let res = send(addr, events("user:hana&topic=announcements", &hana), None).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let mut tab = EventStream::new(res.into_body());
+    let personal = notify(addr, &hana, "hana", "for you").await;
+    let event = guard("personal", tab.next()).await.unwrap().unwrap();
+    assert_eq!(
+        (event.event.as_str(), text(&event)),
+        ("notification", json!("for you"))
+    );
+    let announced = notify(addr, &hana, "*", "for all").await;
+    let event = guard("announcement", tab.next()).await.unwrap().unwrap();
+    assert_eq!(
+        (event.event.as_str(), text(&event)),
+        ("announcement", json!("for all"))
+    );
+    // Its id positions both topics.
+    assert!(positions(&event, "user:hana", &personal));
+    assert!(positions(&event, "announcements", &announced));
+}
+
+#[tokio::test]
+async fn a_foreign_topic_is_refused_and_the_others_open() {
+    let addr = server().await;
+    let ivan = login(addr, "ivan").await;
+    let judy = login(addr, "judy").await;
+    let req = events("user:ivan&topic=user:judy&topic=announcements", &ivan);
+    let res = send(addr, req, None).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let mut tab = EventStream::new(res.into_body());
+    // The stream says first which topics it refused, without an id.
+    let event = guard("refused", tab.next()).await.unwrap().unwrap();
+    assert_eq!(event.event, "refused");
+    assert_eq!(event.id, "");
+    let data: Value = serde_json::from_str(&event.data).unwrap();
+    assert_eq!(data, json!({"topics": ["user:judy"]}));
+    // Judy's notifications never reach it; ivan's and the announcements do.
+    notify(addr, &ivan, "judy", "not for ivan").await;
+    notify(addr, &judy, "ivan", "for ivan").await;
+    notify(addr, &judy, "*", "for all").await;
+    let mut texts = Vec::new();
+    for _ in 0..2 {
+        let event = guard("allowed", tab.next()).await.unwrap().unwrap();
+        texts.push(text(&event));
+        let cursor: Cursor = event.id.parse().unwrap();
+        assert_eq!(cursor.get("user:judy"), None);
+    }
+    texts.sort_by_key(|t| t.to_string());
+    assert_eq!(texts, [json!("for all"), json!("for ivan")]);
+
+    // Every topic foreign: 403 before any byte of a stream.
+    let res = send(addr, events("user:judy&topic=user:kim", &ivan), None).await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert_ne!(res.headers()["content-type"], "text/event-stream");
+    assert_eq!(json_body(res).await, json!({"error": "not your topic"}));
+}
+
+#[tokio::test]
 async fn a_reconnect_replays_what_was_missed() {
     let addr = server().await;
     let carol = login(addr, "carol").await;
+    let both = "user:carol&topic=announcements";
     // Two tabs; the hub keeps a topic while it has subscribers.
-    let res = send(addr, events("user:carol", &carol), None).await;
+    let res = send(addr, events(both, &carol), None).await;
     let mut first_tab = EventStream::new(res.into_body());
-    let res = send(addr, events("user:carol", &carol), None).await;
+    let res = send(addr, events(both, &carol), None).await;
     let mut second_tab = EventStream::new(res.into_body());
     let first = notify(addr, &carol, "carol", "one").await;
     let event = guard("one", second_tab.next()).await.unwrap().unwrap();
-    assert_eq!(event.id, first);
+    assert!(positions(&event, "user:carol", &first));
+    let seen = event.id;
     drop(second_tab); // the second tab loses its connection...
     notify(addr, &carol, "carol", "two").await;
-    notify(addr, &carol, "carol", "three").await;
-    // ...and its EventSource reconnects with the last id it saw.
-    let req = events("user:carol", &carol).header("last-event-id", &first);
+    notify(addr, &carol, "*", "three").await;
+    notify(addr, &carol, "carol", "four").await;
+    // ...and its EventSource reconnects with the last id it saw: exactly
+    // what each topic got meanwhile, then live notifications.
+    let req = events(both, &carol).header("last-event-id", &seen);
     let res = send(addr, req, None).await;
     let mut second_tab = EventStream::new(res.into_body());
-    for tab in [&mut second_tab, &mut first_tab] {
-        let mut texts = Vec::new();
-        while texts.len() < 2 {
-            let event = guard("replay", tab.next()).await.unwrap().unwrap();
-            let text = serde_json::from_str::<Value>(&event.data).unwrap()["text"].clone();
-            if text != "one" {
-                texts.push(text);
-            }
-        }
-        assert_eq!(texts, ["two", "three"]);
+    let mut missed = Vec::new();
+    for _ in 0..3 {
+        let event = guard("replay", second_tab.next()).await.unwrap().unwrap();
+        let text = text(&event);
+        missed.push((event.event, text));
     }
+    let personal: Vec<_> = missed.iter().filter(|(k, _)| k == "notification").collect();
+    assert_eq!(personal.len(), 2, "{missed:?}");
+    assert_eq!(
+        (&personal[0].1, &personal[1].1),
+        (&json!("two"), &json!("four"))
+    );
+    assert!(missed.contains(&("announcement".to_owned(), json!("three"))));
+    notify(addr, &carol, "carol", "five").await;
+    let event = guard("live", second_tab.next()).await.unwrap().unwrap();
+    assert_eq!(text(&event), "five");
+    // The tab that stayed got everything, once, each topic in order.
+    let (mut personal, mut announced) = (Vec::new(), Vec::new());
+    while personal.len() + announced.len() < 5 {
+        let event = guard("first tab", first_tab.next()).await.unwrap().unwrap();
+        match event.event.as_str() {
+            "notification" => personal.push(text(&event)),
+            _ => announced.push(text(&event)),
+        }
+    }
+    assert_eq!(personal, ["one", "two", "four", "five"]);
+    assert_eq!(announced, ["three"]);
 }
 
 #[tokio::test]
@@ -209,9 +305,16 @@ async fn bad_input_is_refused() {
     )
     .await;
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
-    // A stream request without `topic` is axum's query rejection.
-    let res = send(addr, Request::get("/events").header("cookie", &erin), None).await;
-    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    // A stream request without `topic`, or with more than 64: a JSON error.
+    let many = vec!["user:erin"; 65].join("&topic=");
+    for path in ["/events".to_owned(), format!("/events?topic={many}")] {
+        let res = send(addr, Request::get(&path).header("cookie", &erin), None).await;
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST, "{path}");
+        assert_eq!(
+            json_body(res).await,
+            json!({"error": "name 1 to 64 topics"})
+        );
+    }
 }
 
 #[tokio::test]

@@ -5,7 +5,11 @@ use std::{fmt, ops::Deref};
 use http::{header::HeaderName, request::Parts, HeaderMap, Request, Uri};
 
 /// The longest id accepted, in bytes. Longer values are treated as absent.
-pub const MAX_LAST_EVENT_ID_LEN: usize = 1024;
+///
+/// Room for a multi-topic cursor over 64 topics (about 1 KiB, see
+/// `tower_sse_hub::Cursor`) with a margin; far below any HTTP server's header
+/// limit.
+pub const MAX_LAST_EVENT_ID_LEN: usize = 4096;
 
 /// The id of the last event a client received, sent back when it reconnects.
 ///
@@ -182,8 +186,8 @@ mod tests {
         assert_eq!(header("é✓".as_bytes()).as_deref(), Some("é✓"));
         assert_eq!(header(b"\xff\xfe"), None);
         assert_eq!(header(b"a\tb"), None);
-        assert_eq!(header(&[b'1'; 1024]).map(|s| s.len()), Some(1024));
-        assert_eq!(header(&[b'1'; 1025]), None);
+        assert_eq!(header(&[b'1'; 4096]).map(|s| s.len()), Some(4096));
+        assert_eq!(header(&[b'1'; 4097]), None);
     }
 
     #[test]
@@ -207,7 +211,7 @@ mod tests {
         assert_eq!(query("lastEventId=%f"), None);
         assert_eq!(query("lastEventId=%ff"), None);
         assert_eq!(query("lasteventid=1"), None);
-        assert_eq!(query(&format!("lastEventId={}", "9".repeat(2000))), None);
+        assert_eq!(query(&format!("lastEventId={}", "9".repeat(4097))), None);
         // The first acceptable one wins.
         assert_eq!(query("lastEventId=%zz&lastEventId=3").as_deref(), Some("3"));
     }

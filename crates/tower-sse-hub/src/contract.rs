@@ -4,7 +4,8 @@
 //! topic, acknowledged means stored, epochs, retention without subscribers,
 //! replay then live with no gap or duplicate, lag that never blocks, the
 //! replay cap, quiet topics that keep their history while subscribed, epoch
-//! changes in-band, and idempotent publish.
+//! changes in-band, idempotent publish, and streams of several topics (one
+//! cursor resumes every topic exactly; a topic reset among others).
 //!
 //! A store crate calls [`contract_tests!`](crate::contract_tests) in a test
 //! file, which writes one `#[tokio::test]` per promise (the crate needs
@@ -25,7 +26,7 @@ use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
 
 use tower_sse::{EncodedEvent, Event};
 
-use crate::{EventId, Hub, HubConfig, Subscriber};
+use crate::{Cursor, EventId, Hub, HubConfig, MultiSubscriber, Subscriber};
 
 const GUARD: Duration = Duration::from_secs(60);
 
@@ -342,6 +343,148 @@ pub async fn idempotent_publish(hub: Hub, topic: &str) {
     assert!(matches!(err, crate::HubError::InvalidKey), "{err}");
 }
 
+async fn next_of_many(stream: &mut MultiSubscriber) -> EncodedEvent {
+    let next =
+        std::future::poll_fn(|cx| futures_core::Stream::poll_next(Pin::new(&mut *stream), cx));
+    tokio::time::timeout(GUARD, next)
+        .await
+        .expect("hang guard")
+        .expect("stream ended")
+}
+
+/// The cursor, kind and data of an event of a multi-topic stream.
+fn parse_many(event: &EncodedEvent) -> (Option<Cursor>, String, String) {
+    let text = text(event);
+    let cursor = text
+        .lines()
+        .find_map(|l| l.strip_prefix("id: "))
+        .and_then(|id| id.parse().ok());
+    let kind = text
+        .lines()
+        .find_map(|l| l.strip_prefix("event: "))
+        .unwrap_or_default();
+    let data = text
+        .lines()
+        .find_map(|l| l.strip_prefix("data: "))
+        .unwrap_or_default();
+    (cursor, kind.to_owned(), data.to_owned())
+}
+
+/// One stream of four topics, read in short sessions while every topic is
+/// published to at once: each session reconnects with the last cursor it
+/// received, and every topic's events arrive exactly once, in order.
+pub async fn many_topics_resume_exactly(hub: Hub, topic: &str) {
+    const PER_TOPIC: usize = 60;
+    let topics: Vec<String> = (0..4).map(|i| format!("{topic}-{i}")).collect();
+    let mut stream = hub.subscribe_many(&topics, None).await.unwrap();
+    let publishers: Vec<_> = topics
+        .iter()
+        .map(|t| {
+            let (hub, t) = (hub.clone(), t.clone());
+            tokio::spawn(async move {
+                for n in 0..PER_TOPIC {
+                    hub.publish(&t, Event::message(format!("{t} {n}")))
+                        .await
+                        .unwrap();
+                    if n % 8 == 0 {
+                        tokio::task::yield_now().await;
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut seen = vec![0usize; topics.len()];
+    let mut cursor: Option<Cursor> = None;
+    let mut session = 0;
+    while seen.iter().sum::<usize>() < PER_TOPIC * topics.len() {
+        // A session reads up to 7 events, then the client reconnects.
+        for _ in 0..7 {
+            if seen.iter().sum::<usize>() == PER_TOPIC * topics.len() {
+                break;
+            }
+            let (id, kind, data) = parse_many(&next_of_many(&mut stream).await);
+            assert_eq!(kind, "", "session {session}: {data}");
+            let (t, n) = data.rsplit_once(' ').unwrap();
+            let i = topics.iter().position(|x| x == t).unwrap();
+            assert_eq!(n.parse::<usize>().unwrap(), seen[i], "{t}: once, in order");
+            seen[i] += 1;
+            cursor = Some(id.expect("a cursor on every event"));
+        }
+        drop(stream);
+        let last = cursor.as_ref().map(ToString::to_string);
+        stream = hub.subscribe_many(&topics, last.as_deref()).await.unwrap();
+        session += 1;
+    }
+    for p in publishers {
+        p.await.unwrap();
+    }
+}
+
+/// A topic whose history no longer holds the client's position gets a
+/// `reset` naming it, while the other topics of the stream resume exactly;
+/// a topic added to the stream starts from now, one left out is not opened.
+pub async fn a_topic_reset_among_others(hub: Hub, topic: &str) {
+    let (a, b, c) = (
+        format!("{topic}-a"),
+        format!("{topic}-b"),
+        format!("{topic}-c"),
+    );
+    let mut stream = hub.subscribe_many(&[&a, &b], None).await.unwrap();
+    hub.publish(&a, Event::message("a 0")).await.unwrap();
+    let (cursor, ..) = parse_many(&next_of_many(&mut stream).await);
+    let cursor = cursor.unwrap().to_string();
+    drop(stream);
+    // Away: `a` runs past its history, `b` gets two events, `c` one.
+    for n in 1..=4 * CAPACITY + 8 {
+        hub.publish(&a, Event::message(format!("a {n}")))
+            .await
+            .unwrap();
+    }
+    hub.publish(&b, Event::message("b 1")).await.unwrap();
+    hub.publish(&b, Event::message("b 2")).await.unwrap();
+    hub.publish(&c, Event::message("c old")).await.unwrap();
+    let mut stream = hub
+        .subscribe_many(&[&a, &b, &c], Some(&cursor))
+        .await
+        .unwrap();
+    assert_eq!(stream.topics().collect::<Vec<_>>(), [&a, &b, &c]);
+    let mut b_seen = Vec::new();
+    let mut a_reset = None;
+    let mut a_after = 0;
+    while b_seen.len() < 2 || a_reset.is_none() || a_after == 0 {
+        let (id, kind, data) = parse_many(&next_of_many(&mut stream).await);
+        let id = id.expect("a cursor on every event");
+        match kind.as_str() {
+            "reset" => {
+                assert!(
+                    data.starts_with(&format!("{{\"topic\":\"{a}\",\"after\":\"")),
+                    "{data}"
+                );
+                assert!(a_reset.is_none(), "one reset");
+                a_reset = id.get(&a);
+            }
+            "" if data.starts_with("b ") => b_seen.push(data),
+            "" if data.starts_with("a ") => {
+                assert!(a_reset.is_some(), "the reset comes before `a`'s events");
+                a_after += 1;
+            }
+            _ => panic!("unexpected {kind}: {data}"),
+        }
+    }
+    assert_eq!(b_seen, ["b 1", "b 2"], "`b` resumes exactly");
+    // `c` was not in the cursor: it starts from now, with nothing replayed.
+    let c_new = hub.publish(&c, Event::message("c new")).await.unwrap();
+    loop {
+        let (id, kind, data) = parse_many(&next_of_many(&mut stream).await);
+        if data.starts_with("c ") {
+            assert_eq!((kind.as_str(), data.as_str()), ("", "c new"));
+            assert_eq!(id.unwrap().get(&c), Some(c_new));
+            break;
+        }
+        assert!(data.starts_with("a "), "{kind}: {data}");
+    }
+}
+
 /// The lag bound of the tested hubs; the history holds four times as much.
 pub const CAPACITY: usize = 256;
 /// The replay cap of the tested hubs.
@@ -382,6 +525,8 @@ where
         epoch_changes_reach_open_streams(make(config()).await, &topic("epoch"), &lose).await;
     }
     idempotent_publish(make(config()).await, &topic("once")).await;
+    many_topics_resume_exactly(make(config()).await, &topic("many")).await;
+    a_topic_reset_among_others(make(config()).await, &topic("reset-one")).await;
 }
 
 /// One `#[tokio::test]` per promise of the [store contract](crate::contract)
@@ -494,6 +639,23 @@ macro_rules! contract_tests {
                     return;
                 };
                 $crate::contract::idempotent_publish(hub, &contract_topic("once")).await;
+            }
+
+            #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn many_topics_resume_exactly() {
+                let Some(hub) = contract_hub().await else {
+                    return;
+                };
+                $crate::contract::many_topics_resume_exactly(hub, &contract_topic("many")).await;
+            }
+
+            #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn a_topic_reset_among_others() {
+                let Some(hub) = contract_hub().await else {
+                    return;
+                };
+                $crate::contract::a_topic_reset_among_others(hub, &contract_topic("reset-one"))
+                    .await;
             }
         }
     };

@@ -8,7 +8,8 @@
 //! [`Subscriber`] → [`SseBody`](tower_sse::SseBody)**.
 //!
 //! - [`Hub`] is the handle an application holds: `publish`, `publish_once`,
-//!   `subscribe`.
+//!   `subscribe`, and `subscribe_many` for one stream of several topics
+//!   ([`MultiSubscriber`]), whose ids are a [`Cursor`] over all of them.
 //! - A [`Store`] keeps each topic's history and delivers live events, and keeps
 //!   the [store contract](Store#the-contract). [`MemoryStore`] is the one in
 //!   this process (the default).
@@ -45,11 +46,13 @@ mod config;
 #[cfg(feature = "contract")]
 #[cfg_attr(docsrs, doc(cfg(feature = "contract")))]
 pub mod contract;
+mod cursor;
 mod id;
 #[cfg(all(test, tower_sse_loom))]
 mod loom_tests;
 mod memory;
 pub mod metrics;
+mod multi_subscriber;
 mod presence;
 #[cfg(feature = "remote")]
 #[cfg_attr(docsrs, doc(cfg(feature = "remote")))]
@@ -60,8 +63,10 @@ mod sync;
 mod topic;
 
 pub use config::{HubConfig, Lag};
+pub use cursor::{Cursor, ParseCursorError, MAX_TOPICS};
 pub use id::{Epoch, EventId, ParseEventIdError};
 pub use memory::MemoryStore;
+pub use multi_subscriber::MultiSubscriber;
 pub use presence::{MemoryPresence, Presence, Roster};
 pub use store::{HubError, MakeEvent, Store, StoreFuture, MAX_KEY_LEN};
 pub use subscriber::Subscriber;
@@ -185,6 +190,8 @@ use tower_sse::Event;
 #[derive(Clone)]
 pub struct Hub {
     store: Arc<dyn Store>,
+    /// The name prefixes of latest-value topics (see [`Hub::latest_value`]).
+    latest: Arc<[String]>,
     /// Counts the `Hub` handles (subscribers hold topics only): when the last one
     /// goes, every stream is ended.
     _last_handle: Arc<CloseOnLastHandle>,
@@ -207,7 +214,61 @@ impl Hub {
         Self {
             _last_handle: Arc::new(CloseOnLastHandle(store.clone())),
             store,
+            latest: Arc::new([]),
         }
+    }
+
+    /// Makes the topics whose names start with `prefix` (every topic for
+    /// `""`) **latest-value topics**: a subscriber without a cursor first
+    /// receives the topic's latest event (its current state, say a dashboard
+    /// widget's value), then live events, so a page that opens mid-update shows
+    /// every widget at once. With a cursor, nothing changes: it resumes
+    /// exactly. Can be called again for more prefixes; applies to this handle
+    /// and its clones made after.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), tower_sse_hub::HubError> {
+    /// use futures_util::StreamExt;
+    /// use tower_sse::Event;
+    ///
+    /// let hub = tower_sse_hub::Hub::new().latest_value("widget/");
+    /// hub.publish("widget/cpu", Event::message("12 %")).await?;
+    /// let now = hub.publish("widget/cpu", Event::message("15 %")).await?;
+    /// let mut sub = hub.subscribe("widget/cpu", None).await?;
+    /// let first = sub.next().await.unwrap();
+    /// assert_eq!(first.as_bytes(), format!("id: {now}\ndata: 15 %\n\n").as_bytes());
+    /// # Ok(()) }
+    /// ```
+    pub fn latest_value(mut self, prefix: impl Into<String>) -> Self {
+        let mut latest = self.latest.to_vec();
+        latest.push(prefix.into());
+        self.latest = latest.into();
+        self
+    }
+
+    /// Whether `topic` is a latest-value topic.
+    pub fn is_latest_value(&self, topic: &str) -> bool {
+        self.latest
+            .iter()
+            .any(|prefix| topic.starts_with(prefix.as_str()))
+    }
+
+    /// Subscribes without a cursor: from now, or from the latest event of a
+    /// latest-value topic. Also returns the id the subscriber starts after.
+    async fn subscribe_fresh(&self, topic: &str) -> Result<(Subscriber, EventId), HubError> {
+        let now = self.store.subscribe(topic, None).await?;
+        let position = now.position();
+        if !self.is_latest_value(topic) || position.offset() == 0 {
+            return Ok((now, position));
+        }
+        let before = EventId::new(position.offset() - 1, position.epoch());
+        // `now` keeps the topic alive meanwhile.
+        let latest = self
+            .store
+            .subscribe(topic, Some(&before.to_string()))
+            .await?;
+        drop(now);
+        Ok((latest, before))
     }
 
     /// Publishes `event` to `topic`; resolves with its id once it is stored. The
@@ -299,7 +360,8 @@ impl Hub {
     /// Subscribes to `topic`, first replaying the events after `last_event_id`
     /// (the `Last-Event-ID` a reconnecting client sent), or a reset event when the
     /// history cannot replay them exactly; see the [type's docs](Self). `None`
-    /// subscribes to live events from now on.
+    /// subscribes to live events from now on (after the latest event, for a
+    /// [latest-value topic](Self::latest_value)).
     ///
     /// # Errors
     ///
@@ -310,7 +372,127 @@ impl Hub {
         topic: &str,
         last_event_id: Option<&str>,
     ) -> Result<Subscriber, HubError> {
-        self.store.subscribe(topic, last_event_id).await
+        match last_event_id {
+            None => Ok(self.subscribe_fresh(topic).await?.0),
+            Some(last) => self.store.subscribe(topic, Some(last)).await,
+        }
+    }
+
+    /// Subscribes to several topics (1 to [`MAX_TOPICS`], repeats ignored) as
+    /// one stream, a [`MultiSubscriber`]: the browser's six connections per
+    /// origin carry a member's rooms, a dashboard's widgets or a user's
+    /// notification feeds in one `EventSource`.
+    ///
+    /// `last_event_id` is the [`Cursor`] the client last received (its
+    /// `Last-Event-ID`): each topic it positions resumes exactly after its
+    /// position (or gets a `reset` naming it, if its history no longer holds
+    /// it), and the topics it does not position (added since, or a cursor
+    /// that is not one) start from now. The topics are the caller's: a cursor
+    /// only positions them, so a crafted one can open nothing.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), tower_sse_hub::HubError> {
+    /// use futures_util::StreamExt;
+    /// use tower_sse::Event;
+    /// use tower_sse_hub::{Cursor, Hub};
+    ///
+    /// let hub = Hub::new();
+    /// let mut stream = hub.subscribe_many(&["news", "sport"], None).await?;
+    /// let news = hub.publish("news", Event::message("rain")).await?;
+    /// let event = stream.next().await.unwrap();
+    /// let text = std::str::from_utf8(event.as_bytes()).unwrap().to_owned();
+    /// let cursor: Cursor = text.lines().find_map(|l| l.strip_prefix("id: ")).unwrap().parse().unwrap();
+    /// assert_eq!(cursor.get("news"), Some(news));
+    ///
+    /// // Missed while away: one event per topic; the cursor resumes both.
+    /// drop(stream);
+    /// hub.publish("news", Event::message("sun")).await?;
+    /// hub.publish("sport", Event::message("goal")).await?;
+    /// let mut stream = hub.subscribe_many(&["news", "sport"], Some(&cursor.to_string())).await?;
+    /// let mut missed = Vec::new();
+    /// for _ in 0..2 {
+    ///     let event = stream.next().await.unwrap();
+    ///     let text = std::str::from_utf8(event.as_bytes()).unwrap().to_owned();
+    ///     missed.push(text.lines().find_map(|l| l.strip_prefix("data: ")).unwrap().to_owned());
+    /// }
+    /// missed.sort();
+    /// assert_eq!(missed, ["goal", "sun"]);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`HubError::InvalidTopics`] for no topic or more than [`MAX_TOPICS`];
+    /// otherwise as [`subscribe`](Self::subscribe), for any of the topics.
+    pub async fn subscribe_many<T: AsRef<str>>(
+        &self,
+        topics: &[T],
+        last_event_id: Option<&str>,
+    ) -> Result<MultiSubscriber, HubError> {
+        let mut distinct: Vec<String> = Vec::with_capacity(topics.len());
+        for topic in topics {
+            let topic = topic.as_ref();
+            if !distinct.iter().any(|t| t == topic) {
+                distinct.push(topic.to_owned());
+            }
+        }
+        if distinct.is_empty() || distinct.len() > MAX_TOPICS {
+            return Err(HubError::InvalidTopics);
+        }
+        let cursor = last_event_id.and_then(|id| id.parse::<Cursor>().ok());
+        let mut members = Vec::with_capacity(distinct.len());
+        for topic in &distinct {
+            let from = cursor
+                .as_ref()
+                .filter(|_| MultiSubscriber::positions(&distinct, topic))
+                .and_then(|cursor| cursor.get(topic));
+            let (subscriber, at) = match from {
+                Some(from) => (
+                    self.store.subscribe(topic, Some(&from.to_string())).await?,
+                    from,
+                ),
+                None => self.subscribe_fresh(topic).await?,
+            };
+            members.push((topic.clone(), subscriber, at));
+        }
+        Ok(MultiSubscriber::new(members))
+    }
+
+    /// [`subscribe_many`](Self::subscribe_many) on the topics of `topics`
+    /// that `allow` accepts for `request` (one call per distinct topic): the
+    /// one place a multi-topic stream is authorized. The stream starts with
+    /// `event: refused` (`{"topics":[...]}`) when some were refused.
+    ///
+    /// # Errors
+    ///
+    /// [`HubError::Refused`] when every topic was refused (nothing subscribed:
+    /// answer `403` before any byte); otherwise as
+    /// [`subscribe_many`](Self::subscribe_many).
+    pub async fn subscribe_authorized<R, T: AsRef<str>>(
+        &self,
+        request: &R,
+        topics: &[T],
+        last_event_id: Option<&str>,
+        allow: impl Fn(&R, &str) -> bool,
+    ) -> Result<MultiSubscriber, HubError> {
+        let mut allowed = Vec::new();
+        let mut refused: Vec<String> = Vec::new();
+        for topic in topics {
+            let topic = topic.as_ref();
+            if allowed.contains(&topic) || refused.iter().any(|t| t == topic) {
+                continue;
+            }
+            if allow(request, topic) {
+                allowed.push(topic);
+            } else {
+                refused.push(topic.to_owned());
+            }
+        }
+        if allowed.is_empty() && !refused.is_empty() {
+            return Err(HubError::Refused);
+        }
+        let stream = self.subscribe_many(&allowed, last_event_id).await?;
+        Ok(stream.refusing(&refused))
     }
 
     /// How many subscribers `topic` has now.

@@ -130,6 +130,12 @@ pub enum HubError {
     InvalidKey,
     /// The store could not be reached or failed; nothing was published.
     Unavailable(Box<dyn std::error::Error + Send + Sync>),
+    /// A multi-topic subscription with no topic, or more than
+    /// [`MAX_TOPICS`](crate::MAX_TOPICS): nothing was subscribed.
+    InvalidTopics,
+    /// Every topic of a multi-topic subscription was refused by its
+    /// authorization: nothing was subscribed (an HTTP server answers `403`).
+    Refused,
 }
 
 impl fmt::Display for HubError {
@@ -139,6 +145,12 @@ impl fmt::Display for HubError {
             Self::Full => f.write_str("the hub holds its maximum number of topics, all in use"),
             Self::InvalidKey => write!(f, "an idempotency key must be 1 to {MAX_KEY_LEN} bytes"),
             Self::Unavailable(err) => write!(f, "the hub's store is unavailable: {err}"),
+            Self::InvalidTopics => write!(
+                f,
+                "a multi-topic subscription takes 1 to {} topics",
+                crate::MAX_TOPICS
+            ),
+            Self::Refused => f.write_str("every topic asked for was refused"),
         }
     }
 }
@@ -146,7 +158,9 @@ impl fmt::Display for HubError {
 impl std::error::Error for HubError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Self::Closed | Self::Full | Self::InvalidKey => None,
+            Self::Closed | Self::Full | Self::InvalidKey | Self::InvalidTopics | Self::Refused => {
+                None
+            }
             Self::Unavailable(err) => Some(&**err),
         }
     }

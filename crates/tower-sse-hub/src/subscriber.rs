@@ -84,13 +84,17 @@ impl Subscriber {
     /// by every subscriber that gets the same state, only its small pieces
     /// (this subscriber's name, the id) its own.
     pub fn then(mut self, event: impl Into<EncodedEvent>) -> Self {
-        let event = event.into();
+        self.greet(event.into());
+        self
+    }
+
+    /// [`then`](Self::then), in place.
+    pub(crate) fn greet(&mut self, event: EncodedEvent) {
         if self.cursor.at >= self.position.offset() {
             self.cursor.local.push_back(event);
         } else {
             self.cursor.greeting = Some((self.position.offset(), event));
         }
-        self
     }
 
     /// Events taken from the topic and not yet yielded (at most a small batch).

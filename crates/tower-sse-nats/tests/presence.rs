@@ -174,3 +174,115 @@ async fn renewals_never_resurrect_a_member_that_left() {
     assert_eq!(b.members("room").await.unwrap(), ["stays"]);
     assert_eq!(a.members("room").await.unwrap(), ["stays"]);
 }
+
+/// `roster`: every node's connections counted from their totals (a member
+/// connected twice, on one node or two, counts twice), at most `limit` names.
+#[tokio::test]
+async fn roster_counts_every_node_and_bounds_names() {
+    let Some(url) = server().await else { return };
+    let config = config(&url, "roster");
+    let a = presence(&config, Duration::from_secs(30)).await;
+    let b = presence(&config, Duration::from_secs(30)).await;
+    let empty = a.roster("room", 10).await.unwrap();
+    assert_eq!((empty.count, empty.names.len()), (0, 0));
+    a.join("room", "alice").await.unwrap();
+    a.join("room", "alice").await.unwrap();
+    a.join("room", "carol").await.unwrap();
+    b.join("room", "bob").await.unwrap();
+    b.join("room", "alice").await.unwrap();
+    let all = b.roster("room", 10).await.unwrap();
+    assert_eq!(all.count, 5);
+    assert_eq!(all.names, ["alice", "alice", "alice", "bob", "carol"]);
+    let some = a.roster("room", 2).await.unwrap();
+    assert_eq!((some.count, some.names.len()), (5, 2));
+    assert!(some.names.iter().all(|n| all.names.contains(n)));
+    let counted = a.roster("room", 0).await.unwrap();
+    assert_eq!((counted.count, counted.names.len()), (5, 0));
+    b.leave("room", "alice").await.unwrap();
+    a.leave("room", "carol").await.unwrap();
+    let left = b.roster("room", 10).await.unwrap();
+    assert_eq!(left.count, 3);
+    assert_eq!(left.names, ["alice", "alice", "bob"]);
+    assert_eq!(a.members("room").await.unwrap(), left.names);
+    // A big node: the names stop at the limit.
+    for i in 0..100 {
+        a.join("big", &format!("m{i:03}")).await.unwrap();
+    }
+    let roster = b.roster("big", 7).await.unwrap();
+    assert_eq!((roster.count, roster.names.len()), (100, 7));
+}
+
+/// A node that lapses leaves the count: its members are taken, once, for
+/// `expired`; the live nodes' stay counted.
+#[tokio::test]
+async fn roster_count_drops_a_lapsed_node() {
+    let Some(url) = server().await else { return };
+    let config = config(&url, "rlapse");
+    let ttl = Duration::from_millis(600);
+    let (b, c) = (presence(&config, ttl).await, presence(&config, ttl).await);
+    {
+        let a = presence(&config, ttl).await;
+        a.join("room", "ghost").await.unwrap();
+        a.join("room", "ghost").await.unwrap();
+        a.join("room", "bob").await.unwrap();
+        // Dropped without leaving: the node crashed.
+    }
+    b.join("room", "bob").await.unwrap();
+    c.join("room", "carol").await.unwrap();
+    assert_eq!(c.roster("room", 0).await.unwrap().count, 5);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let dropped = loop {
+        let roster = c.roster("room", 10).await.unwrap();
+        if roster.count == 2 || tokio::time::Instant::now() > deadline {
+            break roster;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(dropped.count, 2);
+    assert_eq!(dropped.names, ["bob", "carol"]);
+    let mut reported = b.expired().await.unwrap();
+    reported.extend(c.expired().await.unwrap());
+    reported.sort();
+    let entry = |m: &str| ("room".to_owned(), m.to_owned());
+    assert_eq!(reported, [entry("bob"), entry("ghost"), entry("ghost")]);
+    tokio::time::sleep(ttl * 2).await;
+    assert_eq!(b.roster("room", 10).await.unwrap().count, 2);
+    assert!(b.expired().await.unwrap().is_empty());
+    assert!(c.expired().await.unwrap().is_empty());
+}
+
+/// The last sequence of the presence bucket's stream: how many writes it took.
+async fn writes(url: &str, config: &NatsConfig) -> u64 {
+    let client = async_nats::connect(url).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    let mut stream = js
+        .get_stream(format!("KV_{}_presence", config.get_prefix()))
+        .await
+        .unwrap();
+    stream.info().await.unwrap().state.last_sequence
+}
+
+/// A renewal reads one key per topic instead of rewriting every entry, but
+/// for a full rewrite every third TTL: rounds go by without writes.
+#[tokio::test]
+async fn renewals_do_not_rewrite_entries_every_round() {
+    let Some(url) = server().await else { return };
+    let config = config(&url, "renew");
+    let ttl = Duration::from_millis(600);
+    let a = presence(&config, ttl).await;
+    for i in 0..50 {
+        a.join("room", &format!("m{i}")).await.unwrap();
+    }
+    // The first round rewrites them all (once), then the rounds only read.
+    let joined = writes(&url, &config).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while writes(&url, &config).await < joined + 50 {
+        assert!(tokio::time::Instant::now() < deadline, "no first rewrite");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let rewritten = writes(&url, &config).await;
+    // Two rounds (every 200 ms), well before the next full rewrite (1.8 s).
+    tokio::time::sleep(ttl * 2 / 3).await;
+    assert!(writes(&url, &config).await < rewritten + 10, "rewritten");
+    assert_eq!(a.roster("room", 0).await.unwrap().count, 50);
+}

@@ -16,7 +16,9 @@
 //! [`RedisStore`] is [`RemoteStore`] (the
 //! hub's store over any remote log) on [`RedisBroker`], this crate's
 //! [`Broker`]: one Lua script per publish, a stream and a hash per topic, one
-//! Pub/Sub connection per Redis server.
+//! Pub/Sub connection per Redis server; or, with [`RedisConfig::cluster`],
+//! the same on a Redis Cluster, each topic in one hash slot, with sharded
+//! Pub/Sub.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![warn(
@@ -26,7 +28,9 @@
     rust_2018_idioms
 )]
 
+mod cluster;
 mod config;
+mod connection;
 mod presence;
 mod scripts;
 mod server;
@@ -42,11 +46,13 @@ use tower_sse_hub::{
     EventId, HubConfig, HubError, Store,
 };
 
-pub use self::{config::RedisConfig, presence::RedisPresence};
 use self::{
+    cluster::Cluster,
+    connection::Conn,
     scripts::{Keys, Publish, Published, Scripts},
-    server::Server,
+    server::{Clock, Server},
 };
+pub use self::{config::RedisConfig, presence::RedisPresence};
 
 /// A [`Store`] on Redis: any number of server nodes, each with its own
 /// [`Hub`](tower_sse_hub::Hub) on a `RedisStore` with the same [`RedisConfig`], share
@@ -108,10 +114,14 @@ use self::{
 /// With several URLs, each topic lives on one server chosen by rendezvous
 /// hashing of its name, the same on every node whatever the order of the URLs.
 /// Adding a server moves only the topics that hash to it (their cursors then get
-/// a `reset`). Every key of a topic carries the topic as its hash tag
-/// (`PREFIX:{TOPIC}:s`), so the script is valid on Redis Cluster, but this
-/// store speaks to standalone servers: point it at several standalone servers
-/// (or primaries with replicas behind a failover proxy), not at a cluster.
+/// a `reset`).
+///
+/// With [`RedisConfig::cluster`], the URLs are seed nodes of one Redis
+/// Cluster (Redis 7 or later): every key of a topic carries the topic as its
+/// hash tag (`PREFIX:{TOPIC}:s`), so a topic is one hash slot, its scripts run
+/// on that slot's master, and its live events go through sharded Pub/Sub
+/// (`SPUBLISH`/`SSUBSCRIBE`) on that master only. Slot moves, restarts and
+/// failovers are followed as that constructor's documentation says.
 #[derive(Clone)]
 pub struct RedisStore {
     store: RemoteStore<RedisBroker>,
@@ -127,8 +137,16 @@ pub struct RedisBroker {
 
 struct Inner {
     config: RedisConfig,
-    servers: Vec<Arc<Server>>,
+    backend: Backend,
     scripts: Scripts,
+}
+
+/// Where the topics live.
+enum Backend {
+    /// Standalone servers, each topic on one chosen by rendezvous hashing.
+    Servers(Vec<Arc<Server>>),
+    /// A Redis Cluster, each topic in the slot of its hash tag.
+    Cluster(Box<Cluster>),
 }
 
 fn unavailable(message: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> HubError {
@@ -158,9 +176,11 @@ impl RedisStore {
         &self.store.broker().inner.config
     }
 
-    /// The Redis server (`host:port/db`) that holds `topic`.
+    /// The Redis server (`host:port/db`) that holds `topic`; on Redis Cluster,
+    /// the cluster (`cluster host:port,...`, its seed nodes): which master
+    /// holds the topic's slot can change.
     pub fn server_of(&self, topic: &str) -> &str {
-        &self.store.broker().inner.server(topic).name
+        self.store.broker().inner.name_of(topic)
     }
 
     /// The broker under the store.
@@ -196,16 +216,23 @@ impl RedisBroker {
                 "a RedisStore must be made inside a tokio runtime",
             ));
         }
-        let servers = config
-            .urls
-            .iter()
-            .map(|url| Server::open(url, config.timeout).map(Arc::new))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(unavailable)?;
+        let backend = if config.cluster {
+            Backend::Cluster(Box::new(
+                Cluster::open(&config.urls, config.timeout).map_err(unavailable)?,
+            ))
+        } else {
+            let servers = config
+                .urls
+                .iter()
+                .map(|url| Server::open(url, config.timeout).map(Arc::new))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(unavailable)?;
+            Backend::Servers(servers)
+        };
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
-                servers,
+                backend,
                 scripts: Scripts::new(),
             }),
         })
@@ -214,11 +241,16 @@ impl RedisBroker {
 
 impl fmt::Debug for RedisBroker {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let servers: Vec<&str> = self.inner.servers.iter().map(|s| s.name.as_str()).collect();
-        f.debug_struct("RedisBroker")
-            .field("servers", &servers)
-            .field("prefix", &self.inner.config.prefix)
-            .finish()
+        let mut f = f.debug_struct("RedisBroker");
+        match &self.inner.backend {
+            Backend::Servers(servers) => {
+                let servers: Vec<&str> = servers.iter().map(|s| s.name.as_str()).collect();
+                f.field("servers", &servers)
+            }
+            Backend::Cluster(cluster) => f.field("cluster", &cluster.name),
+        }
+        .field("prefix", &self.inner.config.prefix)
+        .finish()
     }
 }
 
@@ -242,45 +274,102 @@ fn fnv(parts: &[&[u8]]) -> u64 {
     hash ^ (hash >> 33)
 }
 
+/// Rendezvous hashing: the server with the highest hash of (server, topic).
+fn rendezvous<'a>(servers: &'a [Arc<Server>], topic: &str) -> &'a Arc<Server> {
+    let weight = |server: &&Arc<Server>| fnv(&[server.name.as_bytes(), topic.as_bytes()]);
+    // `new` refuses an empty list.
+    servers.iter().max_by_key(weight).unwrap_or(&servers[0])
+}
+
 impl Inner {
-    /// Rendezvous hashing: the server with the highest hash of (server, topic).
-    fn server(&self, topic: &str) -> &Arc<Server> {
-        let weight = |server: &&Arc<Server>| fnv(&[server.name.as_bytes(), topic.as_bytes()]);
-        // `new` refuses an empty list.
-        self.servers
-            .iter()
-            .max_by_key(weight)
-            .unwrap_or(&self.servers[0])
+    /// The server (`host:port/db`), or the cluster (`cluster host:port,...`,
+    /// its seeds), that holds `topic`.
+    fn name_of(&self, topic: &str) -> &str {
+        match &self.backend {
+            Backend::Servers(servers) => &rendezvous(servers, topic).name,
+            Backend::Cluster(cluster) => &cluster.name,
+        }
+    }
+
+    /// The clock of the Redis that holds `topic`.
+    fn clock_of(&self, topic: &str) -> &Clock {
+        match &self.backend {
+            Backend::Servers(servers) => &rendezvous(servers, topic).clock,
+            Backend::Cluster(cluster) => &cluster.clock,
+        }
+    }
+
+    /// A commands connection to the Redis that holds `topic`.
+    async fn conn(&self, topic: &str) -> Result<Conn, HubError> {
+        match &self.backend {
+            Backend::Servers(servers) => {
+                Ok(Conn::Server(rendezvous(servers, topic).commands.clone()))
+            }
+            Backend::Cluster(cluster) => cluster
+                .commands()
+                .await
+                .map(Conn::Cluster)
+                .map_err(unavailable),
+        }
+    }
+
+    /// Runs a script on `topic`'s keys, on the Redis that holds them, within
+    /// the timeout.
+    async fn invoke<T: ::redis::FromRedisValue>(
+        &self,
+        topic: &str,
+        invocation: &::redis::ScriptInvocation<'_>,
+    ) -> Result<T, HubError> {
+        let run = async {
+            let mut conn = self.conn(topic).await?;
+            invocation
+                .invoke_async::<T>(&mut conn)
+                .await
+                .map_err(unavailable)
+        };
+        match tokio::time::timeout(self.config.timeout, run).await {
+            Ok(done) => done,
+            Err(_) => Err(unavailable(format!(
+                "Redis at {} did not answer in time",
+                self.name_of(topic)
+            ))),
+        }
     }
 
     async fn append(&self, name: &str, append: Append<'_>) -> Result<EventId, HubError> {
         let keys = Keys::new(&self.config.prefix, name);
-        let server = self.server(name);
-        let mut conn = server.commands.clone();
+        let server = self.name_of(name);
+        let clock = self.clock_of(name);
+        let started = tokio::time::Instant::now();
+        let until = started + self.config.timeout;
+        let Ok(conn) = tokio::time::timeout_at(until, self.conn(name)).await else {
+            return Err(unavailable(format!(
+                "Redis at {server} did not answer in time (nothing stored)"
+            )));
+        };
+        let mut conn = conn?;
         const CENTURY_MS: u128 = 100 * 365 * 24 * 3600 * 1000;
         let window = append
             .config
             .get_idempotency_window()
             .as_millis()
             .clamp(1, CENTURY_MS) as u64;
-        let started = tokio::time::Instant::now();
-        let skew = match server.clock.skew_ms() {
+        let skew = match clock.skew_ms() {
             Some(skew) => skew,
             // The first publish to this server learns its clock first.
             None => {
-                let mut conn = server.commands.clone();
+                let mut conn = conn.clone();
                 let cmd = ::redis::cmd("TIME");
                 let time = cmd.query_async::<(u64, u64)>(&mut conn);
-                match tokio::time::timeout(self.config.timeout, time).await {
+                match tokio::time::timeout_at(until, time).await {
                     Ok(Ok((secs, micros))) => {
-                        server.clock.sample(secs * 1000 + micros / 1000, unix_ms());
-                        server.clock.skew_ms().unwrap_or(0)
+                        clock.sample(secs * 1000 + micros / 1000, unix_ms());
+                        clock.skew_ms().unwrap_or(0)
                     }
                     Ok(Err(err)) => return Err(unavailable(err)),
                     Err(_) => {
                         return Err(unavailable(format!(
-                            "Redis at {} did not answer in time (nothing stored)",
-                            server.name
+                            "Redis at {server} did not answer in time (nothing stored)"
                         )))
                     }
                 }
@@ -303,25 +392,23 @@ impl Inner {
             ttl_ms: ttl_ms(append.config),
             key: append.key.map(|key| (key, window)),
             deadline_ms: deadline,
+            sharded: matches!(self.backend, Backend::Cluster(_)),
         };
         let stored = scripts::publish(&self.scripts, &mut conn, &keys, &publish);
-        let until = started + self.config.timeout;
         match tokio::time::timeout_at(until, stored).await {
             Ok(Ok((published, redis_now))) => {
-                server.clock.sample(redis_now, unix_ms());
+                clock.sample(redis_now, unix_ms());
                 match published {
                     Published::Stored(id) => Ok(id),
                     Published::Late => Err(unavailable(format!(
-                        "Redis at {} ran the publish after its deadline: not stored",
-                        server.name
+                        "Redis at {server} ran the publish after its deadline: not stored"
                     ))),
                 }
             }
             Ok(Err(err)) => Err(unavailable(err)),
             Err(_) => Err(unavailable(format!(
-                "Redis at {} did not answer in time (not stored, unless the \
-                 connection lost the answer: retry with the same idempotency key)",
-                server.name
+                "Redis at {server} did not answer in time (not stored, unless the \
+                 connection lost the answer: retry with the same idempotency key)"
             ))),
         }
     }
@@ -357,7 +444,7 @@ impl Broker for RedisBroker {
     ) -> BrokerFuture<'a, Result<Range, HubError>> {
         Box::pin(async move {
             let keys = Keys::new(&self.inner.config.prefix, topic);
-            let mut conn = self.inner.server(topic).commands.clone();
+            let mut conn = self.inner.conn(topic).await?;
             let read = scripts::sync(
                 &self.inner.scripts,
                 &mut conn,
@@ -372,7 +459,10 @@ impl Broker for RedisBroker {
 
     fn watch(&self, topic: &str, feed: FeedSender) -> BrokerFuture<'static, Result<(), HubError>> {
         let keys = Keys::new(&self.inner.config.prefix, topic);
-        let confirmed = self.inner.server(topic).subscribe(&keys.channel, feed);
+        let confirmed = match &self.inner.backend {
+            Backend::Servers(servers) => rendezvous(servers, topic).subscribe(&keys.channel, feed),
+            Backend::Cluster(cluster) => cluster.subscribe(&keys.channel, feed),
+        };
         Box::pin(async move {
             confirmed
                 .await
@@ -382,7 +472,10 @@ impl Broker for RedisBroker {
 
     fn unwatch(&self, topic: &str) {
         let keys = Keys::new(&self.inner.config.prefix, topic);
-        self.inner.server(topic).unsubscribe(&keys.channel);
+        match &self.inner.backend {
+            Backend::Servers(servers) => rendezvous(servers, topic).unsubscribe(&keys.channel),
+            Backend::Cluster(cluster) => cluster.unsubscribe(&keys.channel),
+        }
     }
 
     fn renew<'a>(
@@ -392,7 +485,7 @@ impl Broker for RedisBroker {
     ) -> BrokerFuture<'a, Result<(), HubError>> {
         Box::pin(async move {
             let keys = Keys::new(&self.inner.config.prefix, topic);
-            let mut conn = self.inner.server(topic).commands.clone();
+            let mut conn = self.inner.conn(topic).await?;
             scripts::renew(&self.inner.scripts, &mut conn, &keys, ttl_ms(config))
                 .await
                 .map_err(unavailable)
@@ -400,7 +493,7 @@ impl Broker for RedisBroker {
     }
 
     fn server_of(&self, topic: &str) -> String {
-        format!("Redis at {}", self.inner.server(topic).name)
+        format!("Redis at {}", self.inner.name_of(topic))
     }
 }
 

@@ -10,8 +10,10 @@
 //! - `PREFIX:{TOPIC}:m`, a hash: `e` the epoch, `t` the top offset;
 //! - `PREFIX:{TOPIC}:c`, the Pub/Sub channel: `OFFSET EPOCH STANDIN\nEVENT`.
 
-use ::redis::{aio::ConnectionManager, RedisError, Script, Value};
+use ::redis::{RedisError, Script, Value};
 use bytes::Bytes;
+
+use super::connection::Conn;
 
 use tower_sse_hub::{
     remote::{Entry, Range},
@@ -27,7 +29,9 @@ use tower_sse_hub::{
 /// renews both keys' retention, remembers the key for the window and
 /// publishes the event to the channel.
 /// `KEYS`: stream, meta[, key]. `ARGV`: event, stand-in, max len, TTL in ms,
-/// channel, new epoch, deadline, key window in ms.
+/// channel, new epoch, deadline, key window in ms, the publish command
+/// (`publish`, or `spublish` on Redis Cluster: sharded Pub/Sub, on the slot's
+/// master only).
 /// Returns `{offset, epoch, now}`, or `{-1, '', now}` when past the deadline.
 const PUBLISH: &str = r"
 local t = redis.call('time')
@@ -57,7 +61,7 @@ redis.call('pexpire', KEYS[2], ARGV[4])
 if KEYS[3] then
   redis.call('set', KEYS[3], top .. ' ' .. epoch, 'PX', ARGV[8])
 end
-redis.call('publish', ARGV[5], top .. ' ' .. epoch .. ' ' .. ARGV[2] .. '\n' .. ARGV[1])
+redis.call(ARGV[9], ARGV[5], top .. ' ' .. epoch .. ' ' .. ARGV[2] .. '\n' .. ARGV[1])
 return {top, epoch, now}
 ";
 
@@ -149,6 +153,8 @@ pub(super) struct Publish<'a> {
     pub(super) key: Option<(&'a str, u64)>,
     /// Redis's clock in ms after which the script must not store; `0`: none.
     pub(super) deadline_ms: u64,
+    /// Published with `SPUBLISH` (Redis Cluster's sharded Pub/Sub), not `PUBLISH`.
+    pub(super) sharded: bool,
 }
 
 /// A reply that is not what the scripts return.
@@ -163,7 +169,7 @@ fn malformed(what: &'static str) -> RedisError {
 /// Runs the publish script; returns what it did and Redis's clock (ms).
 pub(super) async fn publish(
     scripts: &Scripts,
-    conn: &mut ConnectionManager,
+    conn: &mut Conn,
     keys: &Keys,
     publish: &Publish<'_>,
 ) -> Result<(Published, u64), RedisError> {
@@ -184,7 +190,12 @@ pub(super) async fn publish(
         .arg(&keys.channel)
         .arg(Epoch::random().to_string())
         .arg(publish.deadline_ms)
-        .arg(window);
+        .arg(window)
+        .arg(if publish.sharded {
+            "spublish"
+        } else {
+            "publish"
+        });
     let reply: Value = invocation.invoke_async(conn).await?;
     let Value::Array(items) = reply else {
         return Err(malformed("publish"));
@@ -203,7 +214,7 @@ pub(super) async fn publish(
 /// Renews the retention of `keys` to `ttl_ms`.
 pub(super) async fn renew(
     scripts: &Scripts,
-    conn: &mut ConnectionManager,
+    conn: &mut Conn,
     keys: &Keys,
     ttl_ms: u64,
 ) -> Result<(), RedisError> {
@@ -221,7 +232,7 @@ pub(super) async fn renew(
 /// newest entries from offset `from` on (`0`: from the start).
 pub(super) async fn sync(
     scripts: &Scripts,
-    conn: &mut ConnectionManager,
+    conn: &mut Conn,
     keys: &Keys,
     ttl_ms: u64,
     count: usize,

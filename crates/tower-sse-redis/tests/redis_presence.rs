@@ -183,19 +183,26 @@ async fn eventually<T, F: std::future::Future<Output = Option<T>>>(
     }
 }
 
-/// The members of `topic` straight from Redis (the hash `PREFIX:{TOPIC}:p`,
-/// `NODE|MEMBER -> connections`), without taking anything.
+/// The members of `topic` straight from Redis (the hash `PREFIX:{TOPIC}:p:NODE`,
+/// `MEMBER -> connections`, of each node with a total in `PREFIX:{TOPIC}:pc`),
+/// without taking anything.
 async fn raw_members(url: &str, prefix: &str, topic: &str) -> Vec<String> {
-    let all: Vec<(String, i64)> = command(
+    let nodes: Vec<String> = command(
         url,
-        redis::cmd("HGETALL").arg(format!("{prefix}:{{{topic}}}:p")),
+        redis::cmd("HKEYS").arg(format!("{prefix}:{{{topic}}}:pc")),
     )
     .await;
     let mut names = Vec::new();
-    for (field, n) in all {
-        let member = field.split_once('|').map_or("", |(_, m)| m).to_owned();
-        for _ in 0..n {
-            names.push(member.clone());
+    for node in nodes {
+        let all: Vec<(String, i64)> = command(
+            url,
+            redis::cmd("HGETALL").arg(format!("{prefix}:{{{topic}}}:p:{node}")),
+        )
+        .await;
+        for (member, n) in all {
+            for _ in 0..n {
+                names.push(member.clone());
+            }
         }
     }
     names.sort_unstable();
@@ -440,4 +447,197 @@ async fn presence_and_history_share_a_topic() {
         .unwrap();
     assert_eq!(presence.members("room").await.unwrap(), ["alice"]);
     assert!(presence.expired().await.unwrap().is_empty());
+}
+
+/// `roster`: the connections of every node counted (a member connected twice,
+/// on one node or two, counts twice), and at most `limit` names.
+#[tokio::test]
+async fn roster_counts_every_node_and_bounds_names() {
+    let Some(url) = shared().await else { return };
+    let prefix = prefix("roster");
+    let a = RedisPresence::new(&store(&url, &prefix), Duration::from_secs(30));
+    let b = RedisPresence::new(&store(&url, &prefix), Duration::from_secs(30));
+    let empty = a.roster("room", 10).await.unwrap();
+    assert_eq!((empty.count, empty.names.len()), (0, 0));
+    a.join("room", "alice").await.unwrap();
+    a.join("room", "alice").await.unwrap();
+    a.join("room", "carol").await.unwrap();
+    b.join("room", "bob").await.unwrap();
+    b.join("room", "alice").await.unwrap();
+    let all = b.roster("room", 10).await.unwrap();
+    assert_eq!(all.count, 5);
+    assert_eq!(all.names, ["alice", "alice", "alice", "bob", "carol"]);
+    assert!(all.is_complete());
+    let some = a.roster("room", 2).await.unwrap();
+    assert_eq!(some.count, 5);
+    assert_eq!(some.names.len(), 2);
+    assert!(some.names.iter().all(|n| all.names.contains(n)));
+    let counted = a.roster("room", 0).await.unwrap();
+    assert_eq!((counted.count, counted.names.len()), (5, 0));
+    b.leave("room", "alice").await.unwrap();
+    a.leave("room", "carol").await.unwrap();
+    let left = b.roster("room", 10).await.unwrap();
+    assert_eq!(left.count, 3);
+    assert_eq!(left.names, ["alice", "alice", "bob"]);
+    assert_eq!(a.members("room").await.unwrap(), left.names);
+}
+
+/// A node with more members than a small hash holds (Redis then scans it):
+/// still at most `limit` names, each a member, and the whole count.
+#[tokio::test]
+async fn roster_of_a_big_room_reads_only_the_limit() {
+    let Some(url) = shared().await else { return };
+    let prefix = prefix("big");
+    let a = RedisPresence::new(&store(&url, &prefix), Duration::from_secs(30));
+    let b = RedisPresence::new(&store(&url, &prefix), Duration::from_secs(30));
+    for i in 0..300 {
+        a.join("room", &format!("a{i:03}")).await.unwrap();
+    }
+    for i in 0..200 {
+        b.join("room", &format!("b{i:03}")).await.unwrap();
+    }
+    b.join("room", "b000").await.unwrap();
+    for limit in [1, 50, 299, 300, 301, 450] {
+        let roster = b.roster("room", limit).await.unwrap();
+        assert_eq!(roster.count, 501, "limit {limit}");
+        assert_eq!(roster.names.len(), limit, "limit {limit}");
+        assert!(roster.names.windows(2).all(|w| w[0] <= w[1]), "sorted");
+        assert!(
+            roster
+                .names
+                .iter()
+                .all(|n| (n.starts_with('a') || n.starts_with('b')) && n.len() == 4),
+            "{:?}",
+            roster.names
+        );
+    }
+    let all = a.roster("room", 1000).await.unwrap();
+    assert_eq!((all.count, all.names.len()), (501, 501));
+    assert_eq!(all.names, a.members("room").await.unwrap());
+}
+
+/// A node that lapses leaves the count (its members are taken, once, for
+/// `expired`), and the live nodes' members stay counted.
+#[tokio::test]
+async fn roster_count_drops_a_lapsed_node() {
+    let Some(url) = shared().await else { return };
+    let prefix = prefix("rlapse");
+    let ttl = Duration::from_millis(300);
+    let b = RedisPresence::new(&store(&url, &prefix), ttl);
+    let c = RedisPresence::new(&store(&url, &prefix), ttl);
+    {
+        let a = RedisPresence::new(&store(&url, &prefix), ttl);
+        a.join("room", "ghost").await.unwrap();
+        a.join("room", "ghost").await.unwrap();
+        a.join("room", "bob").await.unwrap();
+        // Dropped without leaving: the node crashed.
+    }
+    b.join("room", "bob").await.unwrap();
+    c.join("room", "carol").await.unwrap();
+    assert_eq!(c.roster("room", 0).await.unwrap().count, 5);
+    let dropped = eventually(Duration::from_secs(5), || async {
+        let roster = c.roster("room", 10).await.ok()?;
+        (roster.count == 2).then_some(roster)
+    })
+    .await;
+    assert_eq!(
+        dropped.map(|r| r.names),
+        Some(vec!["bob".into(), "carol".into()])
+    );
+    let mut reported = b.expired().await.unwrap();
+    reported.extend(c.expired().await.unwrap());
+    reported.sort();
+    let entry = |m: &str| ("room".to_owned(), m.to_owned());
+    assert_eq!(reported, [entry("bob"), entry("ghost"), entry("ghost")]);
+    // The live nodes renew theirs: still counted rounds later.
+    tokio::time::sleep(ttl * 2).await;
+    assert_eq!(b.roster("room", 10).await.unwrap().count, 2);
+    assert!(b.expired().await.unwrap().is_empty());
+    assert!(c.expired().await.unwrap().is_empty());
+}
+
+/// Redis restarted empty (here: FLUSHALL): every node finds itself unknown at
+/// its next round and re-asserts its members; the count and names are right
+/// again, and nothing is announced.
+#[tokio::test]
+async fn roster_is_refilled_after_flushall() {
+    let Some(redis) = Private::start().await else {
+        return;
+    };
+    let prefix = prefix("flush");
+    let ttl = Duration::from_millis(300);
+    let a = RedisPresence::new(&quick_store(&redis.url(), &prefix), ttl);
+    let b = RedisPresence::new(&quick_store(&redis.url(), &prefix), ttl);
+    a.join("room", "alice").await.unwrap();
+    a.join("room", "alice").await.unwrap();
+    a.join("room", "carol").await.unwrap();
+    b.join("room", "bob").await.unwrap();
+    b.join("room", "alice").await.unwrap();
+    assert_eq!(a.roster("room", 0).await.unwrap().count, 5);
+    let url = redis.url();
+    let () = command(&url, &mut redis::cmd("FLUSHALL")).await;
+    // A change between the flush and the next round: the node finds itself
+    // unknown, so that round still re-asserts the others.
+    a.join("room", "dave").await.unwrap();
+    let back = eventually(Duration::from_secs(5), || async {
+        let roster = b.roster("room", 10).await.ok()?;
+        (roster.count == 6).then_some(roster.names)
+    })
+    .await;
+    assert_eq!(
+        back,
+        Some(
+            ["alice", "alice", "alice", "bob", "carol", "dave"]
+                .map(String::from)
+                .to_vec()
+        )
+    );
+    assert_eq!(
+        raw_members(&url, &prefix, "room").await,
+        ["alice", "alice", "alice", "bob", "carol", "dave"]
+    );
+    assert!(a.expired().await.unwrap().is_empty());
+    assert!(b.expired().await.unwrap().is_empty());
+    assert!(a.restored().await.unwrap().is_empty());
+    assert!(b.restored().await.unwrap().is_empty());
+}
+
+/// The calls of `command` so far on `url` (`INFO commandstats`), 0 if none.
+async fn calls(url: &str, command_name: &str) -> u64 {
+    let info: String = self::command(url, redis::cmd("INFO").arg("commandstats")).await;
+    let line = format!("cmdstat_{command_name}:calls=");
+    info.lines()
+        .find_map(|l| l.strip_prefix(line.as_str()))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A renewal rewrites no entry while Redis has them all: a node with 200
+/// members renews them over several rounds without re-asserting them (which
+/// deletes its hash and sets each member again).
+#[tokio::test]
+async fn renewals_do_not_rewrite_entries() {
+    let Some(redis) = Private::start().await else {
+        return;
+    };
+    let prefix = prefix("renew");
+    let ttl = Duration::from_millis(150);
+    let a = RedisPresence::new(&quick_store(&redis.url(), &prefix), ttl);
+    for i in 0..200 {
+        a.join("room", &format!("m{i}")).await.unwrap();
+    }
+    let url = redis.url();
+    let (sets, deletes) = (calls(&url, "hset").await, calls(&url, "del").await);
+    let renewals = calls(&url, "zadd").await;
+    // Several rounds (every 50 ms).
+    tokio::time::sleep(ttl * 3).await;
+    assert!(
+        calls(&url, "zadd").await > renewals,
+        "the lease was renewed"
+    );
+    assert_eq!(calls(&url, "del").await, deletes, "not re-asserted");
+    // One per round (the write's number), not one per member.
+    assert!(calls(&url, "hset").await - sets < 100, "nothing rewritten");
+    assert_eq!(a.roster("room", 0).await.unwrap().count, 200);
 }

@@ -37,3 +37,48 @@ fn lose() -> Option<Lose> {
 }
 
 tower_sse_hub::contract_tests!(redis, |config| hub(config).await, lose());
+
+/// The same contract with topics spread over two Redis "servers" by
+/// rendezvous hashing: databases 1 and 2 of the shared server, which the
+/// store sees as two URLs (one connection and one Pub/Sub link each).
+async fn sharded_hub(config: HubConfig) -> Option<Hub> {
+    let url = redis_support::shared().await?;
+    let urls = sharded_urls(&url);
+    Some(redis_support::node(
+        &urls.join(","),
+        &redis_support::prefix("contract-sharded"),
+        config,
+    ))
+}
+
+fn sharded_urls(url: &str) -> [String; 2] {
+    let base = url.trim_end_matches('/');
+    [format!("{base}/1"), format!("{base}/2")]
+}
+
+fn lose_sharded() -> Option<Lose> {
+    Some(Arc::new(
+        |topic: String| -> Pin<Box<dyn Future<Output = ()> + Send>> {
+            Box::pin(async move {
+                let Some(url) = redis_support::shared().await else {
+                    return;
+                };
+                for url in sharded_urls(&url) {
+                    let pattern = format!("*:{{{topic}}}:*");
+                    let keys: Vec<String> =
+                        redis_support::command(&url, ::redis::cmd("KEYS").arg(&pattern)).await;
+                    for key in keys {
+                        let _: i64 =
+                            redis_support::command(&url, ::redis::cmd("DEL").arg(&key)).await;
+                    }
+                }
+            })
+        },
+    ))
+}
+
+tower_sse_hub::contract_tests!(
+    redis_sharded,
+    |config| sharded_hub(config).await,
+    lose_sharded()
+);

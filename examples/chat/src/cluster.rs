@@ -1,5 +1,5 @@
-//! The hub and presence: in this process, on Redis (`REDIS_URL`) or on NATS
-//! JetStream (`NATS_URL`), and the task that announces the `leave` of members
+//! The hub and presence: in this process, on Redis (`REDIS_URL`), on a Redis
+//! Cluster (`REDIS_CLUSTER_URL`) or on NATS JetStream (`NATS_URL`), and the task that announces the `leave` of members
 //! of nodes that died.
 
 use std::{
@@ -27,9 +27,14 @@ use crate::{
 /// A URL that is not one.
 pub async fn connect(config: &Config) -> std::io::Result<(Hub, Arc<dyn Presence>)> {
     let ttl = config.presence_ttl;
-    let (hub, presence): (Hub, Arc<dyn Presence>) = if let Some(urls) = &config.redis_url {
-        let redis = RedisConfig::new(urls).prefix("chat").hub(hub_config());
-        let store = RedisStore::new(redis).map_err(|e| invalid_input(format!("REDIS_URL: {e}")))?;
+    let redis = match (&config.redis_url, &config.redis_cluster_url) {
+        (Some(urls), _) => Some(("REDIS_URL", RedisConfig::new(urls))),
+        (None, Some(urls)) => Some(("REDIS_CLUSTER_URL", RedisConfig::cluster(urls))),
+        (None, None) => None,
+    };
+    let (hub, presence): (Hub, Arc<dyn Presence>) = if let Some((var, redis)) = redis {
+        let redis = redis.prefix("chat").hub(hub_config());
+        let store = RedisStore::new(redis).map_err(|e| invalid_input(format!("{var}: {e}")))?;
         let presence = RedisPresence::new(&store, ttl);
         (Hub::with_store(store), Arc::new(presence))
     } else if let Some(url) = &config.nats_url {

@@ -17,6 +17,10 @@ pub struct Config {
     /// `REDIS_URL`: one URL, or several separated by commas: this process is
     /// one node of a cluster on Redis.
     pub redis_url: Option<String>,
+    /// `REDIS_CLUSTER_URL`: one or more seed nodes of a Redis Cluster (Redis 7
+    /// or later), separated by commas: this process is one node of a cluster
+    /// on it, each room in one hash slot.
+    pub redis_cluster_url: Option<String>,
     /// `NATS_URL`: this process is one node of a cluster on NATS JetStream.
     pub nats_url: Option<String>,
     /// `PRESENCE_TTL_MS`: how long a node's members outlive it in the shared
@@ -34,8 +38,9 @@ impl Config {
     ///
     /// # Errors
     ///
-    /// A setting that is not a number (of milliseconds, or of members), `TLS` other than `0`
-    /// or `1`, or both `REDIS_URL` and `NATS_URL`.
+    /// A setting that is not a number (of milliseconds, or of members), `TLS`
+    /// other than `0` or `1`, or more than one of `REDIS_URL`,
+    /// `REDIS_CLUSTER_URL` and `NATS_URL`.
     pub fn from_env() -> std::io::Result<Self> {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
         let config = Self {
@@ -49,6 +54,7 @@ impl Config {
                 }
             },
             redis_url: var("REDIS_URL"),
+            redis_cluster_url: var("REDIS_CLUSTER_URL"),
             nats_url: var("NATS_URL"),
             presence_ttl: millis("PRESENCE_TTL_MS", 30_000)?,
             presence_full_max: match var("PRESENCE_FULL_MAX") {
@@ -68,9 +74,14 @@ impl Config {
                 })?,
             },
         };
-        if config.redis_url.is_some() && config.nats_url.is_some() {
+        let shared = [
+            &config.redis_url,
+            &config.redis_cluster_url,
+            &config.nats_url,
+        ];
+        if shared.iter().filter(|url| url.is_some()).count() > 1 {
             return Err(invalid_input(
-                "set REDIS_URL or NATS_URL, not both".to_owned(),
+                "set one of REDIS_URL, REDIS_CLUSTER_URL and NATS_URL".to_owned(),
             ));
         }
         Ok(config)

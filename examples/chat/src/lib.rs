@@ -19,11 +19,17 @@
 //! members of a node that dies are announced as `leave` by a surviving node
 //! after `PRESENCE_TTL_MS` (default `30000`), and those of a node that was only
 //! cut off from Redis (or paused) that long are announced as `join` again by it
-//! when it is back. Without `REDIS_URL` everything stays in this process.
+//! when it is back. `REDIS_CLUSTER_URL` (one or more seed nodes of a Redis
+//! Cluster, Redis 7 or later) does the same on a cluster: each room is one hash
+//! slot, on its master, with sharded Pub/Sub; a resharding or a master restart
+//! makes no client reconnect (see `RedisConfig::cluster`). Without either
+//! (or `NATS_URL`) everything stays in this process.
 //!
 //! ```text
 //! ADDR=127.0.0.1:3001 REDIS_URL=redis://127.0.0.1:6379 cargo run --example chat
 //! ADDR=127.0.0.1:3002 REDIS_URL=redis://127.0.0.1:6379 cargo run --example chat
+//! # or, on a Redis Cluster:
+//! ADDR=127.0.0.1:3001 REDIS_CLUSTER_URL=redis://127.0.0.1:7000,redis://127.0.0.1:7001 cargo run --example chat
 //! ```
 //!
 //! - `GET /`: the page (`examples/chat/src/index.html`, no CDN, no build step).
@@ -40,6 +46,9 @@
 //!   with `Last-Event-ID` (or `?lastEventId=`) gets what it missed first, then a
 //!   fresh `members` snapshot that supersedes the presence events before it. The
 //!   room's history outlives its members for ten minutes.
+//! - `GET /sse?room=a&room=b&name=NAME`: one stream for several rooms (up to
+//!   64): a `members` snapshot per room, every room's events, and composite ids
+//!   (`m1.…`) that resume every room exactly; a single room keeps its own ids.
 //! - `POST /send` with `{"room", "name", "text"}` and `Content-Type:
 //!   application/json`: `202 {"id": "..."}` once the message is stored; another
 //!   content type gets `415` (a foreign page cannot post JSON without a CORS
@@ -73,7 +82,8 @@
 //! # The application, by concern
 //!
 //! - [`config`]: the environment (`ADDR`, `HEARTBEAT_MS`, `TLS`, `REDIS_URL`,
-//!   `NATS_URL`, `PRESENCE_TTL_MS`, `PRESENCE_FULL_MAX`, `MAX_STREAMS`).
+//!   `REDIS_CLUSTER_URL`, `NATS_URL`, `PRESENCE_TTL_MS`, `PRESENCE_FULL_MAX`,
+//!   `MAX_STREAMS`).
 //! - [`cluster`]: the hub and presence, in this process, on Redis or on NATS,
 //!   and the task that announces the members of nodes that died.
 //! - [`room`]: a room's members, their snapshot and the batched `join` and
@@ -111,7 +121,9 @@ pub async fn run() -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(&config.addr).await?;
     let local = listener.local_addr()?;
     let shutdown = Shutdown::new();
-    let shared = config.redis_url.is_some() || config.nats_url.is_some();
+    let shared = config.redis_url.is_some()
+        || config.redis_cluster_url.is_some()
+        || config.nats_url.is_some();
     let options = Options {
         heartbeat: config.heartbeat,
         presence_full_max: config.presence_full_max,

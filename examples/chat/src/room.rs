@@ -8,14 +8,14 @@
 //! lists every member. Above it, a member's `join` would go to every member: a
 //! join storm of N members is N² events. So a big room sends, instead:
 //!
-//! - a `members` snapshot with `count` and at most the threshold's worth of
+//! - a `members` snapshot with `count` and at most [`BIG_ROOM_NAMES`] (100)
 //!   names;
 //! - `count` events (`{"id","room","count"}`), at most one per second per room
 //!   and node (nodes that read the same count in the same second store it
 //!   once: the second and the count are the event's idempotency key);
 //! - a `presence` event when the room crosses the threshold, either way:
-//!   `{"id","room","mode":"count","count","names"}` going up (at most the
-//!   threshold's worth of names), `{"id","room","mode":"full","count","names"}`
+//!   `{"id","room","mode":"count","count","names"}` going up (at most
+//!   [`BIG_ROOM_NAMES`] names), `{"id","room","mode":"full","count","names"}`
 //!   coming back (the whole list); either's names supersede the list a client
 //!   had.
 //!
@@ -34,7 +34,10 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 use tokio::time::Instant;
 use tower_sse::{EncodedEvent, Event};
-use tower_sse_hub::{EventId, Hub, HubConfig, HubError, Presence, Roster, Subscriber};
+use tower_sse_hub::{Cursor, EventId, Hub, HubConfig, HubError, Presence, Roster};
+
+/// A member's stream: one room's, or several rooms' merged.
+pub(crate) type Events = std::pin::Pin<Box<dyn futures_core::Stream<Item = EncodedEvent> + Send>>;
 
 /// Room-sized history: a join storm of 1 000 members is 1 000 `join` events,
 /// which a member that connected first reads from the shared history at its own
@@ -51,6 +54,11 @@ pub(crate) fn hub_config() -> HubConfig {
 /// lists every member in its snapshot); above it, counts (see the [module's
 /// docs](self)).
 pub const PRESENCE_FULL_MAX: usize = 1000;
+
+/// How many names a big room's snapshot (and its crossing event) lists: a
+/// sample to show beside the count, small so that a join storm's snapshots
+/// cost little to send (at most `PRESENCE_FULL_MAX` either way).
+pub const BIG_ROOM_NAMES: usize = 100;
 
 /// How often a big room's count is published, at most, and how long a node
 /// uses a roster it read for the snapshots of big rooms.
@@ -118,9 +126,10 @@ pub struct Members {
     list: Option<(Vec<String>, Bytes)>,
     /// What this node last told the room.
     mode: Mode,
-    /// In a big room: the roster last read, and when (snapshots use it for a
-    /// [`PRESENCE_TICK`]).
-    roster: Option<(Instant, Roster)>,
+    /// The roster last read, when, and the room's position then: snapshots
+    /// use it while the position stays (a small room) or for a
+    /// [`PRESENCE_TICK`] (a big one).
+    roster: Option<(Instant, EventId, Roster)>,
     /// In a big room: the count last published, and when.
     told: Option<(Instant, usize)>,
 }
@@ -173,46 +182,106 @@ impl Chat {
         rooms.entry(room.to_owned()).or_default().clone()
     }
 
-    /// Subscribes after `last` and queues the member's `join`. The stream
-    /// replays what the client missed, then this connection's `members`
-    /// snapshot (as of the end of the replay, with that id), then live events,
-    /// its own `join` among them (in a room of at most `full_max` members).
+    /// Subscribes `name` to `rooms` (one or more, distinct, at most
+    /// [`MAX_TOPICS`](tower_sse_hub::MAX_TOPICS)) after `last` and queues the member's `join` in each.
+    /// The stream replays what the client missed, then this connection's
+    /// `members` snapshot of each room (as of the end of that room's replay,
+    /// with that id), then live events, its own `join`s among them (in rooms of
+    /// at most `full_max` members).
+    ///
+    /// One room is a room's own stream, with the room's ids; several are one
+    /// [`MultiSubscriber`](tower_sse_hub::MultiSubscriber), whose ids are a composite cursor over all of them.
+    /// A cursor of either kind positions the rooms it covers.
     pub(crate) async fn join(
         self: &Arc<Self>,
-        room: &str,
+        rooms: &[String],
         name: &str,
         last: Option<&str>,
-    ) -> Result<Subscriber, HubError> {
-        loop {
-            let entry = self.room(room);
-            let mut members = entry.members.lock().await;
-            if members.gone {
-                continue;
+    ) -> Result<Events, HubError> {
+        let mut order: Vec<&String> = rooms.iter().collect();
+        order.sort();
+        'retry: loop {
+            // Each room's lock, in name order (so two joins cannot deadlock).
+            let entries: Vec<Arc<Room>> = order.iter().map(|room| self.room(room)).collect();
+            let mut locked = Vec::with_capacity(entries.len());
+            for entry in &entries {
+                let members = entry.members.lock().await;
+                if members.gone {
+                    continue 'retry;
+                }
+                locked.push(members);
             }
-            let subscriber = self.hub.subscribe(room, last).await?;
-            let roster = match &members.roster {
-                Some((at, roster))
-                    if members.mode == Mode::Count && at.elapsed() < PRESENCE_TICK =>
-                {
-                    roster.clone()
-                }
-                _ => {
-                    let roster = self.presence.roster(room, self.full_max).await?;
-                    if roster.count > self.full_max && members.mode == Mode::Full {
-                        // The next batch announces it.
-                        members.mode = Mode::Count;
-                        members.told = None;
-                    }
-                    members.roster = Some((Instant::now(), roster.clone()));
-                    roster
-                }
-            };
-            let count = (members.mode == Mode::Count).then_some(roster.count);
-            let snapshot = members.snapshot(room, name, subscriber.position(), roster.names, count);
-            members.connections += 1;
-            self.queue(&mut members, room, name, true, false);
-            return Ok(subscriber.then(snapshot));
+            let mut members: Vec<(&String, _)> = order.iter().copied().zip(locked).collect();
+            if let [(room, members)] = &mut members[..] {
+                let cursor = last.and_then(|last| match last.parse::<Cursor>() {
+                    Ok(cursor) => cursor.get(room).map(|id| id.to_string()),
+                    Err(_) => Some(last.to_owned()),
+                });
+                let subscriber = self.hub.subscribe(room, cursor.as_deref()).await?;
+                let snapshot = self
+                    .admit(members, room, name, subscriber.position())
+                    .await?;
+                return Ok(Box::pin(subscriber.then(snapshot)));
+            }
+            let mut stream = self.hub.subscribe_many(rooms, last).await?;
+            for room in rooms {
+                let Some((_, members)) = members.iter_mut().find(|(r, _)| *r == room) else {
+                    continue;
+                };
+                let Some(position) = stream.position(room) else {
+                    continue;
+                };
+                let snapshot = self.admit(members, room, name, position).await?;
+                stream = stream.then(room, snapshot);
+            }
+            return Ok(Box::pin(stream));
         }
+    }
+
+    /// A new connection of `name` to `room` (its members locked), whose
+    /// subscription's replay ends at `position`: its `members` snapshot, and
+    /// its `join` queued.
+    async fn admit(
+        self: &Arc<Self>,
+        members: &mut Members,
+        room: &str,
+        name: &str,
+        position: EventId,
+    ) -> Result<EncodedEvent, HubError> {
+        // In a small room the roster read for an earlier snapshot holds while
+        // the room's history has not moved: any node writes a change to
+        // `Presence` before it publishes its event, so a change not in the
+        // roster has its event after `position`. In a big one, for a tick.
+        let fresh = |at: &Instant, read_at: &EventId| match members.mode {
+            Mode::Full => *read_at == position,
+            Mode::Count => at.elapsed() < PRESENCE_TICK,
+        };
+        let roster = match &members.roster {
+            Some((at, read_at, roster)) if fresh(at, read_at) => roster.clone(),
+            _ => {
+                let limit = match members.mode {
+                    Mode::Full => self.full_max,
+                    Mode::Count => self.big_names(),
+                };
+                let roster = self.presence.roster(room, limit).await?;
+                if roster.count > self.full_max && members.mode == Mode::Full {
+                    // The next batch announces it.
+                    members.mode = Mode::Count;
+                    members.told = None;
+                }
+                members.roster = Some((Instant::now(), position, roster.clone()));
+                roster
+            }
+        };
+        let count = (members.mode == Mode::Count).then_some(roster.count);
+        let mut names = roster.names;
+        if count.is_some() {
+            names.truncate(self.big_names());
+        }
+        let snapshot = members.snapshot(room, name, position, names, count);
+        members.connections += 1;
+        self.queue(members, room, name, true, false);
+        Ok(snapshot)
     }
 
     /// Queues the member's `leave`.
@@ -277,6 +346,10 @@ impl Chat {
                 (false, true) => self.presence.join(room, &change.name).await,
                 (false, false) => self.presence.leave(room, &change.name).await,
             };
+        }
+        if members.mode == Mode::Full && changed {
+            // `Presence` changed: the next snapshot reads it again.
+            members.roster = None;
         }
         let count = self.presence.roster(room, 0).await.map(|r| r.count);
         // A batch that makes the room big announces that instead of its joins.
@@ -345,6 +418,11 @@ impl Chat {
         }
     }
 
+    /// How many names a big room lists.
+    fn big_names(&self) -> usize {
+        BIG_ROOM_NAMES.min(self.full_max)
+    }
+
     /// A big room that shrank to `full_max` members: announces the whole list
     /// (`presence` with `"mode":"full"`), then a `join` and a `leave` per member.
     async fn back_to_full(self: &Arc<Self>, members: &mut Members, room: &str) {
@@ -365,11 +443,11 @@ impl Chat {
     }
 
     /// Announces that the room turned big: `presence` with `"mode":"count"`,
-    /// its count and at most `full_max` names (which replace the list a client
+    /// its count and at most [`BIG_ROOM_NAMES`] names (which replace the list a client
     /// built from `join` and `leave`).
     async fn turn_big(self: &Arc<Self>, members: &mut Members, room: &str, count: usize) {
         members.mode = Mode::Count;
-        let names = match self.presence.roster(room, self.full_max).await {
+        let names = match self.presence.roster(room, self.big_names()).await {
             Ok(roster) => roster.names,
             Err(_) => Vec::new(),
         };

@@ -20,7 +20,7 @@ use axum::{
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde_json::{json, Value};
 use tower_sse::{KeepAlive, LastEventId, Shutdown, SseBody, SseLayer};
-use tower_sse_hub::{EventId, Hub, HubError, MemoryPresence, Presence};
+use tower_sse_hub::{EventId, Hub, HubError, MemoryPresence, Presence, MAX_TOPICS};
 
 use crate::{
     cluster::announce_expired,
@@ -307,25 +307,39 @@ pub(crate) async fn favicon() -> Response {
         .into_response()
 }
 
-/// `GET /sse?room=ROOM&name=NAME`.
+/// `GET /sse?room=ROOM&name=NAME`, `room` repeated for several rooms over
+/// one stream (at most [`MAX_TOPICS`], repeats ignored).
 pub(crate) async fn subscribe(
     State(chat): State<Arc<Chat>>,
-    query: Result<Query<HashMap<String, String>>, axum::extract::rejection::QueryRejection>,
+    query: Result<Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>,
     req: Request<Body>,
 ) -> Response {
     let Ok(Query(query)) = query else {
         return error(StatusCode::BAD_REQUEST, "the query string is malformed");
     };
-    let room = match query.get("room") {
-        None => "lobby".to_owned(),
-        Some(room) => match check_room(room) {
-            Ok(()) => room.clone(),
-            Err(msg) => return error(StatusCode::BAD_REQUEST, msg),
-        },
-    };
+    let mut rooms: Vec<String> = Vec::new();
+    for (_, room) in query.iter().filter(|(key, _)| key == "room") {
+        if let Err(msg) = check_room(room) {
+            return error(StatusCode::BAD_REQUEST, msg);
+        }
+        if !rooms.contains(room) {
+            rooms.push(room.clone());
+        }
+    }
+    if rooms.len() > MAX_TOPICS {
+        return error(
+            StatusCode::BAD_REQUEST,
+            &format!("at most {MAX_TOPICS} rooms in one stream"),
+        );
+    }
+    if rooms.is_empty() {
+        rooms.push("lobby".to_owned());
+    }
     let name = match query
-        .get("name")
-        .map(|n| n.trim())
+        .iter()
+        .rev()
+        .find(|(key, _)| key == "name")
+        .map(|(_, n)| n.trim())
         .filter(|n| !n.is_empty())
     {
         None => format!("guest-{}", chat.guests.fetch_add(1, Ordering::Relaxed) + 1),
@@ -341,16 +355,20 @@ pub(crate) async fn subscribe(
         .get::<LastEventId>()
         .cloned()
         .or_else(|| LastEventId::from_request(&req));
-    let subscriber = match chat.join(&room, &name, last.as_deref()).await {
-        Ok(subscriber) => subscriber,
+    let events = match chat.join(&rooms, &name, last.as_deref()).await {
+        Ok(events) => events,
         Err(err) => return service_unavailable(&err),
     };
     // No heartbeat set here: the body sends the layer's (`HEARTBEAT_MS`).
-    SseBody::from_events(subscriber)
+    SseBody::from_events(events)
         .on_end(move |_| {
             // Presence is published from a task: the body is being dropped.
             if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                runtime.spawn(async move { chat.leave(&room, &name).await });
+                runtime.spawn(async move {
+                    for room in &rooms {
+                        chat.leave(room, &name).await;
+                    }
+                });
             }
         })
         .into_response()

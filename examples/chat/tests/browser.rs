@@ -6,6 +6,8 @@
 //!   icon served with no error in the console;
 //! - `big_room.test.mjs`: a room above `PRESENCE_FULL_MAX` (3 here) shows
 //!   "N members" and counts, and names again once it shrinks;
+//! - `tabs.test.mjs`: three rooms as tabs over one `EventSource`, with unread
+//!   counts, each resumed exactly after Disconnect/Connect;
 //! - `h2.test.mjs`: ten `EventSource`s in one page to the chat served with
 //!   `TLS` over HTTP/2, each receiving a posted message.
 //!
@@ -93,4 +95,11 @@ async fn a_big_room_shows_a_count() {
         None,
     )
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_rooms_as_tabs_over_one_event_source() {
+    let Some(chromium) = chromium() else { return };
+    let addr = serve_chat(false).await;
+    run(&chromium, "tabs.test.mjs", format!("http://{addr}"), None).await;
 }

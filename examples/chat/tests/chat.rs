@@ -1013,3 +1013,94 @@ async fn a_room_above_the_threshold_sends_counts_and_announces_the_crossings() {
     let leave = alice.expect("leave").await;
     assert_eq!(leave.data["name"], "carol");
 }
+
+/// `room` repeated: one stream for several rooms, a `members` snapshot per
+/// room, every room's events (their data carries `room`), composite ids that
+/// resume every room exactly; a single room keeps the room's own ids.
+#[tokio::test]
+async fn one_stream_for_several_rooms_resumes_each_exactly() {
+    let addr = server(Duration::from_secs(15)).await;
+    let mut ann = connect(addr, "/sse?room=r1&room=r2&room=r3&name=ann").await;
+    let mut snapshots = Vec::new();
+    for _ in 0..3 {
+        let ev = ann.expect("members").await;
+        assert!(ev.id.starts_with("m1."), "{ev:?}");
+        snapshots.push(ev.data["room"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(snapshots, ["r1", "r2", "r3"]);
+    let mut joins = Vec::new();
+    for _ in 0..3 {
+        let ev = ann.expect("join").await;
+        assert_eq!(ev.data["name"], "ann");
+        joins.push(ev.data["room"].as_str().unwrap().to_owned());
+    }
+    joins.sort();
+    assert_eq!(joins, ["r1", "r2", "r3"]);
+    let id = say(addr, "r2", "bob", "to r2").await;
+    let ev = ann.next_message().await;
+    assert_eq!(
+        (
+            &ev.data["room"],
+            &ev.data["name"],
+            &ev.data["text"],
+            &ev.data["id"]
+        ),
+        (&json!("r2"), &json!("bob"), &json!("to r2"), &json!(id))
+    );
+    let cursor = ev.id.clone();
+    let parsed: tower_sse_hub::Cursor = cursor.parse().unwrap();
+    assert_eq!(parsed.get("r2").unwrap().to_string(), id);
+    drop(ann);
+    // Missed while away: two messages in each room.
+    let mut missed = Vec::new();
+    for room in ["r1", "r2", "r3"] {
+        for n in 0..2 {
+            missed.push((
+                room.to_owned(),
+                say(addr, room, "bob", &format!("{room} {n}")).await,
+            ));
+        }
+    }
+    let (status, mut back) = open(
+        addr,
+        "/sse?room=r1&room=r2&room=r3&name=ann",
+        Some(cursor.as_bytes()),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let mut got = Vec::new();
+    while got.len() < missed.len() {
+        let ev = back.next().await;
+        match ev.kind.as_str() {
+            "message" => {
+                let room = ev.data["room"].as_str().unwrap().to_owned();
+                got.push((room, ev.data["id"].as_str().unwrap().to_owned()));
+            }
+            "leave" | "join" | "members" => {}
+            other => panic!("unexpected {other}: {ev:?}"),
+        }
+    }
+    got.sort();
+    missed.sort();
+    assert_eq!(got, missed, "each room's missed messages, once");
+    // A single room keeps the room's own ids, and a composite cursor
+    // positions it.
+    let (_, mut one) = open(addr, "/sse?room=r2&name=cy", Some(cursor.as_bytes())).await;
+    let mut replayed = Vec::new();
+    loop {
+        let ev = one.next().await;
+        if ev.kind == "members" {
+            assert!(!ev.id.starts_with("m1."), "{ev:?}");
+            break;
+        }
+        if ev.kind == "message" {
+            replayed.push(ev.data["text"].as_str().unwrap().to_owned());
+        }
+    }
+    assert_eq!(replayed, ["r2 0", "r2 1"]);
+    let (status, _) = open(addr, &format!("/sse?{}", "room=x&".repeat(65)), None).await;
+    assert_eq!(status, StatusCode::OK, "repeats count once");
+    let many: String = (0..65).map(|i| format!("room=r{i}&")).collect();
+    let (status, _) = open(addr, &format!("/sse?{many}"), None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}

@@ -286,3 +286,51 @@ async fn a_big_room_counts_the_members_of_every_node() {
         assert_eq!(count, 4);
     }
 }
+
+/// One stream of two rooms, resumed on the other node with its composite
+/// cursor while messages are posted to both rooms through both nodes: each
+/// room's missed messages once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_rooms_resume_on_another_node() {
+    let Some(url) = shared().await else { return };
+    let prefix = prefix("chatmulti");
+    let ttl = Duration::from_secs(30);
+    let (a, _hub_a, _pa) = node(&url, &prefix, ttl).await;
+    let (b, _hub_b, _pb) = node(&url, &prefix, ttl).await;
+    let mut ann = connect(a, "/sse?room=x&room=y&name=ann", None).await;
+    for _ in 0..2 {
+        ann.expect("members").await;
+    }
+    let (status, first) = post(b, "y", "bob", "first").await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let cursor = loop {
+        let ev = ann.next().await;
+        if ev.kind == "message" {
+            assert_eq!(ev.data["id"], first["id"]);
+            break ev.id;
+        }
+    };
+    assert!(cursor.starts_with("m1."), "{cursor}");
+    drop(ann);
+    let mut missed = Vec::new();
+    for (n, (room, via)) in [("x", a), ("y", b), ("x", b), ("y", a)]
+        .into_iter()
+        .enumerate()
+    {
+        let (status, body) = post(via, room, "bob", &format!("missed {n}")).await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+        missed.push((room.to_owned(), body["id"].as_str().unwrap().to_owned()));
+    }
+    let mut back = connect(b, "/sse?room=x&room=y&name=ann", Some(&cursor)).await;
+    let mut got = Vec::new();
+    while got.len() < missed.len() {
+        let ev = back.next().await;
+        if ev.kind == "message" {
+            let room = ev.data["room"].as_str().unwrap().to_owned();
+            got.push((room, ev.data["id"].as_str().unwrap().to_owned()));
+        }
+    }
+    got.sort();
+    missed.sort();
+    assert_eq!(got, missed);
+}

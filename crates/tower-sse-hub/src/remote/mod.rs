@@ -34,7 +34,7 @@ use std::{
 use tokio::sync::{mpsc, watch};
 
 pub use self::broker::{Append, Broker, BrokerFuture, Entry, Feed, FeedSender, Range};
-pub use self::presence::{PresenceBackend, RemotePresence, Taken};
+pub use self::presence::{PresenceBackend, RemotePresence, Taken, Written};
 use crate::{
     store::{check_key, encode_with_id},
     sync::{lock, Mutex},

@@ -3,8 +3,10 @@
 //!
 //! Each node's own counts, in memory, are the truth for its entries: a node
 //! counts a connection here first, then writes the member's new count to the
-//! backend, and every third of the TTL it re-asserts all its counts (renewing
-//! its lease), so that a write that failed is repaired at the next round. A
+//! backend. Every third of the TTL it renews its hold on each topic: a cheap
+//! [`refresh`](PresenceBackend::refresh) when the backend still has all its
+//! entries there, else a re-assertion of them all (after its entries were
+//! taken, or the store forgot them); a write that failed is retried then. A
 //! node that stops (crash, partition) lets its lease lapse, and the next node
 //! to look takes its entries, for [`expired`](Presence::expired) to hand out.
 //! A node that comes back finds which of its entries were taken, and hands
@@ -19,7 +21,7 @@ use std::{
 
 use crate::{
     sync::{lock, Mutex},
-    HubError, Presence, StoreFuture,
+    HubError, Presence, Roster, StoreFuture,
 };
 
 /// What differs between engines under a [`RemotePresence`]: how this node's
@@ -27,27 +29,41 @@ use crate::{
 /// this node's count of connections per (topic, member); this node's name,
 /// its lease and the TTL belong to the backend.
 ///
-/// [`write`](Self::write) and [`reassert`](Self::reassert) are called with
-/// the topic's counts locked: one topic's writes are made one at a time, in
-/// the order of the counts' changes here. A write may arrive late (sent before
-/// a time-out, delivered after a later one): the backend must not let it
-/// overwrite a later write (sequence numbers, compare-and-set).
+/// [`write`](Self::write), [`reassert`](Self::reassert) and
+/// [`refresh`](Self::refresh) are called with the topic's counts locked: one
+/// topic's writes are made one at a time, in the order of the counts' changes
+/// here. A write may arrive late (sent before a time-out, delivered after a
+/// later one): the backend must not let it overwrite a later write (sequence
+/// numbers, compare-and-set).
+///
+/// # Cost
+///
+/// What a backend should make cheap is what grows with a room: a `write` per
+/// join and leave, a `refresh` per topic every third of the TTL, and a
+/// [`look`](Self::look) per snapshot. The Redis backend does each in O(1) (a
+/// look: O(nodes + `limit`)), whatever the number of members; a backend that
+/// cannot (its entries must be rewritten to live) keeps the default `refresh`,
+/// which re-asserts every entry every round.
 pub trait PresenceBackend: Send + Sync + fmt::Debug + 'static {
     /// Writes this node's entry `(member, count)` in `topic` (a count of 0
-    /// deletes it). Returns how many of the member's connections here a
-    /// surviving node had taken as gone (those still here are announced
-    /// back), and forgets them as taken.
+    /// deletes it); `total` is this node's connections in the topic after
+    /// the change (the sum of its counts there). Returns how many of the
+    /// member's connections here a surviving node had taken as gone (those
+    /// still here are announced back), forgetting them as taken, and whether
+    /// the store still had this node's other entries in the topic.
     fn write<'a>(
         &'a self,
         topic: &'a str,
         entry: (&'a str, usize),
-    ) -> StoreFuture<'a, Result<usize, HubError>>;
+        total: usize,
+    ) -> StoreFuture<'a, Result<Written, HubError>>;
 
     /// Re-asserts all of this node's `entries` in `topic` (`(member, count)`,
     /// a count of 0 still to be deleted), each as [`write`](Self::write)
-    /// would. Returns, for each entry in order, `Some` with how many of its
-    /// connections were taken, or `None` if it was not written; an error
-    /// means none was. What was not written is retried at the next round.
+    /// would; the store is to hold exactly these afterwards. Returns, for each
+    /// entry in order, `Some` with how many of its connections were taken, or
+    /// `None` if it was not written; an error means none was. What was not
+    /// written is retried at the next round.
     ///
     /// The default writes each entry in turn with [`write`](Self::write).
     fn reassert<'a>(
@@ -56,30 +72,67 @@ pub trait PresenceBackend: Send + Sync + fmt::Debug + 'static {
         entries: &'a [(String, usize)],
     ) -> StoreFuture<'a, Result<Vec<Option<usize>>, HubError>> {
         Box::pin(async move {
+            let mut total: usize = entries.iter().map(|(_, n)| n).sum();
             let mut written = Vec::with_capacity(entries.len());
             for (member, n) in entries {
-                written.push(self.write(topic, (member, *n)).await.ok());
+                let done = self.write(topic, (member, *n), total).await.ok();
+                if done.is_none() {
+                    // Not written: the store's total leaves it out.
+                    total -= n;
+                }
+                written.push(done.map(|w| w.taken));
             }
             Ok(written)
         })
     }
 
+    /// Renews this node's hold on its entries in `topic` without rewriting
+    /// them, once per round when no write failed since the last one: `true`
+    /// if the store still has them all (nothing to do), `false` if it does
+    /// not (they were taken, or the store forgot them), and then they are
+    /// all re-asserted at once. An error is retried at the next round.
+    ///
+    /// The default answers `false`, for a backend whose entries must be
+    /// rewritten to live: every round re-asserts them all.
+    fn refresh<'a>(&'a self, topic: &'a str) -> StoreFuture<'a, Result<bool, HubError>> {
+        let _ = topic;
+        Box::pin(std::future::ready(Ok(false)))
+    }
+
     /// Looks at `topic`: takes the entries of nodes whose lease lapsed (never
     /// this node's), each by one node only, putting them in `taken` as soon
     /// as they are taken (so that a later failure loses none), and returns
-    /// the members of live nodes, one entry per connection.
+    /// the connections of live nodes: their number, and the names of at most
+    /// `limit` of them (one entry per connection, in any order).
+    /// [`members`](Presence::members) asks for `usize::MAX`,
+    /// [`expired`](Presence::expired) for 0.
     fn look<'a>(
         &'a self,
         topic: &'a str,
+        limit: usize,
         taken: Taken<'a>,
-    ) -> StoreFuture<'a, Result<Vec<String>, HubError>>;
+    ) -> StoreFuture<'a, Result<Roster, HubError>>;
 
-    /// Renews this node's lease, before each round of re-assertions; an error
-    /// skips the round. The default does nothing, for a backend whose writes
+    /// Renews this node's lease, before each round; an error skips the round.
+    /// The default does nothing, for a backend whose writes and refreshes
     /// renew the lease.
     fn renew(&self) -> StoreFuture<'_, Result<(), HubError>> {
         Box::pin(std::future::ready(Ok(())))
     }
+}
+
+/// What a [`PresenceBackend::write`] found.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Written {
+    /// How many of the member's connections here a surviving node had taken
+    /// as gone (now forgotten as taken).
+    pub taken: usize,
+    /// Whether the store still had this node in the topic before the write
+    /// (its lease there, hence its other entries): `false` after they were
+    /// taken, after the store forgot them (restarted empty), or at the
+    /// node's first write there. When a write already succeeded in the topic,
+    /// `false` makes the next round re-assert every entry.
+    pub known: bool,
 }
 
 /// Where [`PresenceBackend::look`] puts the entries it takes from lapsed
@@ -114,8 +167,11 @@ impl fmt::Debug for Taken<'_> {
 /// connection here first, then write it; an error means the write failed, and
 /// is retried by the next renewal. A renewal runs every third of the TTL, from
 /// a task that ends when the last clone is dropped; it renews the lease
-/// ([`PresenceBackend::renew`]), then re-asserts each topic's counts,
-/// concurrently (a server that does not answer delays no other's topics).
+/// ([`PresenceBackend::renew`]), then each topic, concurrently (a server that
+/// does not answer delays no other's topics): the members whose write failed
+/// are written again, and the others refreshed
+/// ([`PresenceBackend::refresh`]) or, when the store lost them (or never had
+/// them all), re-asserted ([`PresenceBackend::reassert`]).
 pub struct RemotePresence<B> {
     inner: Arc<Ledger<B>>,
 }
@@ -148,11 +204,12 @@ struct Ledger<B> {
     /// with its lock held, once this node has no member left there and that
     /// is written: whoever then finds it `gone` looks the topic up again.
     local: Mutex<HashMap<String, Arc<Local>>>,
-    /// The topics asked about (`members`) that still have someone: looked at
-    /// by `expired` along with those of `local`.
+    /// The topics asked about (`members`, `roster`) that still have someone:
+    /// looked at by `expired` along with those of `local`.
     watched: Mutex<HashSet<String>>,
-    /// Entries taken from lapsed nodes (by `members` or `expired`), for the
-    /// next `expired`; queued as soon as taken, whatever fails after.
+    /// Entries taken from lapsed nodes (by `members`, `roster` or
+    /// `expired`), for the next `expired`; queued as soon as taken, whatever
+    /// fails after.
     taken: Mutex<Vec<(String, String)>>,
     /// This node's members found taken and still here, for the next
     /// `restored`; queued as soon as a write finds them.
@@ -170,13 +227,42 @@ type Local = tokio::sync::Mutex<Counts>;
 struct Counts {
     /// Connections per member; a member at 0 is still to be deleted remotely.
     members: HashMap<String, usize>,
+    /// The sum of `members`' counts.
+    total: usize,
+    /// Members whose last write failed: written again at the next round.
+    dirty: HashSet<String>,
+    /// A write, refresh or re-assertion succeeded here (the store had some of
+    /// this node's entries): a write that then finds this node unknown means
+    /// the others were lost.
+    written: bool,
+    /// The store lost this node's entries (or may have): the next round
+    /// re-asserts them all.
+    lost: bool,
     /// Removed from `Ledger::local`: look the topic up again.
     gone: bool,
 }
 
+impl Counts {
+    /// Notes a write of `member` that succeeded (`Some`) or failed.
+    fn wrote(&mut self, member: &str, written: Option<Written>) {
+        match written {
+            Some(written) => {
+                self.dirty.remove(member);
+                if !written.known && self.written {
+                    self.lost = true;
+                }
+                self.written = true;
+            }
+            None => {
+                self.dirty.insert(member.to_owned());
+            }
+        }
+    }
+}
+
 impl<B: PresenceBackend> RemotePresence<B> {
     /// Presence over `backend`, whose entries expire `ttl` after their node
-    /// last renewed them: renews (and re-asserts this node's entries) every
+    /// last renewed them: renews (and re-asserts what the backend lost) every
     /// third of `ttl`, from a task that ends when the presence is dropped.
     /// Needs a tokio runtime.
     pub fn new(backend: B, ttl: Duration) -> Self {
@@ -214,7 +300,7 @@ async fn renew<B: PresenceBackend>(ledger: Weak<Ledger<B>>, every: Duration) {
         let mut rounds = tokio::task::JoinSet::new();
         for (topic, local) in topics {
             let ledger = ledger.clone();
-            rounds.spawn(async move { ledger.reassert(&topic, &local).await });
+            rounds.spawn(async move { ledger.round(&topic, &local).await });
         }
         drop(ledger);
         while rounds.join_next().await.is_some() {}
@@ -231,27 +317,65 @@ impl<B: PresenceBackend> Ledger<B> {
         lock(&self.restored).extend(back);
     }
 
-    /// Writes this node's `count` of `member` (called with the topic's
-    /// [`Local`] locked); `kept` of them were there before.
+    /// Writes this node's count of `member` (called with the topic's
+    /// [`Local`] locked, the count already changed there); `kept` of them
+    /// were there before. A failure leaves the member to the next round.
     async fn change(
         &self,
         topic: &str,
         member: &str,
-        count: usize,
+        counts: &mut Counts,
         kept: usize,
     ) -> Result<(), HubError> {
-        let taken = self.backend.write(topic, (member, count)).await?;
-        self.restore(topic, member, taken, kept);
+        let count = counts.members.get(member).copied().unwrap_or(0);
+        let written = self
+            .backend
+            .write(topic, (member, count), counts.total)
+            .await;
+        counts.wrote(member, written.as_ref().ok().copied());
+        let written = written?;
+        self.restore(topic, member, written.taken, kept);
+        if count == 0 {
+            counts.members.remove(member);
+        }
         Ok(())
     }
 
-    /// Re-asserts this node's entries in `topic`; forgets the topic once it
+    /// A renewal of this node's entries in `topic`: the members whose write
+    /// failed are written again, then the others refreshed, or all
+    /// re-asserted if the store lost them. Forgets the topic once this node
     /// has none there.
-    async fn reassert(&self, topic: &str, local: &Arc<Local>) {
+    async fn round(&self, topic: &str, local: &Arc<Local>) {
         let mut counts = local.lock().await;
         if counts.gone {
             return;
         }
+        if !counts.lost {
+            let dirty: Vec<String> = counts.dirty.iter().cloned().collect();
+            for member in &dirty {
+                let kept = counts.members.get(member).copied().unwrap_or(0);
+                // A failure is retried at the next round.
+                let _ = self.change(topic, member, &mut counts, kept).await;
+            }
+            // The writes renewed the lease.
+            if dirty.is_empty() && !counts.lost {
+                match self.backend.refresh(topic).await {
+                    Ok(true) => counts.written = true,
+                    Ok(false) => counts.lost = true,
+                    // Retried at the next round.
+                    Err(_) => {}
+                }
+            }
+        }
+        if counts.lost {
+            self.reassert(topic, &mut counts).await;
+        }
+        self.forget_if_empty(topic, local, &mut counts);
+    }
+
+    /// Re-asserts all of this node's entries in `topic` (called with its
+    /// [`Local`] locked).
+    async fn reassert(&self, topic: &str, counts: &mut Counts) {
         let members: Vec<(String, usize)> = counts
             .members
             .iter()
@@ -261,14 +385,19 @@ impl<B: PresenceBackend> Ledger<B> {
         let Ok(written) = self.backend.reassert(topic, &members).await else {
             return;
         };
+        counts.lost = false;
+        counts.written = true;
         for ((member, n), taken) in members.iter().zip(written) {
-            let Some(taken) = taken else { continue };
+            let Some(taken) = taken else {
+                counts.dirty.insert(member.clone());
+                continue;
+            };
+            counts.dirty.remove(member);
             self.restore(topic, member, taken, *n);
             if *n == 0 {
                 counts.members.remove(member);
             }
         }
-        self.forget_if_empty(topic, local, &mut counts);
     }
 
     /// Removes `topic` from `local` when this node has no entry left there
@@ -284,13 +413,16 @@ impl<B: PresenceBackend> Ledger<B> {
     }
 
     /// Looks at `topic` (its expired entries queued for `expired`): the
-    /// members of live nodes, one entry per connection.
-    async fn look(&self, topic: &str) -> Result<Vec<String>, HubError> {
+    /// connections of live nodes, with at most `limit` names, sorted.
+    async fn look(&self, topic: &str, limit: usize) -> Result<Roster, HubError> {
         let taken = Taken {
             topic,
             queue: &self.taken,
         };
-        self.backend.look(topic, taken).await
+        let mut roster = self.backend.look(topic, limit, taken).await?;
+        roster.names.truncate(limit);
+        roster.names.sort_unstable();
+        Ok(roster)
     }
 }
 
@@ -314,8 +446,9 @@ impl<B: PresenceBackend> Presence for RemotePresence<B> {
                 }
                 let n = counts.members.entry(member.to_owned()).or_insert(0);
                 *n += 1;
-                let n = *n;
-                return self.inner.change(topic, member, n, n - 1).await;
+                let kept = *n - 1;
+                counts.total += 1;
+                return self.inner.change(topic, member, &mut counts, kept).await;
             }
         })
     }
@@ -339,37 +472,49 @@ impl<B: PresenceBackend> Presence for RemotePresence<B> {
                 }
                 _ => return Ok(()),
             };
-            self.inner.change(topic, member, n, n).await?;
-            if n == 0 {
-                counts.members.remove(member);
-                self.inner.forget_if_empty(topic, &entry, &mut counts);
-            }
+            counts.total -= 1;
+            self.inner.change(topic, member, &mut counts, n).await?;
+            self.inner.forget_if_empty(topic, &entry, &mut counts);
             Ok(())
         })
     }
 
+    /// Reads every live entry of the topic (and takes those of lapsed nodes).
     fn members<'a>(&'a self, topic: &'a str) -> StoreFuture<'a, Result<Vec<String>, HubError>> {
         Box::pin(async move {
             lock(&self.inner.watched).insert(topic.to_owned());
-            let mut alive = self.inner.look(topic).await?;
-            alive.sort_unstable();
-            Ok(alive)
+            Ok(self.inner.look(topic, usize::MAX).await?.names)
         })
     }
 
-    /// Looks at every topic this node has members in or was asked about, and
-    /// returns what it took, with what `members` took before. A topic whose
-    /// look fails is looked at again next time; the error is returned only
-    /// when there is nothing to return.
+    /// As cheap as the backend's [`look`](PresenceBackend::look) at `limit`
+    /// names (Redis: O(nodes + `limit`)); takes the entries of lapsed nodes
+    /// on the way, as `members` does.
+    fn roster<'a>(
+        &'a self,
+        topic: &'a str,
+        limit: usize,
+    ) -> StoreFuture<'a, Result<Roster, HubError>> {
+        Box::pin(async move {
+            lock(&self.inner.watched).insert(topic.to_owned());
+            self.inner.look(topic, limit).await
+        })
+    }
+
+    /// Looks at every topic this node has members in or was asked about
+    /// (counting them, no names read), and returns what it took, with what
+    /// `members` and `roster` took before. A topic whose look fails is looked
+    /// at again next time; the error is returned only when there is nothing
+    /// to return.
     fn expired(&self) -> StoreFuture<'_, Result<Vec<(String, String)>, HubError>> {
         Box::pin(async move {
             let mut topics: HashSet<String> = lock(&self.inner.local).keys().cloned().collect();
             topics.extend(lock(&self.inner.watched).iter().cloned());
             let mut error = None;
             for topic in topics {
-                match self.inner.look(&topic).await {
+                match self.inner.look(&topic, 0).await {
                     // No one left: stop looking (unless it has members here).
-                    Ok(alive) if alive.is_empty() => {
+                    Ok(roster) if roster.count == 0 => {
                         lock(&self.inner.watched).remove(&topic);
                     }
                     Ok(_) => {}
@@ -399,11 +544,11 @@ impl<B: PresenceBackend> Presence for RemotePresence<B> {
 ///
 /// ```
 /// # use std::time::Duration;
-/// # use tower_sse_hub::{remote::{PresenceBackend, RemotePresence, Taken}, HubError, StoreFuture};
+/// # use tower_sse_hub::{remote::{PresenceBackend, RemotePresence, Taken, Written}, HubError, Roster, StoreFuture};
 /// # #[derive(Debug)] struct Backend;
 /// # impl PresenceBackend for Backend {
-/// #     fn write<'a>(&'a self, _: &'a str, _: (&'a str, usize)) -> StoreFuture<'a, Result<usize, HubError>> { Box::pin(async { Ok(0) }) }
-/// #     fn look<'a>(&'a self, _: &'a str, _: Taken<'a>) -> StoreFuture<'a, Result<Vec<String>, HubError>> { Box::pin(async { Ok(Vec::new()) }) }
+/// #     fn write<'a>(&'a self, _: &'a str, _: (&'a str, usize), _: usize) -> StoreFuture<'a, Result<Written, HubError>> { Box::pin(async { Ok(Written::default()) }) }
+/// #     fn look<'a>(&'a self, _: &'a str, _: usize, _: Taken<'a>) -> StoreFuture<'a, Result<Roster, HubError>> { Box::pin(async { Ok(Roster::default()) }) }
 /// # }
 /// /// Presence on some engine.
 /// #[derive(Clone, Debug)]

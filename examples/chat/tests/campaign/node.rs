@@ -73,6 +73,7 @@ impl Node {
             // environment holds (`.ci/run` exports both URLs).
             .env_remove("REDIS_URL")
             .env_remove("NATS_URL")
+            .env_remove("REDIS_CLUSTER_URL")
             .env(self.broker.0, &self.broker.1)
             .env("HEARTBEAT_MS", self.heartbeat_ms.to_string())
             .env("PRESENCE_TTL_MS", self.presence_ttl_ms.to_string())
