@@ -2,7 +2,7 @@
 // Disconnect/Connect each tab shows exactly what was posted to its room
 // meanwhile (one composite Last-Event-ID resumes them all).
 //
-// Usage: CHAT_URL=http://127.0.0.1:PORT node tabs.test.mjs
+// Usage: CHAT_URL=http://127.0.0.1:PORT node tabs.test.mjs [screenshot.png]
 // (examples/chat/tests/browser.rs starts the chat and runs this). Exits
 // non-zero on any failure.
 import assert from 'node:assert/strict';
@@ -10,6 +10,7 @@ import { hangGuard, launch, newPage } from './support.mjs';
 
 const url = process.env.CHAT_URL;
 assert.ok(url, 'CHAT_URL is not set');
+const screenshot = process.argv[2];
 const guard = hangGuard();
 const chrome = await launch();
 
@@ -70,6 +71,11 @@ try {
   await ann.locator('#messages li.message', { hasText: 'from the r3 tab' }).waitFor();
   await tab(ann, 'r1').click();
   assert.ok(!(await texts(ann)).includes('from the r3 tab'));
+  if (screenshot) {
+    await post('r2', 'one more for r2');
+    await tab(ann, 'r2').locator('.unread', { hasText: /^1$/ }).waitFor();
+    await ann.screenshot({ path: screenshot });
+  }
   console.log('ok: three rooms as tabs over one EventSource, resumed exactly');
 } finally {
   clearTimeout(guard);

@@ -14,7 +14,8 @@
 //! Needs Node, `npm ci` in `tests/browser` and Chromium (`/usr/bin/chromium`, or
 //! the `CHROMIUM` env). When one is missing the tests print `SKIP` and pass,
 //! unless `CI` is set: then they fail, so CI never skips them silently.
-//! `UPDATE_SCREENSHOT=1` also writes `docs/chat.png` and `docs/chat-phone.png`.
+//! `UPDATE_SCREENSHOT=1` also writes `docs/chat.png`, `docs/chat-phone.png` and
+//! `docs/chat-tabs.png`.
 
 #[allow(dead_code)]
 #[path = "../../../tests/browser_support/mod.rs"]
@@ -101,5 +102,6 @@ async fn a_big_room_shows_a_count() {
 async fn three_rooms_as_tabs_over_one_event_source() {
     let Some(chromium) = chromium() else { return };
     let addr = serve_chat(false).await;
-    run(&chromium, "tabs.test.mjs", format!("http://{addr}"), None).await;
+    let url = format!("http://{addr}");
+    run(&chromium, "tabs.test.mjs", url, Some("chat-tabs.png")).await;
 }
