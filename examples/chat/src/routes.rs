@@ -215,6 +215,35 @@ pub(crate) fn service_unavailable(err: &HubError) -> Response {
     res
 }
 
+/// Whether the client reads `text/event-stream` (an `EventSource` always
+/// says so).
+pub(crate) fn accepts_event_stream(headers: &header::HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|range| {
+            let essence = range.split(';').next().unwrap_or_default().trim();
+            essence.eq_ignore_ascii_case("text/event-stream")
+        })
+}
+
+/// A subscribe the hub cannot serve now (its store unreachable, or full), for
+/// an `EventSource`: a `503` would end it for good, so the answer is a stream
+/// that says `unavailable` (`{"error"}`), sets the reconnection time to
+/// [`RETRY_AFTER_S`] and ends; the browser comes back then, with the same
+/// `Last-Event-ID`.
+pub(crate) fn come_back_later(err: &HubError) -> Response {
+    let retry = Duration::from_secs(RETRY_AFTER_S.parse().unwrap_or(2));
+    let notice = named("unavailable").data(json!({ "error": err.to_string() }).to_string());
+    let notice = futures_util::stream::iter([notice]);
+    SseBody::from_events(notice)
+        .retry(retry)
+        .into_response()
+        .map(Body::new)
+}
+
 /// Whether the request says its body is `application/json` (parameters such
 /// as `charset` allowed).
 pub(crate) fn is_json(headers: &header::HeaderMap) -> bool {
@@ -357,6 +386,7 @@ pub(crate) async fn subscribe(
         .or_else(|| LastEventId::from_request(&req));
     let events = match chat.join(&rooms, &name, last.as_deref()).await {
         Ok(events) => events,
+        Err(err) if accepts_event_stream(req.headers()) => return come_back_later(&err),
         Err(err) => return service_unavailable(&err),
     };
     // No heartbeat set here: the body sends the layer's (`HEARTBEAT_MS`).

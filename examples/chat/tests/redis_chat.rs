@@ -334,3 +334,43 @@ async fn several_rooms_resume_on_another_node() {
     missed.sort();
     assert_eq!(got, missed);
 }
+
+/// An `EventSource` that cannot be served now is told to come back (a `503`
+/// would end it for good): `200`, `unavailable`, a `retry:`, the end; a
+/// client that does not read event streams gets the `503`.
+#[tokio::test]
+async fn an_event_source_is_told_to_come_back_when_redis_is_unreachable() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (addr, _, _) = node(
+        &format!("redis://127.0.0.1:{port}"),
+        "down",
+        Duration::from_secs(30),
+    )
+    .await;
+    let req = Request::get("/sse?room=r&name=ann")
+        .header("host", addr.to_string())
+        .header("accept", "text/event-stream")
+        .body(Full::default())
+        .unwrap();
+    let (res, _conn) = request(addr, req).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let body = tokio::time::timeout(GUARD, res.into_body().collect())
+        .await
+        .expect("the stream ends")
+        .unwrap()
+        .to_bytes();
+    let text = String::from_utf8(body.to_vec()).unwrap();
+    assert!(text.contains("retry: 2000\n"), "{text}");
+    assert!(text.contains("event: unavailable\n"), "{text}");
+    let req = Request::get("/sse?room=r&name=ann")
+        .header("host", addr.to_string())
+        .body(Full::default())
+        .unwrap();
+    let (res, _conn) = request(addr, req).await;
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(res.headers()["retry-after"], "2");
+}
