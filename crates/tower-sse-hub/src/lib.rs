@@ -185,6 +185,9 @@ use tower_sse::Event;
 #[derive(Clone)]
 pub struct Hub {
     store: Arc<dyn Store>,
+    /// The same store when it is a [`MemoryStore`]: publishing to it directly
+    /// costs no boxed closure and no boxed future.
+    memory: Option<MemoryStore>,
     /// Counts the `Hub` handles (subscribers hold topics only): when the last one
     /// goes, every stream is ended.
     _last_handle: Arc<CloseOnLastHandle>,
@@ -203,8 +206,12 @@ impl Hub {
 
     /// A hub on `store`.
     pub fn with_store(store: impl Store) -> Self {
+        let memory = (&store as &dyn std::any::Any)
+            .downcast_ref::<MemoryStore>()
+            .cloned();
         let store: Arc<dyn Store> = Arc::new(store);
         Self {
+            memory,
             _last_handle: Arc::new(CloseOnLastHandle(store.clone())),
             store,
         }
@@ -223,6 +230,9 @@ impl Hub {
     /// in time, when it may have been (use [`publish_once`](Self::publish_once)
     /// to retry exactly).
     pub async fn publish(&self, topic: &str, event: Event) -> Result<EventId, HubError> {
+        if let Some(memory) = &self.memory {
+            return memory.publish_event(topic, event);
+        }
         self.store
             .publish(topic, None, Box::new(move |_| event))
             .await
@@ -268,6 +278,9 @@ impl Hub {
         make: impl FnOnce(&EventId) -> Event + Send,
     ) -> Result<EventId, HubError> {
         store::check_key(Some(key))?;
+        if let Some(memory) = &self.memory {
+            return memory.publish_now(topic, Some(key), make);
+        }
         self.store.publish(topic, Some(key), Box::new(make)).await
     }
 
@@ -293,6 +306,9 @@ impl Hub {
         topic: &str,
         make: impl FnOnce(&EventId) -> Event + Send,
     ) -> Result<EventId, HubError> {
+        if let Some(memory) = &self.memory {
+            return memory.publish_now(topic, None, make);
+        }
         self.store.publish(topic, None, Box::new(make)).await
     }
 
