@@ -144,10 +144,13 @@ use tower_sse::Event;
 /// # Locks
 ///
 /// No lock is shared by all topics on the publish path: a topic is found in one
-/// of several shards, and its offset is reserved and its event stored in two
-/// short critical sections of that topic alone. The closure of
-/// [`publish_with`](Self::publish_with) and the encoder run outside every lock,
-/// so they may call back into the hub.
+/// of several shards, and its offset is reserved and its event stored in short
+/// critical sections of that topic alone: one for [`publish`](Self::publish)
+/// (the event was built before the call: its id is written in and it is
+/// encoded under the topic's lock), two for
+/// [`publish_with`](Self::publish_with) and
+/// [`publish_once`](Self::publish_once), whose closure and encoding run between
+/// them, outside every lock, so the closure may call back into the hub.
 ///
 /// # Example
 ///

@@ -475,45 +475,28 @@ impl Inner {
         Ok(id)
     }
 
-    /// Publishes an event built before the publish (no key, no closure): the
-    /// topic is looked up and the event stored under its shard's lock, so the
-    /// topic needs no reference of its own (no shared count to touch).
+    /// Publishes an event built before the publish (no key, no closure) in
+    /// one critical section of its topic ([`Topic::append`]).
     fn publish_event(&self, name: &str, event: Event) -> Result<EventId, HubError> {
         if self.closed.load(Ordering::Relaxed) {
             return Err(HubError::Closed);
         }
         let now = now();
-        let probe = self.probe(name);
-        let mut event = event;
-        loop {
-            let map = lock(self.shard(probe.hash));
-            let Some(topic) = map.get(&probe as &dyn Named) else {
-                drop(map);
-                // Made (or found made meanwhile); stored on the next turn.
-                self.topic(name)?;
-                continue;
-            };
-            // A topic in its shard's map is not removed: removals take the
-            // shard's lock first. Given back anyway, the event is retried.
-            let (id, wakers) = match topic.append(event, &self.config, now, Some(&self.bytes)) {
-                Ok(done) => done,
-                Err(back) => {
-                    event = back;
-                    continue;
-                }
-            };
-            let over =
-                self.bytes.load(Ordering::Relaxed) > self.config.get_max_total_history_bytes();
-            let topic = over.then(|| topic.clone());
-            drop(map);
-            wakers.into_iter().flatten().for_each(Waker::wake);
-            crate::metrics::published();
-            if let Some(topic) = topic {
-                self.enforce_bytes(&topic);
+        let mut event = Some(event);
+        let (topic, id, wakers) = loop {
+            let topic = self.topic(name)?;
+            // `None`: freed between the look-up and now; look it up again.
+            if let Some((id, wakers)) =
+                topic.append(&mut event, &self.config, now, Some(&self.bytes))
+            {
+                break (topic, id, wakers);
             }
-            self.maybe_sweep(now);
-            return Ok(id);
-        }
+        };
+        wakers.into_iter().flatten().for_each(Waker::wake);
+        crate::metrics::published();
+        self.enforce_bytes(&topic);
+        self.maybe_sweep(now);
+        Ok(id)
     }
 
     fn subscribe(&self, name: &str, cursor: Option<&str>) -> Result<Subscriber, HubError> {

@@ -8,11 +8,13 @@
 //! they are. One that falls behind what the history holds, or more than
 //! `queue_capacity` events behind, lags and the [`Lag`] policy applies.
 //!
-//! Publishing takes two short critical sections: one reserves the next offset
-//! (so the user's closure can put the id in the event), the other stores the
-//! encoded event in its slot. The closure and the encoder run between them,
-//! outside any lock. Readers read only the settled prefix of the history, so
-//! events are read in offset order even when publishers finish out of order.
+//! Publishing a built event takes one short critical section
+//! ([`Topic::append`]: the id written in, the event encoded and stored).
+//! Publishing with a closure takes two: one reserves the next offset (so the
+//! user's closure can put the id in the event), the other stores the encoded
+//! event in its slot; the closure and the encoder run between them, outside
+//! any lock. Readers read only the settled prefix of the history, so events
+//! are read in offset order even when publishers finish out of order.
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -366,20 +368,22 @@ impl Topic {
     /// id written in: [`reserve`](Self::reserve) and [`commit`](Self::commit)
     /// in one critical section, the event encoded under the lock (no other
     /// work of the publisher runs in it). Returns its id and the wakers to call
-    /// once the lock is released; gives the event back when the topic was
-    /// removed. The byte count is kept as by `commit`.
+    /// once the lock is released; `None`, leaving the event where it is,
+    /// when the topic was removed (or `event` is empty). The byte count is
+    /// kept as by `commit`.
     pub(crate) fn append(
         &self,
-        event: Event,
+        event: &mut Option<Event>,
         config: &HubConfig,
         now: Instant,
         total: Option<&AtomicUsize>,
-    ) -> Result<(EventId, Vec<Option<Waker>>), Event> {
+    ) -> Option<(EventId, Vec<Option<Waker>>)> {
         let mut guard = lock(&self.state);
         let state = &mut *guard;
         if state.removed {
-            return Err(event);
+            return None;
         }
+        let event = event.take()?;
         let offset = state
             .floor
             .saturating_add(state.slots.len() as u64)
@@ -390,7 +394,7 @@ impl Topic {
         state.bytes += encoded.len();
         state.slots.push_back(Slot::Event(encoded));
         state.touched = now;
-        Ok((id, self.settle(state, before, config, total)))
+        Some((id, self.settle(state, before, config, total)))
     }
 
     /// After a slot was filled: settles what is now contiguous (bumping the
