@@ -19,7 +19,8 @@
 //!   request without one with [`MissingLastEventId`] (`400`). The `SseLayer` has
 //!   usually read it already; without the layer it is read from the request.
 //! - [`EndHandle`] is an extractor that never rejects: the layer's handle when
-//!   the layer runs (it makes one for every request), otherwise a new detached
+//!   the layer runs (for any request: one that did not ask for a stream gets
+//!   its handle made when the extractor asks), otherwise a new detached
 //!   handle, which reports the end once given to
 //!   [`SseBody::with_end_handle`]. `Option<EndHandle>` is `Some` only for the
 //!   layer's handle.
@@ -133,11 +134,7 @@ impl<S: Send + Sync> FromRequestParts<S> for EndHandle {
     type Rejection = Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        Ok(parts
-            .extensions
-            .get::<EndHandle>()
-            .cloned()
-            .unwrap_or_default())
+        Ok(layer_handle(parts).unwrap_or_default())
     }
 }
 
@@ -148,6 +145,16 @@ impl<S: Send + Sync> OptionalFromRequestParts<S> for EndHandle {
         parts: &mut Parts,
         _state: &S,
     ) -> Result<Option<Self>, Self::Rejection> {
-        Ok(parts.extensions.get::<EndHandle>().cloned())
+        Ok(layer_handle(parts))
     }
+}
+
+/// The layer's handle of this request: in its extensions (a stream request),
+/// or made now by the layer handling it on this thread (any other request).
+fn layer_handle(parts: &Parts) -> Option<EndHandle> {
+    parts
+        .extensions
+        .get::<EndHandle>()
+        .cloned()
+        .or_else(crate::stream::link::claim_handle)
 }

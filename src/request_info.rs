@@ -63,7 +63,7 @@ impl RequestInfo {
 }
 
 /// Made once: a `&str` name would be parsed on every lookup.
-const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
+pub(crate) const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
 
 /// What the layer keeps of every request (clones of shared parts, no
 /// allocation), made into a [`RequestInfo`] only if the answer is a stream.
@@ -76,11 +76,13 @@ pub(crate) struct RequestSeed {
 }
 
 impl RequestSeed {
-    pub(crate) fn new<B>(req: &Request<B>) -> Self {
+    /// What to keep of `req`, whose `x-request-id` (found by the caller's one
+    /// pass over the headers) is `request_id`.
+    pub(crate) fn new<B>(req: &Request<B>, request_id: Option<HeaderValue>) -> Self {
         Self {
             method: req.method().clone(),
             uri: req.uri().clone(),
-            request_id: req.headers().get(X_REQUEST_ID).cloned(),
+            request_id,
             route: route(req.extensions()),
         }
     }

@@ -76,10 +76,20 @@ pub(crate) fn set_headers(headers: &mut HeaderMap, cache_control: HeaderValue) {
 /// Whether a response's `content-type` is `text/event-stream`, with or without
 /// parameters, in any letter case.
 pub fn is_event_stream(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(is_event_stream_type)
+    // A response has few headers: a pass over them costs less than hashing
+    // the name for a look-up.
+    let content_type = headers
+        .iter()
+        .find_map(|(name, value)| (*name == header::CONTENT_TYPE).then_some(value));
+    content_type.is_some_and(|v| {
+        // Every response through the layer comes this way: one whose type does
+        // not start with a `t` (`application/json`, `image/png`) is ruled out
+        // before the exact check.
+        let bytes = v.as_bytes();
+        let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+        first.is_some_and(|b| b.eq_ignore_ascii_case(&b't'))
+            && v.to_str().is_ok_and(is_event_stream_type)
+    })
 }
 
 /// Whether a media type (or an `Accept` media range) is `text/event-stream`,

@@ -2,7 +2,7 @@
 
 use std::{fmt, ops::Deref};
 
-use http::{header::HeaderName, request::Parts, HeaderMap, Request, Uri};
+use http::{header::HeaderName, request::Parts, HeaderMap, HeaderValue, Request, Uri};
 
 /// The longest id accepted, in bytes. Longer values are treated as absent.
 ///
@@ -63,11 +63,24 @@ impl LastEventId {
     }
 
     fn from_parts(headers: &HeaderMap, uri: &Uri) -> Option<Self> {
-        // A ready-made name: looking up by `&str` would parse it on every request.
-        const NAME: HeaderName = HeaderName::from_static(LastEventId::HEADER);
-        let mut values = headers.get_all(NAME).iter();
-        if let Some(value) = values.next() {
-            if values.next().is_some() {
+        let mut values = headers.get_all(Self::NAME).iter();
+        let first = values.next();
+        let repeated = first.is_some() && values.next().is_some();
+        Self::from_header_or_query(first, repeated, uri)
+    }
+
+    /// A ready-made name: looking up by `&str` would parse it on every request.
+    pub(crate) const NAME: HeaderName = HeaderName::from_static(LastEventId::HEADER);
+
+    /// The id from the request's first `Last-Event-ID` value (none if the
+    /// header was `repeated`), else from its query.
+    pub(crate) fn from_header_or_query(
+        first: Option<&HeaderValue>,
+        repeated: bool,
+        uri: &Uri,
+    ) -> Option<Self> {
+        if let Some(value) = first {
+            if repeated {
                 return None;
             }
             return std::str::from_utf8(value.as_bytes())
@@ -75,8 +88,9 @@ impl LastEventId {
                 .and_then(Self::parse);
         }
         let query = uri.query()?;
-        // Most queries have no cursor; skip the split for them.
-        if !query.contains("lastEventId") {
+        // Most queries have no cursor; skip the split for them (and the search
+        // for one too short to hold it).
+        if query.len() < "lastEventId".len() || !query.contains("lastEventId") {
             return None;
         }
         query.split('&').find_map(|pair| {

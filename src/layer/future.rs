@@ -14,7 +14,7 @@ use crate::{
     request_info::RequestSeed,
     stream::end::EndHandle,
     stream::end::Outcome,
-    stream::link::{Link, LinkExt},
+    stream::link::{HandleOffer, Link, LinkExt},
     stream::permit::Permit,
     stream::report::Reporter,
 };
@@ -49,43 +49,56 @@ pin_project! {
 
 /// What the service set up for a request: its end handle (resolved with
 /// `ClientGone` if dropped unanswered), what the report will say of the
-/// request, and for a request that asked for a stream, its slot and its link to
-/// the body.
+/// request (for a stream request or a resumed one: a stream answering any
+/// other request is reported without it), and for a request that asked for a
+/// stream, its slot and its link to the body.
 pub(crate) struct StreamRequest {
-    handle: Option<EndHandle>,
-    seed: Option<RequestSeed>,
+    /// `Claimed` once the request has a handle (in its extensions, or made when
+    /// its handler asked); `Open` while none was asked for; `Closed` once
+    /// resolved or handed to the stream's report.
+    pub(crate) handle: HandleOffer,
+    /// Boxed: most requests have none, and the future moves several times.
+    seed: Option<Box<RequestSeed>>,
     permit: Option<Permit>,
-    link: Option<Arc<Link>>,
+    pub(crate) link: Option<Arc<Link>>,
 }
 
 impl StreamRequest {
     pub(crate) fn new(
-        handle: EndHandle,
-        seed: RequestSeed,
+        handle: HandleOffer,
+        seed: Option<Box<RequestSeed>>,
         permit: Option<Permit>,
         link: Option<Arc<Link>>,
     ) -> Self {
         Self {
-            handle: Some(handle),
-            seed: Some(seed),
+            handle,
+            seed,
             permit,
             link,
+        }
+    }
+
+    /// The handle, if the request has one; the request keeps none after.
+    fn take_handle(&mut self) -> Option<EndHandle> {
+        match std::mem::take(&mut self.handle) {
+            HandleOffer::Claimed(handle) => Some(handle),
+            HandleOffer::Open | HandleOffer::Closed => None,
         }
     }
 
     /// The response is no stream (or none came): the handle resolves at once, so
     /// that nothing waits on it forever.
     fn not_a_stream(mut self) {
-        if let Some(handle) = self.handle.take() {
+        if let Some(handle) = self.take_handle() {
             handle.resolve_empty(Outcome::NoStream);
         }
     }
 
     /// The response is a stream: its end report starts now.
     fn reporter(&mut self) -> Reporter {
-        let mut reporter = Reporter::new(self.handle.take().unwrap_or_default());
+        let mut reporter = Reporter::new(self.take_handle().unwrap_or_default());
         if let Some(seed) = self.seed.take() {
-            reporter.set_request(Arc::new(seed.into_info()));
+            reporter.set_request(Arc::new((*seed).into_info()));
         }
         reporter
     }
@@ -94,7 +107,7 @@ impl StreamRequest {
 impl Drop for StreamRequest {
     fn drop(&mut self) {
         // Dropped before the response (the future was dropped): the client left.
-        if let Some(handle) = self.handle.take() {
+        if let Some(handle) = self.take_handle() {
             handle.resolve_empty(Outcome::Unanswered);
         }
     }
@@ -137,7 +150,9 @@ where
                     return Poll::Pending;
                 };
                 // A body made while the handler runs links itself to the layer.
-                let output = ready!(Link::listen(&mut request.link, || future.poll(cx)));
+                let output = ready!(Link::listen(&mut request.link, &mut request.handle, || {
+                    future.poll(cx)
+                }));
                 let Some(stream) = stream.take() else {
                     return Poll::Pending;
                 };

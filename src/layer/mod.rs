@@ -8,9 +8,13 @@
 //! [`SseLayer::on_end`] and the request's [`EndHandle`](crate::EndHandle),
 //! graceful shutdown ([`SseLayer::with_shutdown`]) and a maximum lifetime
 //! ([`SseLayer::max_lifetime`]). Every request gets its
-//! [`LastEventId`](crate::LastEventId) and an `EndHandle` in its extensions; a
-//! *stream request* (`Accept: text/event-stream`) loses its `accept-encoding`, so
-//! nothing inside compresses the stream. Other responses pass through untouched.
+//! [`LastEventId`](crate::LastEventId) in its extensions; a *stream request*
+//! (`Accept: text/event-stream`) and one resuming a stream (with a
+//! `Last-Event-ID`) get an `EndHandle` there too, and any other request's
+//! handler gets one from the `EndHandle` extractor (with the `axum` feature),
+//! made when it asks, so a plain request costs no handle. A stream request
+//! loses its `accept-encoding`, so nothing inside compresses the stream. Other
+//! responses pass through untouched.
 //! The full account, and a comparison with other Rust SSE support, is in the
 //! [guide](https://github.com/tower-sse/tower-sse/blob/main/docs/guide.md#the-layer-in-depth).
 //!

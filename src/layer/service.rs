@@ -3,13 +3,16 @@ use std::{
     task::{Context, Poll},
 };
 
-use http::{header, HeaderMap, Request, Response};
+use http::{header, HeaderMap, HeaderValue, Request, Response};
 use tower_service::Service;
 
 use super::{config::Config, future::StreamRequest, ResponseBody, ResponseFuture, SseLayer};
 use crate::{
-    event::LastEventId, request_info::RequestSeed, stream::end::EndHandle, stream::end::Outcome,
-    stream::link::Link,
+    event::LastEventId,
+    request_info::{RequestSeed, X_REQUEST_ID},
+    stream::end::EndHandle,
+    stream::end::Outcome,
+    stream::link::{HandleOffer, Link},
 };
 
 /// Middleware that makes the SSE responses of the inner service production-safe;
@@ -98,54 +101,102 @@ where
     }
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
-        if let Some(id) = LastEventId::from_request(&req) {
+        let seen = Seen::scan(req.headers());
+        let id = LastEventId::from_header_or_query(seen.last_event_id, seen.repeated_id, req.uri());
+        let stream_request = seen.stream;
+        // A stream request, or one resuming a stream, gets its handle in its
+        // extensions, and its context is kept for the end report. Any other
+        // request has a handle made only if its handler asks (the `EndHandle`
+        // extractor, through the thread's offer), and no context: most are
+        // plain pages and API calls, which then cost neither.
+        let (handle, seed) = if stream_request || id.is_some() {
+            let seed = RequestSeed::new(&req, seen.request_id.cloned());
+            let handle = EndHandle::new();
+            req.extensions_mut().insert(handle.clone());
+            (HandleOffer::Claimed(handle), Some(Box::new(seed)))
+        } else {
+            (HandleOffer::Open, None)
+        };
+        if let Some(id) = id {
             req.extensions_mut().insert(id);
         }
-        // Every request gets a handle, so a handler can always take it; it
-        // resolves at once when the answer is not a stream.
-        let handle = EndHandle::new();
-        req.extensions_mut().insert(handle.clone());
-        let seed = RequestSeed::new(&req);
         // Listens for the `SseBody` the handler makes, whatever builds the response.
         let mut link = None;
-        if !accepts_event_stream(req.headers()) {
-            let future = Link::listen(&mut link, || self.inner.call(req));
-            let stream = StreamRequest::new(handle, seed, None, link);
+        if !stream_request {
+            let mut stream = StreamRequest::new(handle, seed, None, None);
+            let future = Link::listen(&mut link, &mut stream.handle, || self.inner.call(req));
+            stream.link = link;
             return ResponseFuture::called(future, self.config.clone(), stream);
         }
         // Decided before the inner service runs, so a refused stream costs it nothing.
         let Some(permit) = self.config.try_acquire() else {
-            handle.resolve_empty(Outcome::NoStream);
+            if let HandleOffer::Claimed(handle) = handle {
+                handle.resolve_empty(Outcome::NoStream);
+            }
             return ResponseFuture::rejected(&self.config);
         };
         req.headers_mut().remove(header::ACCEPT_ENCODING);
-        let future = Link::listen(&mut link, || self.inner.call(req));
-        let stream = StreamRequest::new(handle, seed, Some(permit), link);
+        let mut stream = StreamRequest::new(handle, seed, Some(permit), None);
+        let future = Link::listen(&mut link, &mut stream.handle, || self.inner.call(req));
+        stream.link = link;
         ResponseFuture::called(future, self.config.clone(), stream)
+    }
+}
+
+/// What the layer reads of a request's headers, in one pass over them (three
+/// look-ups by name would hash each name).
+#[derive(Default)]
+struct Seen<'a> {
+    /// The `Accept` header lists `text/event-stream`: a stream request.
+    stream: bool,
+    last_event_id: Option<&'a HeaderValue>,
+    /// `Last-Event-ID` was sent more than once (then it counts as absent).
+    repeated_id: bool,
+    request_id: Option<&'a HeaderValue>,
+}
+
+impl<'a> Seen<'a> {
+    fn scan(headers: &'a HeaderMap) -> Self {
+        let mut seen = Self::default();
+        for (name, value) in headers {
+            if *name == header::ACCEPT {
+                seen.stream = seen.stream || accepts_value(value);
+            } else if *name == LastEventId::NAME {
+                seen.repeated_id = seen.last_event_id.is_some();
+                seen.last_event_id = Some(value);
+            } else if *name == X_REQUEST_ID && seen.request_id.is_none() {
+                seen.request_id = Some(value);
+            }
+        }
+        seen
     }
 }
 
 /// Whether the `Accept` header lists `text/event-stream` (parameters and letter
 /// case aside) with a weight above zero. `*/*` does not count: every browser
 /// request sends it.
+#[cfg(test)]
 pub(crate) fn accepts_event_stream(headers: &HeaderMap) -> bool {
-    headers.get_all(header::ACCEPT).iter().any(|value| {
-        // Every request comes this way and most do not ask for a stream: a value
-        // too short to hold it (`application/json`), or none of whose few `/`
-        // is followed by `event-stream`, is ruled out before the exact parse.
-        let bytes = value.as_bytes();
-        let mentioned = bytes.len() >= "text/event-stream".len()
-            && memchr::memchr_iter(b'/', bytes).any(|at| {
-                bytes
-                    .get(at + 1..at + 13)
-                    .is_some_and(|s| s.eq_ignore_ascii_case(b"event-stream"))
-            });
-        mentioned
-            && value.to_str().is_ok_and(|v| {
-                v.split(',')
-                    .any(|range| crate::response::is_event_stream_type(range) && !refused(range))
-            })
-    })
+    headers.get_all(header::ACCEPT).iter().any(accepts_value)
+}
+
+/// Whether one `Accept` value lists `text/event-stream` with a weight above zero.
+fn accepts_value(value: &HeaderValue) -> bool {
+    // Every request comes this way and most do not ask for a stream: a value
+    // too short to hold it (`application/json`), or none of whose few `/`
+    // is followed by `event-stream`, is ruled out before the exact parse.
+    let bytes = value.as_bytes();
+    let mentioned = bytes.len() >= "text/event-stream".len()
+        && memchr::memchr_iter(b'/', bytes).any(|at| {
+            bytes
+                .get(at + 1..at + 13)
+                .is_some_and(|s| s.eq_ignore_ascii_case(b"event-stream"))
+        });
+    mentioned
+        && value.to_str().is_ok_and(|v| {
+            v.split(',')
+                .any(|range| crate::response::is_event_stream_type(range) && !refused(range))
+        })
 }
 
 /// Whether a media range has `q=0` (RFC 9110 §12.4.2: "not acceptable").

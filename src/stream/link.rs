@@ -13,16 +13,21 @@
 //! - the end reason is shared: the layer's reason (shutdown, lifetime) replaces
 //!   the `ClientGone` the inner body reports when it is dropped, and the inner
 //!   body's reason (a failure, its own shutdown) is the layer's when the body ends.
+//!
+//! The same listening offers the request's [`EndHandle`] to a handler that asks
+//! for it (the axum extractor, through [`claim_handle`]) when the layer did not
+//! put one in the request's extensions: a plain request makes no handle unless
+//! its handler wants one.
 
 use std::{
-    cell::RefCell,
+    cell::{Cell, RefCell},
     sync::{
         atomic::{AtomicBool, Ordering},
         Arc, Mutex, OnceLock,
     },
 };
 
-use crate::{stream::end::EndReason, stream::heartbeat::KeepAlive};
+use crate::{stream::end::EndHandle, stream::end::EndReason, stream::heartbeat::KeepAlive};
 
 /// Shared by the layer's body and the `SseBody` inside it (an `Arc`, one
 /// strong count on each side).
@@ -58,22 +63,63 @@ pub(crate) struct Link {
 #[derive(Clone, Debug)]
 pub(crate) struct LinkExt(pub(crate) Arc<Link>);
 
-/// Whether a layer on this thread offers a link to the next body made.
+/// What a layer listening on this thread offers, by kind: to the next body
+/// made, its link; to a handler that asks, the request's end handle.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 enum Offer {
-    /// No link is offered: no layer is handling a request here, or the one
-    /// that is already has its body's link.
+    /// Nothing is offered: no layer is handling a request here, or the one
+    /// that is has its body's link already, or put the handle in the
+    /// request's extensions.
+    #[default]
     Closed,
-    /// A layer is handling a request and no body has been made yet: the next
-    /// [`Link::claim`] takes a link.
+    /// A layer is handling a request and has none yet: the next
+    /// [`Link::claim`] (or [`claim_handle`]) makes one.
     Open,
-    /// The first body made meanwhile claimed this link; the layer picks it up
-    /// when its `listen` returns.
-    Claimed(Arc<Link>),
+    /// Made while the layer listens, and kept in [`CLAIMED`]; the layer picks
+    /// it up when its `listen` returns.
+    Claimed,
+}
+
+/// The offers of the innermost layer listening on this thread.
+#[derive(Clone, Copy, Debug, Default)]
+struct Offers {
+    link: Offer,
+    handle: Offer,
+}
+
+impl Offers {
+    fn any_claimed(self) -> bool {
+        self.link == Offer::Claimed || self.handle == Offer::Claimed
+    }
+}
+
+/// What was made under the innermost listening layer: its `Claimed` offers.
+#[derive(Default)]
+struct Claimed {
+    link: Option<Arc<Link>>,
+    handle: Option<EndHandle>,
+}
+
+/// The request's [`EndHandle`] as the layer holds it: made only when asked
+/// for (by the `EndHandle` extractor) for a request that got none in its
+/// extensions, so a plain request costs no handle.
+#[derive(Debug, Default)]
+pub(crate) enum HandleOffer {
+    /// Not offered: the handle is in the request's extensions, or it was
+    /// resolved already.
+    #[default]
+    Closed,
+    /// Made on the first [`claim_handle`] while the layer listens.
+    Open,
+    /// Made: every later claim for this request gets it too, and the layer
+    /// reports the stream to it.
+    Claimed(EndHandle),
 }
 
 thread_local! {
-    /// The layer's offer to the body being made on this thread, while the
-    /// layer's service calls (or polls) the inner service.
+    /// The offers of the layer listening on this thread, to the body being
+    /// made and to the handler asking for its end handle, while the layer's
+    /// service calls (or polls) the inner service.
     ///
     /// A thread-local, because the body can be made by any constructor, in any
     /// code the handler calls (`SseBody::new`, `response(body)`, axum's
@@ -83,9 +129,48 @@ thread_local! {
     /// thread: [`Link::listen`] sets it and restores the previous one after
     /// (a guard, so on panic too, and nested layers each see their own), and a
     /// body made on another thread (a spawned task) finds it closed and is
-    /// found through [`LinkExt`] instead. A `RefCell`: only this thread ever
-    /// touches it, and never re-entrantly (no user code runs while borrowed).
-    static OFFER: RefCell<Offer> = const { RefCell::new(Offer::Closed) };
+    /// found through [`LinkExt`] instead.
+    ///
+    /// Plain flags (`Copy`, no destructor), so that setting and restoring
+    /// them around every call and poll is a plain write; what is made lives
+    /// in [`CLAIMED`], touched only when something is.
+    static OFFER: Cell<Offers> = const {
+        Cell::new(Offers {
+            link: Offer::Closed,
+            handle: Offer::Closed,
+        })
+    };
+
+    /// What was made under the innermost listening layer: holds something
+    /// exactly when that layer's [`OFFER`] says `Claimed`. A layer that starts
+    /// listening while an outer one holds something here keeps the outer's
+    /// aside and puts it back when done. Borrowed only for short steps that
+    /// call no user code.
+    static CLAIMED: RefCell<Claimed> = const {
+        RefCell::new(Claimed {
+            link: None,
+            handle: None,
+        })
+    };
+}
+
+/// The end handle of the request a layer handles on this thread, made now if
+/// the layer offers one and none was made yet; `None` when no layer listens
+/// here, or the layer put the handle in the request's extensions.
+#[cfg_attr(not(feature = "axum"), allow(dead_code))]
+pub(crate) fn claim_handle() -> Option<EndHandle> {
+    let mut offers = OFFER.get();
+    match offers.handle {
+        Offer::Closed => None,
+        Offer::Claimed => CLAIMED.with(|c| c.borrow().handle.clone()),
+        Offer::Open => {
+            let handle = EndHandle::new();
+            CLAIMED.with(|c| c.borrow_mut().handle = Some(handle.clone()));
+            offers.handle = Offer::Claimed;
+            OFFER.set(offers);
+            Some(handle)
+        }
+    }
 }
 
 impl Link {
@@ -118,44 +203,83 @@ impl Link {
     }
 
     /// Runs `f` (the inner service's `call`, or a poll of its future) with a
-    /// link open to the first body made meanwhile on this thread; that body's
-    /// link ends up in `found`. Costs no allocation when no body is made.
-    pub(crate) fn listen<R>(found: &mut Option<Arc<Link>>, f: impl FnOnce() -> R) -> R {
+    /// link open to the first body made meanwhile on this thread, and the
+    /// request's end handle offered as `handle` says; that body's link ends up
+    /// in `found`, and a handle made meanwhile in `handle`. Costs no
+    /// allocation when no body and no handle is made.
+    pub(crate) fn listen<R>(
+        found: &mut Option<Arc<Link>>,
+        handle: &mut HandleOffer,
+        f: impl FnOnce() -> R,
+    ) -> R {
         struct Restore<'a> {
-            prev: Option<Offer>,
+            prev: Offers,
+            /// `Some` when this layer put something in `CLAIMED` (its handle,
+            /// made in an earlier poll) or set aside what an outer layer had
+            /// there (held here until restored).
+            aside: Option<Claimed>,
             found: &'a mut Option<Arc<Link>>,
+            handle: &'a mut HandleOffer,
         }
         impl Drop for Restore<'_> {
             fn drop(&mut self) {
-                let prev = self.prev.take().unwrap_or(Offer::Closed);
-                let seen = OFFER.with(|o| o.replace(prev));
-                if let (Offer::Claimed(link), None) = (seen, &self.found) {
+                let seen = OFFER.replace(self.prev);
+                if seen.handle == Offer::Open {
+                    // Still not asked for: offered again on the next listen.
+                    *self.handle = HandleOffer::Open;
+                }
+                if !seen.any_claimed() && self.aside.is_none() {
+                    return; // the common case: nothing was made
+                }
+                let outer = self.aside.take().unwrap_or_default();
+                let mine = CLAIMED.with(|c| std::mem::replace(&mut *c.borrow_mut(), outer));
+                if let (Some(link), None) = (mine.link, &self.found) {
                     *self.found = Some(link);
+                }
+                if let Some(made) = mine.handle {
+                    *self.handle = HandleOffer::Claimed(made);
                 }
             }
         }
-        let offer = match found {
-            Some(_) => Offer::Closed,
-            None => Offer::Open,
+        let (offered, made) = match std::mem::take(handle) {
+            HandleOffer::Closed => (Offer::Closed, None),
+            HandleOffer::Open => (Offer::Open, None),
+            HandleOffer::Claimed(made) => (Offer::Claimed, Some(made)),
         };
-        let prev = OFFER.with(|o| o.replace(offer));
+        let offers = Offers {
+            link: match found {
+                Some(_) => Offer::Closed,
+                None => Offer::Open,
+            },
+            handle: offered,
+        };
+        let prev = OFFER.replace(offers);
+        let aside = (prev.any_claimed() || made.is_some()).then(|| {
+            let mine = Claimed {
+                link: None,
+                handle: made,
+            };
+            CLAIMED.with(|c| std::mem::replace(&mut *c.borrow_mut(), mine))
+        });
         let _restore = Restore {
-            prev: Some(prev),
+            prev,
+            aside,
             found,
+            handle,
         };
         f()
     }
 
     /// A link for a body being made while a layer listens (the first body only).
     pub(crate) fn claim() -> Option<Arc<Link>> {
-        OFFER.with(|o| {
-            let mut offer = o.borrow_mut();
-            if !matches!(*offer, Offer::Open) {
-                return None;
-            }
-            let link = Arc::new(Link::default());
-            *offer = Offer::Claimed(link.clone());
-            Some(link)
-        })
+        let mut offers = OFFER.get();
+        if offers.link != Offer::Open {
+            return None;
+        }
+        let link = Arc::new(Link::default());
+        CLAIMED.with(|c| c.borrow_mut().link = Some(link.clone()));
+        offers.link = Offer::Claimed;
+        OFFER.set(offers);
+        Some(link)
     }
 }

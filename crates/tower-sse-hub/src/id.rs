@@ -90,21 +90,59 @@ impl Epoch {
     }
 }
 
-impl fmt::Display for Epoch {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+impl Epoch {
+    /// The epoch's characters, most significant first.
+    fn chars(self) -> [u8; EPOCH_CHARS] {
         let mut out = [0u8; EPOCH_CHARS];
         for (i, c) in out.iter_mut().enumerate() {
             let shift = 5 * (EPOCH_CHARS - 1 - i);
             *c = ALPHABET[((self.0 >> shift) & 31) as usize];
         }
+        out
+    }
+}
+
+impl fmt::Display for Epoch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Always ASCII.
-        f.write_str(std::str::from_utf8(&out).map_err(|_| fmt::Error)?)
+        f.write_str(std::str::from_utf8(&self.chars()).map_err(|_| fmt::Error)?)
+    }
+}
+
+impl EventId {
+    /// The id as text, as `Display` writes it, without the formatting
+    /// machinery: every publish writes one.
+    pub(crate) fn to_text(self) -> String {
+        let (out, at) = self.ascii();
+        // Always ASCII.
+        String::from_utf8_lossy(&out[at..]).into_owned()
+    }
+
+    /// The id's characters, in `out[at..]`: at most 20 digits, `-` and the
+    /// epoch's 8 characters.
+    fn ascii(self) -> ([u8; 29], usize) {
+        let mut out = [0u8; 29];
+        let mut at = 20;
+        let mut offset = self.offset;
+        loop {
+            at -= 1;
+            out[at] = b'0' + (offset % 10) as u8;
+            offset /= 10;
+            if offset == 0 {
+                break;
+            }
+        }
+        out[20] = b'-';
+        out[21..].copy_from_slice(&self.epoch.chars());
+        (out, at)
     }
 }
 
 impl fmt::Display for EventId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}-{}", self.offset, self.epoch)
+        let (out, at) = self.ascii();
+        // Always ASCII.
+        f.write_str(std::str::from_utf8(&out[at..]).map_err(|_| fmt::Error)?)
     }
 }
 

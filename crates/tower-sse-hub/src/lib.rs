@@ -149,10 +149,13 @@ use tower_sse::Event;
 /// # Locks
 ///
 /// No lock is shared by all topics on the publish path: a topic is found in one
-/// of several shards, and its offset is reserved and its event stored in two
-/// short critical sections of that topic alone. The closure of
-/// [`publish_with`](Self::publish_with) and the encoder run outside every lock,
-/// so they may call back into the hub.
+/// of several shards, and its offset is reserved and its event stored in short
+/// critical sections of that topic alone: one for [`publish`](Self::publish)
+/// (the event was built before the call: its id is written in and it is
+/// encoded under the topic's lock), two for
+/// [`publish_with`](Self::publish_with) and
+/// [`publish_once`](Self::publish_once), whose closure and encoding run between
+/// them, outside every lock, so the closure may call back into the hub.
 ///
 /// # Example
 ///
@@ -192,6 +195,9 @@ pub struct Hub {
     store: Arc<dyn Store>,
     /// The name prefixes of latest-value topics (see [`Hub::latest_value`]).
     latest: Arc<[String]>,
+    /// The same store when it is a [`MemoryStore`]: publishing to it directly
+    /// costs no boxed closure and no boxed future.
+    memory: Option<MemoryStore>,
     /// Counts the `Hub` handles (subscribers hold topics only): when the last one
     /// goes, every stream is ended.
     _last_handle: Arc<CloseOnLastHandle>,
@@ -210,8 +216,12 @@ impl Hub {
 
     /// A hub on `store`.
     pub fn with_store(store: impl Store) -> Self {
+        let memory = (&store as &dyn std::any::Any)
+            .downcast_ref::<MemoryStore>()
+            .cloned();
         let store: Arc<dyn Store> = Arc::new(store);
         Self {
+            memory,
             _last_handle: Arc::new(CloseOnLastHandle(store.clone())),
             store,
             latest: Arc::new([]),
@@ -284,6 +294,9 @@ impl Hub {
     /// in time, when it may have been (use [`publish_once`](Self::publish_once)
     /// to retry exactly).
     pub async fn publish(&self, topic: &str, event: Event) -> Result<EventId, HubError> {
+        if let Some(memory) = &self.memory {
+            return memory.publish_event(topic, event);
+        }
         self.store
             .publish(topic, None, Box::new(move |_| event))
             .await
@@ -329,6 +342,9 @@ impl Hub {
         make: impl FnOnce(&EventId) -> Event + Send,
     ) -> Result<EventId, HubError> {
         store::check_key(Some(key))?;
+        if let Some(memory) = &self.memory {
+            return memory.publish_now(topic, Some(key), make);
+        }
         self.store.publish(topic, Some(key), Box::new(make)).await
     }
 
@@ -354,6 +370,9 @@ impl Hub {
         topic: &str,
         make: impl FnOnce(&EventId) -> Event + Send,
     ) -> Result<EventId, HubError> {
+        if let Some(memory) = &self.memory {
+            return memory.publish_now(topic, None, make);
+        }
         self.store.publish(topic, None, Box::new(make)).await
     }
 

@@ -27,6 +27,29 @@ fn publish(topic: &Topic, config: &HubConfig, n: u32) {
     wakers.into_iter().flatten().for_each(|w| w.wake());
 }
 
+/// Publishes in one critical section, as `Hub::publish` does on a memory store.
+fn append(topic: &Topic, config: &HubConfig, n: u32) {
+    let (_, wakers) = topic
+        .append(
+            &mut Some(Event::message(n.to_string())),
+            config,
+            Instant::now(),
+            None,
+        )
+        .expect("not removed");
+    wakers.into_iter().flatten().for_each(|w| w.wake());
+}
+
+/// The data of each event read (an appended event has an `id:` line first).
+fn data_of(events: &[String]) -> Vec<String> {
+    let mut data: Vec<String> = events
+        .iter()
+        .map(|e| e[e.find("data: ").expect("a data line")..].to_owned())
+        .collect();
+    data.sort();
+    data
+}
+
 /// Reads `n` events (or until the stream ends) and returns their data.
 fn read(topic: &Topic, cursor: &mut Cursor, config: &HubConfig, n: usize) -> Vec<String> {
     let mut got = Vec::new();
@@ -204,5 +227,53 @@ fn a_rebase_reaches_a_waiting_reader_in_band() {
         let with_first = [data(1), reset.clone(), data(2)];
         let without = [reset, data(2)];
         assert!(got == with_first || got == without, "{got:?}");
+    });
+}
+
+#[test]
+fn one_step_and_two_step_publishes_interleave() {
+    // `append` (reserve and commit in one step) beside a publisher holding a
+    // reserved slot: the reader gets both, once each, in offset order, and is
+    // woken for each (a reserved slot before an appended one holds it back).
+    loom::model(|| {
+        let config = Arc::new(HubConfig::new().lag(Lag::Skip));
+        let topic = Arc::new(Topic::new(Arc::from("t"), Instant::now()));
+        let mut cursor = Cursor::new(&topic.subscribe(None).unwrap());
+        let two_step = {
+            let (topic, config) = (topic.clone(), config.clone());
+            thread::spawn(move || publish(&topic, &config, 1))
+        };
+        let one_step = {
+            let (topic, config) = (topic.clone(), config.clone());
+            thread::spawn(move || append(&topic, &config, 2))
+        };
+        let got = read(&topic, &mut cursor, &config, 2);
+        two_step.join().unwrap();
+        one_step.join().unwrap();
+        assert_eq!(data_of(&got), [data(1), data(2)]);
+    });
+}
+
+#[test]
+fn two_one_step_publishes_reach_a_waiting_reader() {
+    loom::model(|| {
+        let config = Arc::new(HubConfig::new().lag(Lag::Skip));
+        let topic = Arc::new(Topic::new(Arc::from("t"), Instant::now()));
+        let mut cursor = Cursor::new(&topic.subscribe(None).unwrap());
+        let publishers: Vec<_> = [1, 2]
+            .into_iter()
+            .map(|n| {
+                let (topic, config) = (topic.clone(), config.clone());
+                thread::spawn(move || append(&topic, &config, n))
+            })
+            .collect();
+        let got = read(&topic, &mut cursor, &config, 2);
+        for p in publishers {
+            p.join().unwrap();
+        }
+        // In offset order: the first id is offset 1.
+        assert!(got[0].starts_with("id: 1-"), "{got:?}");
+        assert!(got[1].starts_with("id: 2-"), "{got:?}");
+        assert_eq!(data_of(&got), [data(1), data(2)]);
     });
 }

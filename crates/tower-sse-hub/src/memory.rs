@@ -9,9 +9,10 @@
 //! once per sweep interval by the next publish or subscribe.
 
 use std::{
+    borrow::Borrow,
     collections::{hash_map::RandomState, HashMap},
     fmt,
-    hash::BuildHasher,
+    hash::{BuildHasher, BuildHasherDefault, Hash, Hasher},
     sync::{
         atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
         Arc,
@@ -27,6 +28,7 @@ use super::{
     topic::{Reservation, Topic},
     EventId, HubConfig, Subscriber,
 };
+use tower_sse::Event;
 
 /// After a scan at the topic bound found no topic to evict, new topics are
 /// refused for this long without scanning again: a flood of new topics while
@@ -35,8 +37,102 @@ const FULL_BACKOFF: Duration = Duration::from_millis(100);
 
 const SHARDS: usize = 32;
 
-/// One shard: the topics whose name hashes to it.
-type Shard = Mutex<HashMap<Arc<str>, Arc<Topic>>>;
+/// One shard: the topics whose name hashes to it, keyed by the name and its
+/// hash, so that a name is hashed once per operation (for the shard and the
+/// map both).
+type Shard = Mutex<HashMap<Key, Arc<Topic>, BuildHasherDefault<Prehashed>>>;
+
+/// A topic's name in a shard's map, with the hash the store computed for it
+/// (the store's `RandomState`: a topic name may come from a client).
+struct Key {
+    hash: u64,
+    name: Arc<str>,
+}
+
+/// A name with its hash, as the map's key or as a look-up for one: the map is
+/// asked with `&dyn Named` so that a look-up by `&str` needs no `Arc`.
+trait Named {
+    fn hash(&self) -> u64;
+    fn name(&self) -> &str;
+}
+
+impl Named for Key {
+    fn hash(&self) -> u64 {
+        self.hash
+    }
+    fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// A look-up: a borrowed name and its hash.
+struct Probe<'a> {
+    hash: u64,
+    name: &'a str,
+}
+
+impl Named for Probe<'_> {
+    fn hash(&self) -> u64 {
+        self.hash
+    }
+    fn name(&self) -> &str {
+        self.name
+    }
+}
+
+impl<'a> Borrow<dyn Named + 'a> for Key {
+    fn borrow(&self) -> &(dyn Named + 'a) {
+        self
+    }
+}
+
+impl Hash for dyn Named + '_ {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(Named::hash(self));
+    }
+}
+
+impl PartialEq for dyn Named + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.hash() == other.hash() && self.name() == other.name()
+    }
+}
+
+impl Eq for dyn Named + '_ {}
+
+impl Hash for Key {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Self) -> bool {
+        self.hash == other.hash && self.name == other.name
+    }
+}
+
+impl Eq for Key {}
+
+/// The hasher of a shard's map: its keys bring their hash.
+#[derive(Default)]
+struct Prehashed(u64);
+
+impl Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is used (by `Key` and `Probe`); anything else still
+        // hashes, just slowly.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, hash: u64) {
+        self.0 = hash;
+    }
+}
 
 /// The in-process [`Store`]: each topic's history in memory, bounded per topic
 /// by [`HubConfig`]'s count, bytes and TTL, and hub-wide by its topic and byte
@@ -75,7 +171,9 @@ impl MemoryStore {
     pub fn new(config: HubConfig) -> Self {
         let inner = Arc::new(Inner {
             config: Arc::new(config),
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            shards: (0..SHARDS)
+                .map(|_| Mutex::new(HashMap::default()))
+                .collect(),
             hasher: RandomState::new(),
             topics: AtomicUsize::new(0),
             bytes: AtomicUsize::new(0),
@@ -100,6 +198,23 @@ impl MemoryStore {
     /// Bytes of history held across every topic.
     pub fn history_bytes(&self) -> usize {
         self.inner.bytes.load(Ordering::Relaxed)
+    }
+
+    /// [`Store::publish`] without its boxes, for a [`Hub`](super::Hub) on this
+    /// store: it completes at once.
+    pub(crate) fn publish_now(
+        &self,
+        topic: &str,
+        key: Option<&str>,
+        make: impl FnOnce(&EventId) -> Event,
+    ) -> Result<EventId, HubError> {
+        self.inner.publish(topic, key, make)
+    }
+
+    /// [`Hub::publish`](super::Hub::publish) on this store: an event built
+    /// before the publish is stored in one critical section of its topic.
+    pub(crate) fn publish_event(&self, topic: &str, event: Event) -> Result<EventId, HubError> {
+        self.inner.publish_event(topic, event)
     }
 
     /// Frees now the topics without subscribers whose retention has expired
@@ -146,8 +261,19 @@ async fn sweeper(inner: std::sync::Weak<Inner>) {
 }
 
 impl Inner {
-    fn shard(&self, name: &str) -> &Shard {
-        &self.shards[self.hasher.hash_one(name) as usize % SHARDS]
+    /// `name` with its hash, computed once for the shard and its map.
+    fn probe<'a>(&self, name: &'a str) -> Probe<'a> {
+        Probe {
+            hash: self.hasher.hash_one(name),
+            name,
+        }
+    }
+
+    /// The shard of a hash: chosen by bits 32 to 36, which the map of a shard
+    /// uses neither for the bucket (the low bits) nor for the tag (the top 7),
+    /// so the topics of one shard still spread over its whole table.
+    fn shard(&self, hash: u64) -> &Shard {
+        &self.shards[(hash >> 32) as usize % SHARDS]
     }
 
     /// Nanoseconds from `started` to `now`.
@@ -160,7 +286,8 @@ impl Inner {
     /// made first by evicting idle topics (never the one being created);
     /// [`HubError::Full`] when there is none to evict.
     fn topic(&self, name: &str) -> Result<Arc<Topic>, HubError> {
-        if let Some(topic) = self.existing(name) {
+        let probe = self.probe(name);
+        if let Some(topic) = self.find(&probe) {
             return Ok(topic);
         }
         let max = self.config.get_max_topics();
@@ -180,21 +307,31 @@ impl Inner {
                 return Err(HubError::Full);
             }
         }
-        let mut map = lock(self.shard(name));
-        if let Some(topic) = map.get(name) {
+        let mut map = lock(self.shard(probe.hash));
+        if let Some(topic) = map.get(&probe as &dyn Named) {
             return Ok(topic.clone());
         }
         if self.closed.load(Ordering::SeqCst) {
             return Err(HubError::Closed);
         }
         let topic = Arc::new(Topic::new(Arc::from(name), now()));
-        map.insert(topic.name().clone(), topic.clone());
+        let key = Key {
+            hash: probe.hash,
+            name: topic.name().clone(),
+        };
+        map.insert(key, topic.clone());
         self.topics.fetch_add(1, Ordering::Relaxed);
         Ok(topic)
     }
 
     fn existing(&self, name: &str) -> Option<Arc<Topic>> {
-        lock(self.shard(name)).get(name).cloned()
+        self.find(&self.probe(name))
+    }
+
+    fn find(&self, probe: &Probe<'_>) -> Option<Arc<Topic>> {
+        lock(self.shard(probe.hash))
+            .get(probe as &dyn Named)
+            .cloned()
     }
 
     /// Runs a sweep when the last one is older than the sweep interval.
@@ -257,15 +394,16 @@ impl Inner {
             if freed_topics >= topics && freed_bytes >= bytes {
                 break;
             }
-            let mut map = lock(self.shard(topic.name()));
+            let probe = self.probe(topic.name());
+            let mut map = lock(self.shard(probe.hash));
             let ours = map
-                .get(topic.name())
+                .get(&probe as &dyn Named)
                 .is_some_and(|t| Arc::ptr_eq(t, &topic));
             if !ours {
                 continue;
             }
             if let Some(held) = topic.try_remove(None) {
-                map.remove(topic.name());
+                map.remove(&probe as &dyn Named);
                 freed_topics += 1;
                 freed_bytes += held;
                 self.bytes.fetch_sub(held, Ordering::Relaxed);
@@ -296,7 +434,7 @@ impl Inner {
         &self,
         name: &str,
         key: Option<&str>,
-        make: MakeEvent<'_>,
+        make: impl FnOnce(&EventId) -> Event,
     ) -> Result<EventId, HubError> {
         if self.closed.load(Ordering::Relaxed) {
             return Err(HubError::Closed);
@@ -331,6 +469,30 @@ impl Inner {
         let event = store::encode_with_id(make(&id), &id);
         guard.event = Some(event);
         drop(guard);
+        crate::metrics::published();
+        self.enforce_bytes(&topic);
+        self.maybe_sweep(now);
+        Ok(id)
+    }
+
+    /// Publishes an event built before the publish (no key, no closure) in
+    /// one critical section of its topic ([`Topic::append`]).
+    fn publish_event(&self, name: &str, event: Event) -> Result<EventId, HubError> {
+        if self.closed.load(Ordering::Relaxed) {
+            return Err(HubError::Closed);
+        }
+        let now = now();
+        let mut event = Some(event);
+        let (topic, id, wakers) = loop {
+            let topic = self.topic(name)?;
+            // `None`: freed between the look-up and now; look it up again.
+            if let Some((id, wakers)) =
+                topic.append(&mut event, &self.config, now, Some(&self.bytes))
+            {
+                break (topic, id, wakers);
+            }
+        };
+        wakers.into_iter().flatten().for_each(Waker::wake);
         crate::metrics::published();
         self.enforce_bytes(&topic);
         self.maybe_sweep(now);

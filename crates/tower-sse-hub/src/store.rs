@@ -99,7 +99,7 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
 /// every store does to the event a publisher built.
 pub(crate) fn encode_with_id(event: Event, id: &EventId) -> tower_sse::EncodedEvent {
     // An `EventId` is digits, `-` and lowercase letters: always a valid id.
-    event.id(id.to_string()).unwrap_or_default().encode()
+    event.id(id.to_text()).unwrap_or_default().encode()
 }
 
 /// The longest idempotency key a store takes, in bytes.

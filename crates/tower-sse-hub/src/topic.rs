@@ -8,11 +8,13 @@
 //! they are. One that falls behind what the history holds, or more than
 //! `queue_capacity` events behind, lags and the [`Lag`] policy applies.
 //!
-//! Publishing takes two short critical sections: one reserves the next offset
-//! (so the user's closure can put the id in the event), the other stores the
-//! encoded event in its slot. The closure and the encoder run between them,
-//! outside any lock. Readers read only the settled prefix of the history, so
-//! events are read in offset order even when publishers finish out of order.
+//! Publishing a built event takes one short critical section
+//! ([`Topic::append`]: the id written in, the event encoded and stored).
+//! Publishing with a closure takes two: one reserves the next offset (so the
+//! user's closure can put the id in the event), the other stores the encoded
+//! event in its slot; the closure and the encoder run between them, outside
+//! any lock. Readers read only the settled prefix of the history, so events
+//! are read in offset order even when publishers finish out of order.
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -359,6 +361,52 @@ impl Topic {
             }
         };
         state.touched = now;
+        self.settle(state, before, config, total)
+    }
+
+    /// Stores `event`, built before the publish, at the next offset with its
+    /// id written in: [`reserve`](Self::reserve) and [`commit`](Self::commit)
+    /// in one critical section, the event encoded under the lock (no other
+    /// work of the publisher runs in it). Returns its id and the wakers to call
+    /// once the lock is released; `None`, leaving the event where it is,
+    /// when the topic was removed (or `event` is empty). The byte count is
+    /// kept as by `commit`.
+    pub(crate) fn append(
+        &self,
+        event: &mut Option<Event>,
+        config: &HubConfig,
+        now: Instant,
+        total: Option<&AtomicUsize>,
+    ) -> Option<(EventId, Vec<Option<Waker>>)> {
+        let mut guard = lock(&self.state);
+        let state = &mut *guard;
+        if state.removed {
+            return None;
+        }
+        let event = event.take()?;
+        let offset = state
+            .floor
+            .saturating_add(state.slots.len() as u64)
+            .saturating_add(1);
+        let id = state.id(offset);
+        let encoded = crate::store::encode_with_id(event, &id);
+        let before = state.bytes;
+        state.bytes += encoded.len();
+        state.slots.push_back(Slot::Event(encoded));
+        state.touched = now;
+        Some((id, self.settle(state, before, config, total)))
+    }
+
+    /// After a slot was filled: settles what is now contiguous (bumping the
+    /// version and taking the waiters if anything was), evicts beyond the
+    /// bounds, and adds the change in history bytes since `before` to `total`.
+    fn settle(
+        &self,
+        state: &mut State,
+        before: usize,
+        config: &HubConfig,
+        total: Option<&AtomicUsize>,
+    ) -> Vec<Option<Waker>> {
         let mut wakers = Vec::new();
         let settled = state.settled;
         while let Some(slot) = state.slots.get((state.settled - state.floor) as usize) {
@@ -374,9 +422,12 @@ impl Topic {
         state.evict(config.get_history_len(), config.get_history_bytes());
         if let Some(total) = total {
             use std::sync::atomic::Ordering::Relaxed;
-            if state.bytes >= before {
+            // No write when the history only turned over (a full history of
+            // events of one size): the hub-wide count's cache line is shared
+            // by every publisher, of every topic.
+            if state.bytes > before {
                 total.fetch_add(state.bytes - before, Relaxed);
-            } else {
+            } else if state.bytes < before {
                 total.fetch_sub(before - state.bytes, Relaxed);
             }
         }

@@ -108,6 +108,7 @@ pub struct Server {
     header_read_timeout: Duration,
     max_buf_size: usize,
     writev: bool,
+    http1_only: bool,
     max_connections: Option<usize>,
     write_timeout: Option<Duration>,
     max_streams_per_connection: u32,
@@ -141,6 +142,7 @@ impl Server {
             header_read_timeout: Self::DEFAULT_HEADER_READ_TIMEOUT,
             max_buf_size: Self::DEFAULT_MAX_BUF_SIZE,
             writev: false,
+            http1_only: false,
             max_connections: None,
             write_timeout: Some(Self::DEFAULT_WRITE_TIMEOUT),
             max_streams_per_connection: Self::DEFAULT_MAX_STREAMS_PER_CONNECTION,
@@ -186,6 +188,15 @@ impl Server {
     /// grows the buffer for the connection's life.
     pub fn writev(mut self, writev: bool) -> Self {
         self.writev = writev;
+        self
+    }
+
+    /// Serves HTTP/1.1 only (`true`), without h2c (HTTP/2 over plain TCP):
+    /// a connection's first bytes are then not read ahead to tell the
+    /// protocol. Off by default; over TLS with ALPN, HTTP/2 is negotiated
+    /// before this server sees the connection, and refused with this set.
+    pub fn http1_only(mut self, http1_only: bool) -> Self {
+        self.http1_only = http1_only;
         self
     }
 
@@ -302,6 +313,9 @@ impl Server {
             .http2()
             .timer(TokioTimer::new())
             .max_concurrent_streams(self.max_streams_per_connection);
+        if self.http1_only {
+            builder = builder.http1_only();
+        }
         let builder = Arc::new(builder);
         let graceful = GracefulShutdown::new();
         let mut connections = JoinSet::new();

@@ -520,3 +520,16 @@ async fn unfinished_and_failed_tls_handshakes_cost_only_their_connection() {
     shutdown.trigger();
     guard("serve returns", server).await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn http1_only_serves_http1_and_refuses_h2c() {
+    let shutdown = Shutdown::new();
+    let (addr, server, _) = start(Server::new().http1_only(true), shutdown.clone()).await;
+    assert!(get(addr, "/").await.ends_with("ok"));
+    // An h2c client's preface is not an HTTP/1.1 request: no answer comes.
+    let mut h2 = h2_client(addr, None).await;
+    let answer = tokio::time::timeout(Duration::from_secs(5), h2.send_request(sse_get("/")));
+    assert!(!matches!(answer.await, Ok(Ok(_))));
+    shutdown.trigger();
+    guard("serve returns", server).await.unwrap().unwrap();
+}

@@ -26,7 +26,13 @@
 //! - `ours-auto`: the same behind hyper-util's `auto::Builder` (HTTP/1 and h2c);
 //! - `axum-hyper`: the `ours` server, but the handler returns axum's `Sse`
 //!   (isolates the body from the server settings);
-//! - `axum`: a stock `axum::serve` with a `Router` whose handler returns `Sse`.
+//! - `axum`: a stock `axum::serve` with a `Router` whose handler returns `Sse`;
+//! - `serve`: tower-sse-serve's `Server` with its defaults (HTTP/1.1 and h2c),
+//!   `SseLayer` around the `ours` handler; `serve-http1`: the same with
+//!   `Server::http1_only(true)`.
+//!
+//! Built with `--features jemalloc`, every server runs on jemalloc (the chat's
+//! allocator) instead of glibc's malloc.
 //!
 //! Every N sockets need one file descriptor in the server and one here: the
 //! soft limit (`ulimit -n`) must be above N plus a few; raise it with
@@ -65,9 +71,15 @@ use tokio::{
 use tower::ServiceBuilder;
 use tower_sse::{Event, KeepAlive, OkEvents, SseBody, SseLayer};
 
+#[cfg(feature = "jemalloc")]
+#[global_allocator]
+static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 const HEARTBEAT: Duration = Duration::from_secs(1);
 const IDLE: Duration = Duration::from_secs(10);
-const KINDS: [&str; 6] = [
+const KINDS: [&str; 8] = [
+    "serve",
+    "serve-http1",
     "ours",
     "ours-body",
     "ours-writev",
@@ -118,6 +130,25 @@ async fn server(kind: &str) {
             axum::Router::new().route("/sse", axum::routing::get(|| async { axum_response() }));
         println!("listening on http://{local}");
         axum::serve(listener, app).await.expect("serve");
+        return;
+    }
+    if let Some(http1_only) = match kind {
+        "serve" => Some(false),
+        "serve-http1" => Some(true),
+        _ => None,
+    } {
+        let svc =
+            ServiceBuilder::new()
+                .layer(SseLayer::new())
+                .service_fn(|_: Request<Incoming>| async {
+                    Ok::<_, Infallible>(our_body().into_response())
+                });
+        println!("listening on http://{local}");
+        tower_sse_serve::Server::new()
+            .http1_only(http1_only)
+            .serve(listener, svc)
+            .await
+            .expect("serve");
         return;
     }
     println!("listening on http://{local}");
