@@ -194,7 +194,7 @@ async fn latest_value_topics_start_with_their_state() {
         .subscribe_many(&["widget/cpu", "widget/mem", "widget/disk", "log"], None)
         .await
         .unwrap();
-    let mut first = vec![next(&mut stream).await, next(&mut stream).await];
+    let mut first = [next(&mut stream).await, next(&mut stream).await];
     first.sort_by(|a, b| a.2.cmp(&b.2));
     assert_eq!(first[0].2, "cpu 12", "the latest state only");
     assert_eq!(first[1].2, "mem 3");
