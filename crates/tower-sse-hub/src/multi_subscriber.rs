@@ -18,9 +18,10 @@ use crate::{
 
 /// A subscription to a set of topics
 /// ([`Hub::subscribe_many`](crate::Hub::subscribe_many)): a `Stream` that
-/// merges their events, each topic's in its own order, the topics read in
-/// turn (one event from each topic that has one, round and round), so a busy
-/// topic never starves a quiet one.
+/// merges their events, each topic's in its own order, and across topics in
+/// the order this process stored them (of the events ready when it looks: one
+/// stored while it looks may come a step later). A replay is in stored order
+/// too, and a topic's notices and snapshot come as soon as they are due.
 ///
 /// Every event it yields carries, as its `id:`, a [`Cursor`] over every
 /// topic of the stream (instead of the topic's own id): a client that
@@ -40,8 +41,6 @@ use crate::{
 /// cursor and resumes them all.
 pub struct MultiSubscriber {
     members: Vec<Member>,
-    /// Where the next round starts.
-    next: usize,
     /// Events to yield before the topics' (the `refused` notice).
     first: Option<EncodedEvent>,
     ended: bool,
@@ -57,6 +56,9 @@ struct Member {
     /// The id of the topic's last event this stream yielded (or where it
     /// started).
     at: EventId,
+    /// The topic's next event, taken to compare its place in the commit order
+    /// with the other topics', and its stamp.
+    head: Option<(u64, EncodedEvent)>,
 }
 
 impl MultiSubscriber {
@@ -73,11 +75,11 @@ impl MultiSubscriber {
                 topic,
                 subscriber,
                 at,
+                head: None,
             })
             .collect();
         Self {
             members,
-            next: 0,
             first: None,
             ended: false,
         }
@@ -249,25 +251,32 @@ impl Stream for MultiSubscriber {
         if let Some(first) = this.first.take() {
             return Poll::Ready(Some(first));
         }
-        if this.ended {
-            return Poll::Ready(None);
-        }
-        let n = this.members.len();
-        for i in 0..n {
-            let at = (this.next + i) % n;
-            match Pin::new(&mut this.members[at].subscriber).poll_next(cx) {
-                Poll::Ready(Some(event)) => {
-                    this.next = (at + 1) % n;
-                    return Poll::Ready(Some(this.relabel(at, event)));
-                }
-                Poll::Ready(None) => {
-                    this.ended = true;
-                    return Poll::Ready(None);
-                }
+        for member in this.members.iter_mut().filter(|m| m.head.is_none()) {
+            match Pin::new(&mut member.subscriber).poll_next(cx) {
+                Poll::Ready(Some(event)) => member.head = Some((member.subscriber.stamp(), event)),
+                // What the others have taken is still yielded, then the end.
+                Poll::Ready(None) => this.ended = true,
                 Poll::Pending => {}
             }
         }
-        Poll::Pending
+        // The earliest stored (a notice, stamped 0, first), the first topic
+        // on a tie.
+        let next = this
+            .members
+            .iter()
+            .enumerate()
+            .filter_map(|(at, m)| m.head.as_ref().map(|(stamp, _)| (*stamp, at)))
+            .min();
+        match next {
+            Some((_, at)) => {
+                let Some((_, event)) = this.members[at].head.take() else {
+                    return Poll::Pending;
+                };
+                Poll::Ready(Some(this.relabel(at, event)))
+            }
+            None if this.ended => Poll::Ready(None),
+            None => Poll::Pending,
+        }
     }
 }
 

@@ -91,10 +91,16 @@ impl Subscriber {
     /// [`then`](Self::then), in place.
     pub(crate) fn greet(&mut self, event: EncodedEvent) {
         if self.cursor.at >= self.position.offset() {
-            self.cursor.local.push_back(event);
+            self.cursor.local.push_back((0, event));
         } else {
             self.cursor.greeting = Some((self.position.offset(), event));
         }
+    }
+
+    /// Where the event yielded last was in this process's commit order, across
+    /// topics (0 for the hub's notices and greetings, and before any event).
+    pub(crate) fn stamp(&self) -> u64 {
+        self.cursor.stamp
     }
 
     /// Events taken from the topic and not yet yielded (at most a small batch).

@@ -31,6 +31,16 @@ use super::{
 };
 use tower_sse::{EncodedEvent, Event};
 
+/// The order in which this process stored events, across all topics: each
+/// stored event takes the next number (under its topic's lock), so that a
+/// stream of several topics can yield them in that order.
+static STORED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// The next [`STORED`] stamp.
+fn stored() -> u64 {
+    STORED.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1
+}
+
 /// How many events a subscriber takes from the history per lock.
 const BATCH: usize = 16;
 
@@ -136,7 +146,9 @@ pub(crate) enum Reservation {
 enum Slot {
     /// Reserved by a publisher whose event is being built.
     Reserved,
-    Event(EncodedEvent),
+    /// An event, and its place in this process's commit order (a
+    /// [`STORED`] stamp).
+    Event(EncodedEvent, u64),
     /// Its publisher's closure panicked: the offset holds no event.
     Empty,
 }
@@ -172,8 +184,11 @@ pub(crate) struct Cursor {
     pub(crate) at: u64,
     /// Where the replay ends: events up to here do not count as lag.
     replay_end: u64,
-    /// Events taken from the topic, not yet yielded.
-    pub(crate) local: VecDeque<EncodedEvent>,
+    /// Events taken from the topic, not yet yielded, each with its [`STORED`]
+    /// stamp (0 for the hub's notices and greetings).
+    pub(crate) local: VecDeque<(u64, EncodedEvent)>,
+    /// The stamp of the event yielded last.
+    pub(crate) stamp: u64,
     /// An event to yield once `at` reaches its offset (after the replay).
     pub(crate) greeting: Option<(u64, EncodedEvent)>,
     /// The generation of the history `at` counts in: when the topic's
@@ -194,7 +209,8 @@ impl Cursor {
             slot: joined.slot,
             at: joined.start,
             replay_end: joined.position.offset(),
-            local: joined.reset.iter().cloned().collect(),
+            local: joined.reset.iter().map(|r| (0, r.clone())).collect(),
+            stamp: 0,
             greeting: None,
             generation: joined.generation,
             registered: None,
@@ -352,7 +368,7 @@ impl Topic {
         *slot = match event {
             Some(event) => {
                 state.bytes += event.len();
-                Slot::Event(event)
+                Slot::Event(event, stored())
             }
             None => {
                 // Nothing is stored at this offset: its key must not answer with it.
@@ -392,7 +408,7 @@ impl Topic {
         let encoded = crate::store::encode_with_id(event, &id);
         let before = state.bytes;
         state.bytes += encoded.len();
-        state.slots.push_back(Slot::Event(encoded));
+        state.slots.push_back(Slot::Event(encoded, stored()));
         state.touched = now;
         Some((id, self.settle(state, before, config, total)))
     }
@@ -583,7 +599,8 @@ impl Topic {
         config: &HubConfig,
         cx: &mut Context<'_>,
     ) -> Poll<Option<EncodedEvent>> {
-        if let Some(event) = cursor.local.pop_front() {
+        if let Some((stamp, event)) = cursor.local.pop_front() {
+            cursor.stamp = stamp;
             return Poll::Ready(Some(event));
         }
         if cursor.ended {
@@ -625,9 +642,11 @@ impl Topic {
             // was promised for the old one first, then the reset, then the new
             // epoch from its start, none of which counts as lag.
             if let Some((_, greeting)) = cursor.greeting.take() {
-                cursor.local.push_back(greeting);
+                cursor.local.push_back((0, greeting));
             }
-            cursor.local.push_back(reset_notice(state.id(state.floor)));
+            cursor
+                .local
+                .push_back((0, reset_notice(state.id(state.floor))));
             cursor.generation = state.generation;
             cursor.at = state.floor;
             cursor.replay_end = state.settled;
@@ -643,15 +662,15 @@ impl Topic {
             match config.get_lag() {
                 Lag::Disconnect { retry } => {
                     let hint = Event::default().comment("lagged").retry(retry).encode();
-                    cursor.local.push_back(hint);
+                    cursor.local.push_back((0, hint));
                     cursor.ended = true;
                     state.cut_off(cursor.slot);
-                    return Poll::Ready(cursor.local.pop_front());
+                    return Poll::Ready(cursor.local.pop_front().map(|(_, e)| e));
                 }
                 Lag::Skip => {
                     let last = state.id(state.settled).to_string();
                     let data = format!("{{\"skipped\":{behind}}}");
-                    cursor.local.push_back(notice("gap", &last, data));
+                    cursor.local.push_back((0, notice("gap", &last, data)));
                     cursor.at = state.settled;
                 }
             }
@@ -664,8 +683,8 @@ impl Topic {
         let from = (cursor.at - state.floor) as usize;
         let take = (end.saturating_sub(cursor.at) as usize).min(BATCH);
         for slot in state.slots.range(from..from + take) {
-            if let Slot::Event(event) = slot {
-                cursor.local.push_back(event.clone());
+            if let Slot::Event(event, stamp) = slot {
+                cursor.local.push_back((*stamp, event.clone()));
             }
         }
         cursor.at += take as u64;
@@ -675,7 +694,7 @@ impl Topic {
             .is_some_and(|(at, _)| cursor.at >= *at)
         {
             if let Some((_, greeting)) = cursor.greeting.take() {
-                cursor.local.push_back(greeting);
+                cursor.local.push_back((0, greeting));
             }
         }
         cursor.available = state.settled;
@@ -686,7 +705,10 @@ impl Topic {
         }
         drop(guard);
         match cursor.local.pop_front() {
-            Some(event) => Poll::Ready(Some(event)),
+            Some((stamp, event)) => {
+                cursor.stamp = stamp;
+                Poll::Ready(Some(event))
+            }
             None if cursor.ended => Poll::Ready(None),
             None => Poll::Pending,
         }
@@ -706,7 +728,7 @@ impl State {
         while at > from {
             let index = (at - self.floor - 1) as usize;
             let len = match self.slots.get(index) {
-                Some(Slot::Event(event)) => event.len(),
+                Some(Slot::Event(event, _)) => event.len(),
                 _ => 0,
             };
             bytes = bytes.saturating_add(len);
@@ -730,7 +752,7 @@ impl State {
             if self.floor >= self.settled {
                 break;
             }
-            if let Some(Slot::Event(event)) = self.slots.pop_front() {
+            if let Some(Slot::Event(event, _)) = self.slots.pop_front() {
                 self.bytes -= event.len();
             }
             self.floor += 1;

@@ -228,3 +228,38 @@ async fn latest_value_topics_start_with_their_state() {
         .contains("data: mem 4\n"));
     assert!(!hub.is_latest_value("log"));
 }
+
+#[tokio::test]
+async fn across_topics_in_the_order_they_were_stored() {
+    let hub = Hub::new();
+    let topics = ["a", "b", "c"];
+    let mut stream = hub.subscribe_many(&topics, None).await.unwrap();
+    // Stored while nobody reads: the stream yields them in that order, not
+    // topic by topic.
+    let order = ["b", "a", "a", "c", "b", "c", "a"];
+    for (n, topic) in order.iter().enumerate() {
+        hub.publish(topic, Event::message(format!("{topic} {n}")))
+            .await
+            .unwrap();
+    }
+    for (n, topic) in order.iter().enumerate() {
+        assert_eq!(next(&mut stream).await.2, format!("{topic} {n}"));
+    }
+    // A replay too.
+    let (cursor, ..) = next_after_publish(&hub, &mut stream).await;
+    drop(stream);
+    for (n, topic) in order.iter().enumerate() {
+        hub.publish(topic, Event::message(format!("again {topic} {n}")))
+            .await
+            .unwrap();
+    }
+    let mut stream = hub.subscribe_many(&topics, Some(&cursor)).await.unwrap();
+    for (n, topic) in order.iter().enumerate() {
+        assert_eq!(next(&mut stream).await.2, format!("again {topic} {n}"));
+    }
+}
+
+async fn next_after_publish(hub: &Hub, stream: &mut MultiSubscriber) -> (String, String, String) {
+    hub.publish("c", Event::message("mark")).await.unwrap();
+    next(stream).await
+}
