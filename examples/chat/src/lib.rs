@@ -63,7 +63,11 @@
 //!   so a client retries a `503` or a lost answer with the same key. The page
 //!   sends one per message.
 //! - A subscribe that cannot be served (Redis unreachable, or this node holds
-//!   as many rooms as it may, all in use) answers `503` with `retry-after`.
+//!   as many rooms as it may, all in use) answers an `EventSource` (`Accept:
+//!   text/event-stream`) with a stream that carries `event: unavailable`
+//!   (`{"error"}`) and `retry: 2000`, then ends, so that the browser comes back
+//!   in 2 s with its `Last-Event-ID` (a `503` would end it for good); other
+//!   clients get `503` with `retry-after`.
 //! - `GET /metrics`: Prometheus text (`chat_messages_posted_total`, and the
 //!   crate's own metrics when it is built with its `metrics` feature).
 //! - `GET /favicon.ico`: the icon.
