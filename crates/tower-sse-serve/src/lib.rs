@@ -96,7 +96,7 @@ use tokio::{
 use tower_service::Service;
 
 use self::stall::{Progress, Watch, Watched};
-pub use self::tcp::TcpOptions;
+pub use self::tcp::{bind, TcpOptions, BACKLOG};
 use tower_sse::{BoxError, Shutdown};
 
 /// An HTTP/1.1 and h2c server with the defaults long-lived streams need; see

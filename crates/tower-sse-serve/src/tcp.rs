@@ -174,3 +174,47 @@ mod tests {
         drop(client);
     }
 }
+
+/// The accept queue of a listener made by [`bind`]: the kernel caps it at
+/// `net.core.somaxconn` (4 096 on current Linux).
+pub const BACKLOG: u32 = 4096;
+
+/// Binds a listener on `addr` (the first of its addresses that binds) whose
+/// accept queue holds [`BACKLOG`] connections, where tokio's
+/// `TcpListener::bind` asks for 1 024: in a join storm (thousands of
+/// `EventSource`s opening at once) the connections the server has not accepted
+/// yet wait in the queue instead of being dropped and sent again by the client
+/// a second or more later. `SO_REUSEADDR` is set, as tokio's `bind` does.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> std::io::Result<()> {
+/// let listener = tower_sse_serve::bind("127.0.0.1:0").await?;
+/// assert!(listener.local_addr()?.port() > 0);
+/// # Ok(()) }
+/// ```
+///
+/// # Errors
+///
+/// An address that does not resolve, or none that binds (the last error).
+pub async fn bind(addr: impl tokio::net::ToSocketAddrs) -> io::Result<tokio::net::TcpListener> {
+    let mut last = None;
+    for addr in tokio::net::lookup_host(addr).await? {
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        #[cfg(unix)]
+        socket.set_reuseaddr(true)?;
+        match socket.bind(addr).and_then(|()| socket.listen(BACKLOG)) {
+            Ok(listener) => return Ok(listener),
+            Err(err) => last = Some(err),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "the address resolves to nothing",
+        )
+    }))
+}

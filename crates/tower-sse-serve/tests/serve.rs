@@ -533,3 +533,23 @@ async fn http1_only_serves_http1_and_refuses_h2c() {
     shutdown.trigger();
     guard("serve returns", server).await.unwrap().unwrap();
 }
+
+/// `bind` resolves names, listens with the larger queue, and accepts.
+#[tokio::test]
+async fn bind_listens_with_a_larger_accept_queue() {
+    let listener = tower_sse_serve::bind("localhost:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    assert!(addr.ip().is_loopback());
+    // Connections wait in the queue until they are accepted.
+    let mut waiting = Vec::new();
+    for _ in 0..8 {
+        waiting.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+    }
+    for _ in 0..8 {
+        listener.accept().await.unwrap();
+    }
+    assert!(tower_sse_serve::bind("no such host.invalid:0")
+        .await
+        .is_err());
+    assert_eq!(tower_sse_serve::BACKLOG, 4096);
+}

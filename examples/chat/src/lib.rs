@@ -122,7 +122,8 @@ pub use crate::{
 pub async fn run() -> std::io::Result<()> {
     let config = config::Config::from_env()?;
     let (hub, presence) = cluster::connect(&config).await?;
-    let listener = tokio::net::TcpListener::bind(&config.addr).await?;
+    // An accept queue of 4 096: a join storm waits in it instead of being dropped.
+    let listener = tower_sse_serve::bind(&config.addr).await?;
     let local = listener.local_addr()?;
     let shutdown = Shutdown::new();
     let shared = config.redis_url.is_some()
