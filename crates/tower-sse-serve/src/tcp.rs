@@ -143,38 +143,6 @@ impl Default for TcpOptions {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn options_reach_the_socket_and_extremes_are_clamped() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap());
-        let (client, accepted) = tokio::join!(client, listener.accept());
-        let (tcp, _) = accepted.unwrap();
-        TcpOptions::new().apply(&tcp).unwrap();
-        let socket = socket2::SockRef::from(&tcp);
-        assert!(socket.tcp_nodelay().unwrap());
-        assert!(socket.keepalive().unwrap());
-        #[cfg(target_os = "linux")]
-        assert_eq!(
-            socket.tcp_user_timeout().unwrap(),
-            Some(TcpOptions::DEFAULT_USER_TIMEOUT)
-        );
-        let extreme = TcpOptions::new()
-            .user_timeout(Some(Duration::MAX))
-            .keepalive(Some(Duration::MAX), Duration::ZERO, u32::MAX);
-        extreme.apply(&tcp).unwrap();
-        TcpOptions::new()
-            .user_timeout(None)
-            .keepalive(None, Duration::ZERO, 0)
-            .apply(&tcp)
-            .unwrap();
-        drop(client);
-    }
-}
-
 /// The accept queue of a listener made by [`bind`]: the kernel caps it at
 /// `net.core.somaxconn` (4 096 on current Linux).
 pub const BACKLOG: u32 = 4096;
@@ -217,4 +185,36 @@ pub async fn bind(addr: impl tokio::net::ToSocketAddrs) -> io::Result<tokio::net
             "the address resolves to nothing",
         )
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn options_reach_the_socket_and_extremes_are_clamped() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap());
+        let (client, accepted) = tokio::join!(client, listener.accept());
+        let (tcp, _) = accepted.unwrap();
+        TcpOptions::new().apply(&tcp).unwrap();
+        let socket = socket2::SockRef::from(&tcp);
+        assert!(socket.tcp_nodelay().unwrap());
+        assert!(socket.keepalive().unwrap());
+        #[cfg(target_os = "linux")]
+        assert_eq!(
+            socket.tcp_user_timeout().unwrap(),
+            Some(TcpOptions::DEFAULT_USER_TIMEOUT)
+        );
+        let extreme = TcpOptions::new()
+            .user_timeout(Some(Duration::MAX))
+            .keepalive(Some(Duration::MAX), Duration::ZERO, u32::MAX);
+        extreme.apply(&tcp).unwrap();
+        TcpOptions::new()
+            .user_timeout(None)
+            .keepalive(None, Duration::ZERO, 0)
+            .apply(&tcp)
+            .unwrap();
+        drop(client);
+    }
 }
