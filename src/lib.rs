@@ -177,7 +177,7 @@ pub use body::{OkEvents, SseBody};
 pub use decode::{DecodeError, Decoder, EventStream, MessageEvent};
 pub use error::BoxError;
 pub use event::{EncodedEvent, Event, EventError, LastEventId, MAX_LAST_EVENT_ID_LEN};
-pub use layer::SseLayer;
+pub use layer::{accepts_event_stream, SseLayer};
 pub use request_info::RequestInfo;
 pub use response::{
     is_event_stream, no_content, response, NO_CACHE, TEXT_EVENT_STREAM, X_ACCEL_BUFFERING,

@@ -106,6 +106,6 @@ mod sse_layer;
 pub use self::{
     body::{BodyError, ResponseBody},
     future::ResponseFuture,
-    service::Sse,
+    service::{accepts_event_stream, Sse},
     sse_layer::SseLayer,
 };

@@ -172,11 +172,21 @@ impl<'a> Seen<'a> {
     }
 }
 
-/// Whether the `Accept` header lists `text/event-stream` (parameters and letter
-/// case aside) with a weight above zero. `*/*` does not count: every browser
-/// request sends it.
-#[cfg(test)]
-pub(crate) fn accepts_event_stream(headers: &HeaderMap) -> bool {
+/// Whether a request's `Accept` header lists `text/event-stream` (parameters
+/// and letter case aside) with a weight above zero: what the layer calls a
+/// stream request, and what every `EventSource` sends. `*/*` does not count:
+/// every browser request sends it.
+///
+/// ```
+/// use http::{header::ACCEPT, HeaderMap, HeaderValue};
+///
+/// let mut headers = HeaderMap::new();
+/// headers.insert(ACCEPT, HeaderValue::from_static("text/event-stream"));
+/// assert!(tower_sse::accepts_event_stream(&headers));
+/// headers.insert(ACCEPT, HeaderValue::from_static("text/event-stream;q=0, */*"));
+/// assert!(!tower_sse::accepts_event_stream(&headers));
+/// ```
+pub fn accepts_event_stream(headers: &HeaderMap) -> bool {
     headers.get_all(header::ACCEPT).iter().any(accepts_value)
 }
 

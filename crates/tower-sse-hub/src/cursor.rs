@@ -73,6 +73,16 @@ pub(crate) fn tag(topic: &str) -> u32 {
     })
 }
 
+/// Each topic's tag, or `None` for a topic whose tag another of `topics` has
+/// too: a cursor cannot tell those apart, so it positions neither (they start
+/// afresh on a reconnect).
+pub(crate) fn unique_tags(topics: &[String]) -> Vec<Option<u32>> {
+    let tags: Vec<u32> = topics.iter().map(|topic| tag(topic)).collect();
+    tags.iter()
+        .map(|t| (tags.iter().filter(|other| *other == t).count() == 1).then_some(*t))
+        .collect()
+}
+
 impl Cursor {
     /// No topic.
     pub fn new() -> Self {

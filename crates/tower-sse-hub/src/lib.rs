@@ -460,11 +460,12 @@ impl Hub {
         }
         let cursor = last_event_id.and_then(|id| id.parse::<Cursor>().ok());
         let mut members = Vec::with_capacity(distinct.len());
-        for topic in &distinct {
+        let tags = crate::cursor::unique_tags(&distinct);
+        for (topic, tag) in distinct.iter().zip(tags) {
             let from = cursor
                 .as_ref()
-                .filter(|_| MultiSubscriber::positions(&distinct, topic))
-                .and_then(|cursor| cursor.get(topic));
+                .zip(tag)
+                .and_then(|(cursor, tag)| cursor.get_tag(tag));
             let (subscriber, at) = match from {
                 Some(from) => (
                     self.store.subscribe(topic, Some(&from.to_string())).await?,
@@ -472,7 +473,7 @@ impl Hub {
                 ),
                 None => self.subscribe_fresh(topic).await?,
             };
-            members.push((topic.clone(), subscriber, at));
+            members.push((topic.clone(), tag, subscriber, at));
         }
         Ok(MultiSubscriber::new(members))
     }

@@ -11,10 +11,7 @@ use bytes::Bytes;
 use futures_core::Stream;
 use tower_sse::{EncodedEvent, Event};
 
-use crate::{
-    cursor::{tag, Cursor},
-    EventId, Subscriber,
-};
+use crate::{cursor::Cursor, EventId, Subscriber};
 
 /// A subscription to a set of topics
 /// ([`Hub::subscribe_many`](crate::Hub::subscribe_many)): a `Stream` that
@@ -48,10 +45,10 @@ pub struct MultiSubscriber {
 
 struct Member {
     topic: String,
-    tag: u32,
-    /// In the stream's cursor: a topic whose tag another topic of the stream
-    /// has too is left out, and starts afresh on a reconnect.
-    in_cursor: bool,
+    /// The topic's tag in the stream's cursor; `None` for a topic whose tag
+    /// another topic of the stream has too: left out, it starts afresh on a
+    /// reconnect.
+    tag: Option<u32>,
     subscriber: Subscriber,
     /// The id of the topic's last event this stream yielded (or where it
     /// started).
@@ -63,15 +60,15 @@ struct Member {
 
 impl MultiSubscriber {
     /// The topics' subscribers (in the request's order, distinct), each with
-    /// the id it starts after.
-    pub(crate) fn new(members: Vec<(String, Subscriber, EventId)>) -> Self {
-        let tags: Vec<u32> = members.iter().map(|(topic, ..)| tag(topic)).collect();
+    /// its tag in the cursor (`None`: not in it, see [`unique_tags`]) and the
+    /// id it starts after.
+    ///
+    /// [`unique_tags`]: crate::cursor::unique_tags
+    pub(crate) fn new(members: Vec<(String, Option<u32>, Subscriber, EventId)>) -> Self {
         let members = members
             .into_iter()
-            .zip(&tags)
-            .map(|((topic, subscriber, at), t)| Member {
-                in_cursor: tags.iter().filter(|other| *other == t).count() == 1,
-                tag: *t,
+            .map(|(topic, tag, subscriber, at)| Member {
+                tag,
                 topic,
                 subscriber,
                 at,
@@ -83,13 +80,6 @@ impl MultiSubscriber {
             first: None,
             ended: false,
         }
-    }
-
-    /// Whether `topic`'s tag is unique in `topics`, so that a cursor can
-    /// position it.
-    pub(crate) fn positions(topics: &[String], topic: &str) -> bool {
-        let t = tag(topic);
-        topics.iter().filter(|other| tag(other) == t).count() == 1
     }
 
     /// The topics, in the request's order.
@@ -110,8 +100,10 @@ impl MultiSubscriber {
     /// where each topic starts).
     pub fn cursor(&self) -> Cursor {
         let mut cursor = Cursor::new();
-        for member in self.members.iter().filter(|m| m.in_cursor) {
-            cursor.set_tag(member.tag, member.at);
+        for member in &self.members {
+            if let Some(tag) = member.tag {
+                cursor.set_tag(tag, member.at);
+            }
         }
         cursor
     }

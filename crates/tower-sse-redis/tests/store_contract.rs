@@ -18,6 +18,15 @@ async fn hub(config: HubConfig) -> Option<Hub> {
     ))
 }
 
+/// Deletes every key of `topic` on the server at `url`.
+async fn delete_topic(url: &str, topic: &str) {
+    let pattern = format!("*:{{{topic}}}:*");
+    let keys: Vec<String> = redis_support::command(url, ::redis::cmd("KEYS").arg(&pattern)).await;
+    for key in keys {
+        let _: i64 = redis_support::command(url, ::redis::cmd("DEL").arg(&key)).await;
+    }
+}
+
 fn lose() -> Option<Lose> {
     Some(Arc::new(
         |topic: String| -> Pin<Box<dyn Future<Output = ()> + Send>> {
@@ -25,12 +34,7 @@ fn lose() -> Option<Lose> {
                 let Some(url) = redis_support::shared().await else {
                     return;
                 };
-                let pattern = format!("*:{{{topic}}}:*");
-                let keys: Vec<String> =
-                    redis_support::command(&url, ::redis::cmd("KEYS").arg(&pattern)).await;
-                for key in keys {
-                    let _: i64 = redis_support::command(&url, ::redis::cmd("DEL").arg(&key)).await;
-                }
+                delete_topic(&url, &topic).await;
             })
         },
     ))
@@ -64,13 +68,7 @@ fn lose_sharded() -> Option<Lose> {
                     return;
                 };
                 for url in sharded_urls(&url) {
-                    let pattern = format!("*:{{{topic}}}:*");
-                    let keys: Vec<String> =
-                        redis_support::command(&url, ::redis::cmd("KEYS").arg(&pattern)).await;
-                    for key in keys {
-                        let _: i64 =
-                            redis_support::command(&url, ::redis::cmd("DEL").arg(&key)).await;
-                    }
+                    delete_topic(&url, &topic).await;
                 }
             })
         },

@@ -45,8 +45,9 @@ pub(crate) const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
 pub const MAX_STREAMS: usize = 10_000;
 /// The longest `Idempotency-Key` taken.
 pub(crate) const MAX_KEY: usize = 128;
-/// `retry-after` of a `503` when the hub cannot store or subscribe now.
-pub(crate) const RETRY_AFTER_S: &str = "2";
+/// How long a client waits before trying again when the hub cannot store or
+/// subscribe now: `retry-after` of a `503`, `retry:` of an `EventSource`.
+pub(crate) const RETRY_AFTER: Duration = Duration::from_secs(2);
 /// How a chat is set up, besides its hub and presence.
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -210,36 +211,21 @@ pub(crate) fn service_unavailable(err: &HubError) -> Response {
     let mut res = error(StatusCode::SERVICE_UNAVAILABLE, &err.to_string());
     res.headers_mut().insert(
         header::RETRY_AFTER,
-        header::HeaderValue::from_static(RETRY_AFTER_S),
+        header::HeaderValue::from(RETRY_AFTER.as_secs()),
     );
     res
-}
-
-/// Whether the client reads `text/event-stream` (an `EventSource` always
-/// says so).
-pub(crate) fn accepts_event_stream(headers: &header::HeaderMap) -> bool {
-    headers
-        .get_all(header::ACCEPT)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .any(|range| {
-            let essence = range.split(';').next().unwrap_or_default().trim();
-            essence.eq_ignore_ascii_case("text/event-stream")
-        })
 }
 
 /// A subscribe the hub cannot serve now (its store unreachable, or full), for
 /// an `EventSource`: a `503` would end it for good, so the answer is a stream
 /// that says `unavailable` (`{"error"}`), sets the reconnection time to
-/// [`RETRY_AFTER_S`] and ends; the browser comes back then, with the same
+/// [`RETRY_AFTER`] and ends; the browser comes back then, with the same
 /// `Last-Event-ID`.
 pub(crate) fn come_back_later(err: &HubError) -> Response {
-    let retry = Duration::from_secs(RETRY_AFTER_S.parse().unwrap_or(2));
     let notice = named("unavailable").data(json!({ "error": err.to_string() }).to_string());
     let notice = futures_util::stream::iter([notice]);
     SseBody::from_events(notice)
-        .retry(retry)
+        .retry(RETRY_AFTER)
         .into_response()
         .map(Body::new)
 }
@@ -386,7 +372,7 @@ pub(crate) async fn subscribe(
         .or_else(|| LastEventId::from_request(&req));
     let events = match chat.join(&rooms, &name, last.as_deref()).await {
         Ok(events) => events,
-        Err(err) if accepts_event_stream(req.headers()) => return come_back_later(&err),
+        Err(err) if tower_sse::accepts_event_stream(req.headers()) => return come_back_later(&err),
         Err(err) => return service_unavailable(&err),
     };
     // No heartbeat set here: the body sends the layer's (`HEARTBEAT_MS`).

@@ -26,6 +26,17 @@ async fn node(urls: &str, prefix: &str, ttl: Duration) -> (SocketAddr, Hub, Redi
     node_with(urls, prefix, ttl, chat::room::PRESENCE_FULL_MAX).await
 }
 
+/// A chat node whose Redis does not answer (a port nobody listens on).
+async fn node_without_redis() -> SocketAddr {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("redis://127.0.0.1:{port}");
+    node(&url, "down", Duration::from_secs(30)).await.0
+}
+
 /// A chat node whose rooms send counts above `full_max` members.
 async fn node_with(
     urls: &str,
@@ -217,17 +228,7 @@ async fn a_node_that_dies_has_its_members_leave() {
 
 #[tokio::test]
 async fn send_is_503_with_a_json_error_when_redis_is_unreachable() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let (addr, _, _) = node(
-        &format!("redis://127.0.0.1:{port}"),
-        "down",
-        Duration::from_secs(30),
-    )
-    .await;
+    let addr = node_without_redis().await;
     let (status, body) = post(addr, "r", "bob", "hello").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(
@@ -340,17 +341,7 @@ async fn several_rooms_resume_on_another_node() {
 /// client that does not read event streams gets the `503`.
 #[tokio::test]
 async fn an_event_source_is_told_to_come_back_when_redis_is_unreachable() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let (addr, _, _) = node(
-        &format!("redis://127.0.0.1:{port}"),
-        "down",
-        Duration::from_secs(30),
-    )
-    .await;
+    let addr = node_without_redis().await;
     let req = Request::get("/sse?room=r&name=ann")
         .header("host", addr.to_string())
         .header("accept", "text/event-stream")
