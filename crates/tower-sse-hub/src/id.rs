@@ -110,12 +110,12 @@ impl fmt::Display for Epoch {
 }
 
 impl EventId {
-    /// The id as text, as `Display` writes it, without the formatting
-    /// machinery: every publish writes one.
-    pub(crate) fn to_text(self) -> String {
+    /// Runs `f` with the id's text, as `Display` writes it, but on the stack
+    /// and without the formatting machinery: every publish writes one.
+    pub(crate) fn with_text<T>(self, f: impl FnOnce(&str) -> T) -> T {
         let (out, at) = self.ascii();
-        // Always ASCII.
-        String::from_utf8_lossy(&out[at..]).into_owned()
+        // Always ASCII, so never the empty fallback.
+        f(std::str::from_utf8(&out[at..]).unwrap_or_default())
     }
 
     /// The id's characters, in `out[at..]`: at most 20 digits, `-` and the
@@ -140,9 +140,7 @@ impl EventId {
 
 impl fmt::Display for EventId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (out, at) = self.ascii();
-        // Always ASCII.
-        f.write_str(std::str::from_utf8(&out[at..]).map_err(|_| fmt::Error)?)
+        self.with_text(|id| f.write_str(id))
     }
 }
 

@@ -466,7 +466,7 @@ impl Inner {
             event: None,
             now,
         };
-        let event = store::encode_with_id(make(&id), &id);
+        let event = store::encode_with_id(&make(&id), &id);
         guard.event = Some(event);
         drop(guard);
         crate::metrics::published();
@@ -482,13 +482,10 @@ impl Inner {
             return Err(HubError::Closed);
         }
         let now = now();
-        let mut event = Some(event);
         let (topic, id, wakers) = loop {
             let topic = self.topic(name)?;
             // `None`: freed between the look-up and now; look it up again.
-            if let Some((id, wakers)) =
-                topic.append(&mut event, &self.config, now, Some(&self.bytes))
-            {
+            if let Some((id, wakers)) = topic.append(&event, &self.config, now, Some(&self.bytes)) {
                 break (topic, id, wakers);
             }
         };

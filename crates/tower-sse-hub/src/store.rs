@@ -97,9 +97,10 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
 
 /// Encodes `event` with `id` as its `id:`, replacing any id of its own: what
 /// every store does to the event a publisher built.
-pub(crate) fn encode_with_id(event: Event, id: &EventId) -> tower_sse::EncodedEvent {
+pub(crate) fn encode_with_id(event: &Event, id: &EventId) -> tower_sse::EncodedEvent {
     // An `EventId` is digits, `-` and lowercase letters: always a valid id.
-    event.id(id.to_text()).unwrap_or_default().encode()
+    id.with_text(|id| event.encode_with_id(id))
+        .unwrap_or_else(|_| Event::default().encode())
 }
 
 /// The longest idempotency key a store takes, in bytes.

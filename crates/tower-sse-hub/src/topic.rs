@@ -389,7 +389,7 @@ impl Topic {
     /// kept as by `commit`.
     pub(crate) fn append(
         &self,
-        event: &mut Option<Event>,
+        event: &Event,
         config: &HubConfig,
         now: Instant,
         total: Option<&AtomicUsize>,
@@ -399,7 +399,6 @@ impl Topic {
         if state.removed {
             return None;
         }
-        let event = event.take()?;
         let offset = state
             .floor
             .saturating_add(state.slots.len() as u64)

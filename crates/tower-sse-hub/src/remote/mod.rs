@@ -229,7 +229,7 @@ impl<B: Broker> Inner<B> {
         check_key(key)?;
         let stand_in = EventId::new(u64::MAX, Epoch::random());
         let text = stand_in.to_string();
-        let event = encode_with_id(make(&stand_in), &stand_in);
+        let event = encode_with_id(&make(&stand_in), &stand_in);
         let append = Append {
             event: event.as_bytes(),
             stand_in: &text,

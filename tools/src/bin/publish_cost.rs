@@ -1,0 +1,69 @@
+//! Instructions per publish, the hub against `tokio::sync::broadcast`, for
+//! `valgrind --tool=callgrind` (immune to the wall-clock noise of a shared
+//! machine; one thread, so it counts the work and not the contention, which
+//! the criterion bench `publish from 2 threads` measures).
+//!
+//! ```sh
+//! cargo build --release -p tower-sse-tools --bin publish_cost
+//! tools/publish_cost.sh      # counts both sides at 1, 16 and 1 024 topics
+//! ```
+//!
+//! `publish_cost hub TOPICS N` publishes N chat messages round robin over
+//! TOPICS topics of one `Hub`, each topic with a subscriber that does not
+//! read (so every publish past the history's length evicts the oldest
+//! event); `publish_cost broadcast TOPICS N` sends the same event, encoded by
+//! tower-sse, to one `broadcast` channel of capacity 1 024 per topic, as the
+//! criterion bench's anchor does. Two counts per side, N = 10 000 and 30 000,
+//! cancel the start-up and the filling of the histories: the difference
+//! divided by 20 000 is the cost of one publish.
+
+use std::hint::black_box;
+
+use futures_util::FutureExt;
+use tower_sse::Event;
+use tower_sse_hub::Hub;
+
+/// The chat message of the criterion bench.
+const DATA: &str = r#"{"id":1,"room":"lobby","name":"alice","text":"hello everyone, how is it going today?","ts":1795460162100}"#;
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let (Some(kind), Some(topics), Some(n)) = (args.next(), args.next(), args.next()) else {
+        eprintln!("usage: publish_cost hub|broadcast TOPICS N");
+        std::process::exit(2);
+    };
+    let topics: usize = topics.parse().expect("TOPICS: a number");
+    let n: usize = n.parse().expect("N: a number");
+    let names: Vec<String> = (0..topics).map(|t| format!("topic-{t}")).collect();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let _guard = rt.enter();
+    match kind.as_str() {
+        "hub" => {
+            let hub = Hub::new();
+            let _subs: Vec<_> = names
+                .iter()
+                .map(|t| hub.subscribe(t, None).now_or_never().unwrap().unwrap())
+                .collect();
+            for i in 0..n {
+                let published = hub.publish(&names[i % topics], Event::message(DATA));
+                black_box(published.now_or_never().unwrap().unwrap());
+            }
+        }
+        "broadcast" => {
+            let channels: Vec<_> = (0..topics)
+                .map(|_| tokio::sync::broadcast::channel::<tower_sse::EncodedEvent>(1_024))
+                .collect();
+            for i in 0..n {
+                let (tx, _) = &channels[i % topics];
+                black_box(tx.send(Event::message(DATA).encode()).unwrap());
+            }
+        }
+        other => {
+            eprintln!("unknown kind {other}: hub or broadcast");
+            std::process::exit(2);
+        }
+    }
+}
