@@ -115,12 +115,12 @@ mod tests {
 
     use super::*;
 
+    /// The batches a batcher sent, in order.
+    type Sent = Arc<Mutex<Vec<Vec<u32>>>>;
+
     /// A batcher that answers each item with itself and records its batches,
     /// each call taking `delay`.
-    fn recording(
-        limits: Limits,
-        delay: Duration,
-    ) -> (Arc<Batcher<u32, u32>>, Arc<Mutex<Vec<Vec<u32>>>>) {
+    fn recording(limits: Limits, delay: Duration) -> (Arc<Batcher<u32, u32>>, Sent) {
         let batches = Arc::new(Mutex::new(Vec::new()));
         let seen = batches.clone();
         let batcher = Batcher::spawn(
