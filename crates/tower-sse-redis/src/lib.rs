@@ -15,10 +15,10 @@
 //!
 //! [`RedisStore`] is [`RemoteStore`] (the
 //! hub's store over any remote log) on [`RedisBroker`], this crate's
-//! [`Broker`]: one Lua script per publish, a stream and a hash per topic, one
-//! Pub/Sub connection per Redis server; or, with [`RedisConfig::cluster`],
-//! the same on a Redis Cluster, each topic in one hash slot, with sharded
-//! Pub/Sub.
+//! [`Broker`]: one Lua script per publish (the publishes queued for one server
+//! share one call), a stream and a hash per topic, one Pub/Sub connection per
+//! Redis server; or, with [`RedisConfig::cluster`], the same on a Redis
+//! Cluster, each topic in one hash slot, with sharded Pub/Sub.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![warn(
@@ -28,6 +28,7 @@
     rust_2018_idioms
 )]
 
+mod batch;
 mod cluster;
 mod config;
 mod connection;
@@ -64,9 +65,20 @@ pub use self::{config::RedisConfig, presence::RedisPresence};
 /// Each topic is a Redis stream whose entry ids are the event offsets, and a
 /// hash with the topic's epoch and top offset. A publish is **one round trip**:
 /// one Lua script creates the epoch if the topic has none, takes the next
-/// offset, appends the event (`XADD` with `MAXLEN`), renews the expiry of both
-/// keys and publishes the event on the topic's channel. It resolves only once
-/// the event is stored.
+/// offset, appends the event (`XADD`, the stream then trimmed to the history
+/// bound), renews the expiry of both keys and publishes the event on the
+/// topic's channel. It resolves only once the event is stored.
+///
+/// Concurrent publishes to one server, to any of its topics, are
+/// **batched**: while a call is in flight, the publishes that arrive queue
+/// up, and the next call runs the script once for all of them (up to 64, or
+/// 512 KiB), each with its own offset, idempotency key, deadline and error
+/// (an event Redis refuses fails alone), and each acknowledged only once that
+/// call answered. A lone publisher is sent at once, without waiting for
+/// company. An error of the call itself (the connection lost, no answer)
+/// fails every publish of the batch, with the error each would have got
+/// alone. On Redis Cluster, publishes are not batched (one call each: a
+/// call's keys must be in one slot, and only one topic's are).
 ///
 /// A node subscribes (Pub/Sub) only to the topics its clients use, and keeps
 /// for each the same ring of encoded events as the in-process store, fed from
@@ -216,15 +228,17 @@ impl RedisBroker {
                 "a RedisStore must be made inside a tokio runtime",
             ));
         }
+        let scripts = Scripts::new();
         let backend = if config.cluster {
             Backend::Cluster(Box::new(
                 Cluster::open(&config.urls, config.timeout).map_err(unavailable)?,
             ))
         } else {
+            let publish = Arc::new(scripts.publish.clone());
             let servers = config
                 .urls
                 .iter()
-                .map(|url| Server::open(url, config.timeout).map(Arc::new))
+                .map(|url| Server::open(url, config.timeout, publish.clone()).map(Arc::new))
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(unavailable)?;
             Backend::Servers(servers)
@@ -233,7 +247,7 @@ impl RedisBroker {
             inner: Arc::new(Inner {
                 config,
                 backend,
-                scripts: Scripts::new(),
+                scripts,
             }),
         })
     }
@@ -386,15 +400,33 @@ impl Inner {
             .saturating_add_signed(skew)
             .saturating_add((self.config.timeout / 2).as_millis() as u64);
         let publish = Publish {
-            event: append.event,
-            stand_in: append.stand_in,
+            event: append.event.to_vec(),
+            stand_in: append.stand_in.to_owned(),
             max_len: append.config.get_history_len(),
             ttl_ms: ttl_ms(append.config),
-            key: append.key.map(|key| (key, window)),
+            key: append.key.map(|key| (keys.idempotency(key), window)),
             deadline_ms: deadline,
-            sharded: matches!(self.backend, Backend::Cluster(_)),
+            keys,
         };
-        let stored = scripts::publish(&self.scripts, &mut conn, &keys, &publish);
+        let stored = async {
+            match &self.backend {
+                Backend::Servers(servers) => rendezvous(servers, name).publish(publish).await,
+                // One topic's keys are in one slot, the batches' keys in any:
+                // on a cluster, each publish is a call of its own.
+                Backend::Cluster(_) => {
+                    let (mut answers, now) =
+                        scripts::publish(&self.scripts.publish, &mut conn, &[publish], true)
+                            .await?;
+                    let answer = answers.pop().ok_or_else(|| {
+                        ::redis::RedisError::from((
+                            ::redis::ErrorKind::Parse,
+                            "the publish script gave no answer",
+                        ))
+                    })?;
+                    answer.map(|published| (published, now))
+                }
+            }
+        };
         match tokio::time::timeout_at(until, stored).await {
             Ok(Ok((published, redis_now))) => {
                 clock.sample(redis_now, unix_ms());

@@ -20,49 +20,101 @@ use tower_sse_hub::{
     Epoch, EventId,
 };
 
-/// Refuses to run after its deadline (Redis's clock, in ms; `0`: none), so that
-/// a publish its node gave up on (and answered as failed) is never stored
-/// later, when a paused or busy Redis gets to it. With an idempotency key
-/// (`KEYS[3]`), answers with the id the key got if it is known. Otherwise
-/// creates the epoch when the topic has none (deleting any stale stream),
-/// takes the next offset, appends the event at it with the history bound,
-/// renews both keys' retention, remembers the key for the window and
-/// publishes the event to the channel.
-/// `KEYS`: stream, meta[, key]. `ARGV`: event, stand-in, max len, TTL in ms,
-/// channel, new epoch, deadline, key window in ms, the publish command
-/// (`publish`, or `spublish` on Redis Cluster: sharded Pub/Sub, on the slot's
-/// master only).
-/// Returns `{offset, epoch, now}`, or `{-1, '', now}` when past the deadline.
+/// Appends a batch of events, each as one publish alone would (the batch only
+/// saves calls): the events are taken in order, and each one, in a `pcall` of
+/// its own (an error fails that event only; the events before it stay stored,
+/// and are answered as stored):
+///
+/// refuses to store after its deadline (Redis's clock, in ms; `0`: none), so
+/// that a publish its node gave up on (and answered as failed) is never stored
+/// later, when a paused or busy Redis gets to it; with an idempotency key,
+/// answers with the id the key got if it is known (by an earlier event of the
+/// same batch included); otherwise appends the event at the topic's next
+/// offset, remembers the key for the window and publishes the event to the
+/// topic's channel (one message per event).
+///
+/// Each topic's meta hash is read once per batch (its epoch is created then
+/// when the topic has none, deleting any stale stream). After the batch's
+/// events, each topic that stored one gets, once: its top offset written, its
+/// stream trimmed to the history bound (`XTRIM MAXLEN`, exact: what an
+/// `XADD MAXLEN` per event leaves, as the script runs alone) and both keys'
+/// retention renewed.
+///
+/// `KEYS`, three per event: stream, meta, idempotency key (the meta key again
+/// when there is none). `ARGV[1]`: the publish command (`publish`, or
+/// `spublish` on Redis Cluster: sharded Pub/Sub, on the slot's master only);
+/// then eight per event: event, stand-in, max len, TTL in ms, channel, new
+/// epoch, deadline, key window in ms (`0`: no key).
+/// Returns `{now, offset, epoch, offset, epoch, ...}`, one pair per event:
+/// `{-1, ''}` when past its deadline, `{-2, message}` when it failed.
 const PUBLISH: &str = r"
 local t = redis.call('time')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
-if ARGV[7] ~= '0' and now > tonumber(ARGV[7]) then
-  return {-1, '', now}
+local topics = {}
+local order = {}
+local function topic(stream, meta, new)
+  local state = topics[meta]
+  if not state then
+    local got = redis.call('hmget', meta, 'e', 't')
+    local epoch, top = got[1], tonumber(got[2]) or 0
+    if not epoch then
+      redis.call('del', stream)
+      epoch, top = new, 0
+      redis.call('hset', meta, 'e', epoch, 't', 0)
+    end
+    state = {stream = stream, meta = meta, epoch = epoch, top = top}
+    topics[meta] = state
+    order[#order + 1] = state
+  end
+  return state
 end
-if KEYS[3] then
-  local known = redis.call('get', KEYS[3])
-  if known then
-    local space = string.find(known, ' ', 1, true)
-    if space then
-      return {tonumber(string.sub(known, 1, space - 1)), string.sub(known, space + 1), now}
+local function append(k, a)
+  local stream, meta, key = KEYS[k], KEYS[k + 1], KEYS[k + 2]
+  if ARGV[a + 6] ~= '0' and now > tonumber(ARGV[a + 6]) then
+    return {-1, ''}
+  end
+  local keyed = ARGV[a + 7] ~= '0'
+  if keyed then
+    local known = redis.call('get', key)
+    if known then
+      local space = string.find(known, ' ', 1, true)
+      if space then
+        return {tonumber(string.sub(known, 1, space - 1)), string.sub(known, space + 1)}
+      end
     end
   end
+  local state = topic(stream, meta, ARGV[a + 5])
+  local top = state.top + 1
+  local offset = tostring(top)
+  redis.call('xadd', stream, offset .. '-0', 'd', ARGV[a], 'p', ARGV[a + 1])
+  state.top = top
+  state.max_len = ARGV[a + 2]
+  state.ttl = ARGV[a + 3]
+  local stored = offset .. ' ' .. state.epoch
+  if keyed then
+    redis.call('set', key, stored, 'PX', ARGV[a + 7])
+  end
+  redis.call(ARGV[1], ARGV[a + 4], stored .. ' ' .. ARGV[a + 1] .. '\n' .. ARGV[a])
+  return {offset, state.epoch}
 end
-local epoch = redis.call('hget', KEYS[2], 'e')
-if not epoch then
-  redis.call('del', KEYS[1])
-  epoch = ARGV[6]
-  redis.call('hset', KEYS[2], 'e', epoch, 't', 0)
+local out = {now}
+for i = 0, #KEYS / 3 - 1 do
+  local ok, got = pcall(append, i * 3 + 1, i * 8 + 2)
+  if not ok then
+    got = {-2, type(got) == 'table' and got.err or tostring(got)}
+  end
+  out[#out + 1] = got[1]
+  out[#out + 1] = got[2]
 end
-local top = redis.call('hincrby', KEYS[2], 't', 1)
-redis.call('xadd', KEYS[1], 'MAXLEN', ARGV[3], top .. '-0', 'd', ARGV[1], 'p', ARGV[2])
-redis.call('pexpire', KEYS[1], ARGV[4])
-redis.call('pexpire', KEYS[2], ARGV[4])
-if KEYS[3] then
-  redis.call('set', KEYS[3], top .. ' ' .. epoch, 'PX', ARGV[8])
+for _, state in ipairs(order) do
+  if state.ttl then
+    redis.call('hset', state.meta, 't', tostring(state.top))
+    redis.call('xtrim', state.stream, 'MAXLEN', state.max_len)
+    redis.call('pexpire', state.stream, state.ttl)
+    redis.call('pexpire', state.meta, state.ttl)
+  end
 end
-redis.call(ARGV[9], ARGV[5], top .. ' ' .. epoch .. ' ' .. ARGV[2] .. '\n' .. ARGV[1])
-return {top, epoch, now}
+return out
 ";
 
 /// Renews the retention of a topic's keys (a quiet topic with subscribers must
@@ -93,7 +145,7 @@ return {epoch, top, entries}
 /// The scripts, hashed once.
 #[derive(Debug)]
 pub(super) struct Scripts {
-    publish: Script,
+    pub(super) publish: Script,
     sync: Script,
     renew: Script,
 }
@@ -142,19 +194,26 @@ pub(super) enum Published {
     Late,
 }
 
-/// One publish: the event and how to store it.
+/// One publish: the event and how to store it (owned: it waits in a queue).
 #[derive(Debug)]
-pub(super) struct Publish<'a> {
-    pub(super) event: &'a [u8],
-    pub(super) stand_in: &'a str,
+pub(super) struct Publish {
+    pub(super) keys: Keys,
+    pub(super) event: Vec<u8>,
+    pub(super) stand_in: String,
     pub(super) max_len: usize,
     pub(super) ttl_ms: u64,
-    /// The idempotency key and its window in ms.
-    pub(super) key: Option<(&'a str, u64)>,
+    /// The idempotency key (the topic's key for it, see
+    /// [`Keys::idempotency`]) and its window in ms.
+    pub(super) key: Option<(String, u64)>,
     /// Redis's clock in ms after which the script must not store; `0`: none.
     pub(super) deadline_ms: u64,
-    /// Published with `SPUBLISH` (Redis Cluster's sharded Pub/Sub), not `PUBLISH`.
-    pub(super) sharded: bool,
+}
+
+impl Publish {
+    /// What it weighs in a batch: about the bytes it sends.
+    pub(super) fn weight(&self) -> usize {
+        self.event.len() + 2 * self.stand_in.len() + 3 * self.keys.meta.len() + 64
+    }
 }
 
 /// A reply that is not what the scripts return.
@@ -166,49 +225,69 @@ fn malformed(what: &'static str) -> RedisError {
     ))
 }
 
-/// Runs the publish script; returns what it did and Redis's clock (ms).
+/// Runs the publish script on a batch (on one server; on Redis Cluster, of one
+/// topic, published with `SPUBLISH` when `sharded`); returns what it did with
+/// each publish, in order, and Redis's clock (ms). An error is the call's: it
+/// fails every publish of the batch.
 pub(super) async fn publish(
-    scripts: &Scripts,
+    script: &Script,
     conn: &mut Conn,
-    keys: &Keys,
-    publish: &Publish<'_>,
-) -> Result<(Published, u64), RedisError> {
-    let mut invocation = scripts.publish.key(&keys.stream);
-    invocation.key(&keys.meta);
-    let (window, key) = match publish.key {
-        Some((key, window)) => (window.max(1), Some(keys.idempotency(key))),
-        None => (1, None),
-    };
-    if let Some(key) = key {
-        invocation.key(key);
+    batch: &[Publish],
+    sharded: bool,
+) -> Result<(Vec<Result<Published, RedisError>>, u64), RedisError> {
+    let mut invocation = script.prepare_invoke();
+    invocation.arg(if sharded { "spublish" } else { "publish" });
+    for publish in batch {
+        let keys = &publish.keys;
+        invocation.key(&keys.stream).key(&keys.meta);
+        let window = match &publish.key {
+            Some((key, window)) => {
+                invocation.key(key);
+                (*window).max(1)
+            }
+            None => {
+                invocation.key(&keys.meta);
+                0
+            }
+        };
+        invocation
+            .arg(&publish.event[..])
+            .arg(&publish.stand_in)
+            .arg(publish.max_len)
+            .arg(publish.ttl_ms)
+            .arg(&keys.channel)
+            .arg(Epoch::random().to_string())
+            .arg(publish.deadline_ms)
+            .arg(window);
     }
-    invocation
-        .arg(publish.event)
-        .arg(publish.stand_in)
-        .arg(publish.max_len)
-        .arg(publish.ttl_ms)
-        .arg(&keys.channel)
-        .arg(Epoch::random().to_string())
-        .arg(publish.deadline_ms)
-        .arg(window)
-        .arg(if publish.sharded {
-            "spublish"
-        } else {
-            "publish"
-        });
     let reply: Value = invocation.invoke_async(conn).await?;
     let Value::Array(items) = reply else {
         return Err(malformed("publish"));
     };
-    let [top, epoch, now] = items.as_slice() else {
+    let Some((now, pairs)) = items.split_first() else {
         return Err(malformed("publish"));
     };
-    let now = integer(now)?;
-    if matches!(top, Value::Int(-1)) {
-        return Ok((Published::Late, now));
+    if pairs.len() != 2 * batch.len() {
+        return Err(malformed("publish: one answer per event"));
     }
-    let id = EventId::new(integer(top)?, epoch_of(epoch)?);
-    Ok((Published::Stored(id), now))
+    let now = integer(now)?;
+    let answers = pairs.chunks(2).map(|pair| match pair {
+        [Value::Int(-1), _] => Ok(Published::Late),
+        [Value::Int(-2), message] => {
+            let message = bytes(message).map(String::from_utf8_lossy);
+            Err(RedisError::from((
+                ::redis::ErrorKind::Extension,
+                "the publish script failed",
+                message.unwrap_or_default().into_owned(),
+            )))
+        }
+        [top, epoch] => Ok(Published::Stored(EventId::new(
+            integer(top)?,
+            epoch_of(epoch)?,
+        ))),
+        _ => Err(malformed("publish")),
+    });
+    Ok((answers.collect(), now))
 }
 
 /// Renews the retention of `keys` to `ttl_ms`.

@@ -1,5 +1,6 @@
 //! One Redis server of the store: a multiplexed connection for commands (which
-//! reconnects by itself, with short timeouts so that a publish fails fast) and a
+//! reconnects by itself, with short timeouts so that a publish fails fast), the
+//! queue of publishes to this server (sent in batches: [`Batcher`]) and a
 //! Pub/Sub connection kept by a task that reconnects with backoff, subscribes
 //! again to every channel this node uses, and asks each topic to look for what
 //! it missed meanwhile.
@@ -12,12 +13,18 @@ use std::{
 
 use ::redis::{
     aio::{ConnectionManager, ConnectionManagerConfig},
-    Client,
+    Client, ErrorKind, RedisError, Script,
 };
 use bytes::Bytes;
 use futures_core::Stream;
 use tokio::sync::{mpsc, oneshot};
 use tower_sse_hub::remote::{Feed, FeedSender};
+
+use crate::{
+    batch::{Batcher, Limits},
+    connection::Conn,
+    scripts::{self, Publish, Published},
+};
 
 /// Each subscribed channel's feed: its messages as [`Feed::Live`], and a
 /// [`Feed::Resync`] whenever the Pub/Sub connection is (re)established
@@ -35,11 +42,26 @@ pub(super) struct Server {
     /// The address without credentials, for messages.
     pub(super) name: String,
     pub(super) commands: ConnectionManager,
+    /// The publishes queued for this server, sent as one script call each
+    /// batch; each answered with what the script did and Redis's clock (ms).
+    publishes: Batcher<Publish, PublishResult>,
     /// This server's clock (see [`Clock`]).
     pub(super) clock: Clock,
     routes: Routes,
     control: mpsc::UnboundedSender<Control>,
 }
+
+/// What one publish got: what the script did with it and Redis's clock (ms),
+/// or the error of its batch's call.
+pub(super) type PublishResult = Result<(Published, u64), RedisError>;
+
+/// The bounds of one batch of publishes: enough to take every publisher of a
+/// busy node in one call, few enough bytes that a batch of large events does
+/// not hold Redis (which runs a script alone) for long.
+const BATCH: Limits = Limits {
+    items: 64,
+    bytes: 512 * 1024,
+};
 
 /// What this node knows of one Redis server's clock: a publish's deadline is
 /// set on it, so that Redis refuses to store a publish its node gave up on.
@@ -95,9 +117,14 @@ const MAX_BACKOFF: Duration = Duration::from_secs(2);
 const PING_EVERY: Duration = Duration::from_secs(5);
 
 impl Server {
-    /// Opens (lazily) the connections to `url`; spawns the Pub/Sub task on the
-    /// current runtime.
-    pub(super) fn open(url: &str, timeout: Duration) -> Result<Self, ::redis::RedisError> {
+    /// Opens (lazily) the connections to `url`; spawns the Pub/Sub task and
+    /// the publishes' batcher, which runs `script` (the publish script), on
+    /// the current runtime.
+    pub(super) fn open(
+        url: &str,
+        timeout: Duration,
+        script: Arc<Script>,
+    ) -> Result<Self, RedisError> {
         let client = Client::open(url)?;
         let info = client.get_connection_info();
         let name = format!("{}/{}", info.addr(), info.redis_settings().db());
@@ -108,15 +135,34 @@ impl Server {
             .set_min_delay(MIN_BACKOFF)
             .set_max_delay(MAX_BACKOFF);
         let commands = ConnectionManager::new_lazy_with_config(client.clone(), config)?;
+        let publishes = Batcher::spawn(BATCH, Publish::weight, {
+            let commands = commands.clone();
+            move |batch: Vec<Publish>| {
+                let (script, mut conn) = (script.clone(), Conn::Server(commands.clone()));
+                async move { send(&script, &mut conn, &batch, timeout).await }
+            }
+        });
         let routes = Routes::default();
         let (control, rx) = mpsc::unbounded_channel();
         tokio::spawn(pubsub(client, routes.clone(), rx, timeout));
         Ok(Self {
             name,
             commands,
+            publishes,
             clock: Clock::default(),
             routes,
             control,
+        })
+    }
+
+    /// Queues `publish` for the next batch to this server and waits for the
+    /// batch's answer.
+    pub(super) async fn publish(&self, publish: Publish) -> PublishResult {
+        self.publishes.submit(publish).await.unwrap_or_else(|| {
+            Err(RedisError::from((
+                ErrorKind::Io,
+                "the publish was dropped unanswered (the runtime is shutting down)",
+            )))
         })
     }
 
@@ -137,6 +183,29 @@ impl Server {
         lock(&self.routes).remove(channel);
         let _ = self.control.send(Control::Unsubscribe(channel.to_owned()));
     }
+}
+
+/// Sends one batch of publishes within `timeout`: one answer per publish, in
+/// order; an error of the call (a lost connection, no answer in time) is every
+/// publish's.
+async fn send(
+    script: &Script,
+    conn: &mut Conn,
+    batch: &[Publish],
+    timeout: Duration,
+) -> Vec<PublishResult> {
+    let call = scripts::publish(script, conn, batch, false);
+    let failed = match tokio::time::timeout(timeout, call).await {
+        Ok(Ok((answers, now))) => {
+            return answers
+                .into_iter()
+                .map(|answer| answer.map(|published| (published, now)))
+                .collect()
+        }
+        Ok(Err(err)) => err,
+        Err(_) => RedisError::from((ErrorKind::Io, "Redis did not answer in time")),
+    };
+    vec![Err(failed); batch.len()]
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

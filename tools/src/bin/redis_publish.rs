@@ -5,17 +5,23 @@
 //! ```sh
 //! cargo build --release -p tower-sse-tools --bin redis_publish
 //! tools/redis_publish.sh                     # redis-benchmark, then this, same Redis
-//! target/release/redis_publish 64 5          # 64 publishers for 5 s
+//! target/release/redis_publish 64 5          # 64 publishers for 5 s, 16 topics
+//! target/release/redis_publish 64 5 1        # the same on one topic
 //! ```
 //!
 //! One `Hub` on a `RedisStore` (Redis at `REDIS_URL`, default
 //! `redis://127.0.0.1:6379`, keys under a fresh prefix, deleted at the end).
 //! `P` publisher tasks (first argument, default 64) on a two-worker tokio
 //! runtime each publish a 110-byte chat message, one after the other, each
-//! awaiting its acknowledgement (the event stored in Redis), to one of 16
-//! topics, for `S` seconds (second argument, default 5). It prints the
-//! publishes per second, their latency (p50, p99), and the Redis round trips
-//! per publish read from `INFO commandstats` (`EVALSHA` calls).
+//! awaiting its acknowledgement (the event stored in Redis), to one of `T`
+//! topics (third argument, default 16; publisher `p` on topic `p % T`), for
+//! `S` seconds (second argument, default 5). It prints the publishes per
+//! second, their latency (p50, p99), the Redis round trips per publish and
+//! Redis's time per publish in them, read from `INFO commandstats` (`EVALSHA`
+//! calls and their microseconds: several publishes share a call when the
+//! store batches them; wall-clock time, which counts the time Redis waited
+//! for a core), and Redis's CPU time per publish (`INFO cpu`, the whole
+//! server's: other clients' load counts too).
 
 use std::{
     sync::{
@@ -30,21 +36,25 @@ use tower_sse_hub::{Hub, HubConfig};
 use tower_sse_redis::{RedisConfig, RedisStore};
 
 const DATA: &str = r#"{"room":"lobby","user":"alice","text":"hello everyone, how is it going today?","ts":1700000000000}"#;
-const TOPICS: usize = 16;
 
 fn main() {
     let mut args = std::env::args().skip(1);
     let publishers: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(64);
     let seconds: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(5);
+    let topics: usize = args
+        .next()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(16)
+        .max(1);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("a runtime");
-    runtime.block_on(run(publishers, Duration::from_secs(seconds)));
+    runtime.block_on(run(publishers, Duration::from_secs(seconds), topics));
 }
 
-async fn run(publishers: usize, length: Duration) {
+async fn run(publishers: usize, length: Duration, topics: usize) {
     let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
     let prefix = format!("pubbench-{}", std::process::id());
     let config = RedisConfig::new(&url)
@@ -55,19 +65,20 @@ async fn run(publishers: usize, length: Duration) {
         .await
         .unwrap_or_else(|e| panic!("Redis at {url}: {e}"));
     // Warm-up: every topic exists and every script is loaded.
-    for t in 0..TOPICS {
+    for t in 0..topics {
         hub.publish(&format!("t{t}"), Event::message(DATA))
             .await
             .expect("published");
     }
-    let calls_before = evalsha_calls(&url).await;
+    let (calls_before, usec_before) = evalsha_stats(&url).await;
+    let cpu_before = redis_cpu(&url).await;
     let stop = Arc::new(AtomicBool::new(false));
     let start = Instant::now();
     let tasks: Vec<_> = (0..publishers)
         .map(|p| {
             let (hub, stop) = (hub.clone(), stop.clone());
             tokio::spawn(async move {
-                let topic = format!("t{}", p % TOPICS);
+                let topic = format!("t{}", p % topics);
                 let mut latencies = Vec::new();
                 while !stop.load(Ordering::Relaxed) {
                     let at = Instant::now();
@@ -87,23 +98,27 @@ async fn run(publishers: usize, length: Duration) {
         latencies.extend(task.await.expect("a publisher"));
     }
     let elapsed = start.elapsed();
-    let calls_after = evalsha_calls(&url).await;
+    let (calls_after, usec_after) = evalsha_stats(&url).await;
+    let cpu_after = redis_cpu(&url).await;
     latencies.sort_unstable();
     let n = latencies.len();
     let at = |q: f64| latencies[((n as f64 * q) as usize).min(n - 1)];
     println!(
-        "{publishers} publishers: {:.0} publishes/s ({n} in {:.2} s), latency p50 {:?}, p99 {:?}, {:.2} round trips per publish",
+        "{publishers} publishers, {topics} topics: {:.0} publishes/s ({n} in {:.2} s), latency p50 {:?}, p99 {:?}, {:.3} round trips per publish, Redis {:.2} µs per publish in scripts, {:.2} µs of CPU",
         n as f64 / elapsed.as_secs_f64(),
         elapsed.as_secs_f64(),
         at(0.5),
         at(0.99),
         (calls_after - calls_before) as f64 / n as f64,
+        (usec_after - usec_before) as f64 / n as f64,
+        (cpu_after - cpu_before) * 1e6 / n as f64,
     );
     clean(&url, &prefix).await;
 }
 
-/// `EVALSHA` calls so far (every publish is one).
-async fn evalsha_calls(url: &str) -> u64 {
+/// `EVALSHA` calls so far (each one publish, or a batch of them) and the
+/// microseconds Redis spent in them.
+async fn evalsha_stats(url: &str) -> (u64, u64) {
     let client = redis::Client::open(url).expect("a URL");
     let mut conn = client
         .get_multiplexed_async_connection()
@@ -114,11 +129,40 @@ async fn evalsha_calls(url: &str) -> u64 {
         .query_async(&mut conn)
         .await
         .expect("INFO");
+    let Some(line) = info
+        .lines()
+        .find_map(|l| l.strip_prefix("cmdstat_evalsha:"))
+    else {
+        return (0, 0);
+    };
+    let field = |name: &str| {
+        line.split(',')
+            .find_map(|f| f.strip_prefix(name))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("calls="), field("usec="))
+}
+
+/// Redis's CPU time so far, in seconds (user and system).
+async fn redis_cpu(url: &str) -> f64 {
+    let client = redis::Client::open(url).expect("a URL");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connected");
+    let info: String = redis::cmd("INFO")
+        .arg("cpu")
+        .query_async(&mut conn)
+        .await
+        .expect("INFO");
     info.lines()
-        .find_map(|l| l.strip_prefix("cmdstat_evalsha:calls="))
-        .and_then(|rest| rest.split(',').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
+        .filter_map(|l| {
+            l.strip_prefix("used_cpu_user:")
+                .or_else(|| l.strip_prefix("used_cpu_sys:"))
+        })
+        .filter_map(|n| n.trim().parse::<f64>().ok())
+        .sum()
 }
 
 /// Deletes the run's keys (they would expire with the history TTL anyway).

@@ -1,0 +1,230 @@
+//! [`Batcher`]: appends queued for one Redis server, sent as one script call.
+//!
+//! Publishers put their append and a reply channel in the server's queue and
+//! wait for the reply. One task per server drains the queue: it waits for the
+//! first item, takes whatever else is queued behind it (up to
+//! [`Limits::items`] items and [`Limits::bytes`] bytes), sends them as one
+//! call, answers each item from that call's reply, and goes back to the
+//! queue. While a call is in flight, new items wait in the queue and go in the
+//! next call: a lone publisher is sent at once (no timer, no waiting for
+//! company), and many concurrent ones share the calls.
+//!
+//! Built from tokio's channels only (no waker of its own). A publisher that
+//! gave up (timed out, dropped) before its item was taken is not sent; one
+//! that gave up after is still answered into the void, as a single call would
+//! be. The task ends when the server (the queue's sender) is dropped.
+
+use std::future::Future;
+
+use tokio::sync::{mpsc, oneshot};
+
+/// The bounds of one batch.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Limits {
+    /// At most this many items in one call.
+    pub(super) items: usize,
+    /// At most this many bytes (as weighed by the batcher) in one call, unless
+    /// a single item weighs more: it then goes alone.
+    pub(super) bytes: usize,
+}
+
+/// A queued item and where its answer goes.
+type Queued<T, R> = (T, oneshot::Sender<R>);
+
+/// The queue of one server (see the module's doc). Cheap to share.
+#[derive(Debug)]
+pub(super) struct Batcher<T, R> {
+    queue: mpsc::UnboundedSender<Queued<T, R>>,
+}
+
+impl<T: Send + 'static, R: Send + 'static> Batcher<T, R> {
+    /// Spawns the task that drains the queue on the current runtime: it sends
+    /// each batch with `send`, which answers one `R` per item, in order.
+    pub(super) fn spawn<F, Fut>(limits: Limits, weight: fn(&T) -> usize, send: F) -> Self
+    where
+        F: FnMut(Vec<T>) -> Fut + Send + 'static,
+        Fut: Future<Output = Vec<R>> + Send + 'static,
+    {
+        let (queue, rx) = mpsc::unbounded_channel();
+        tokio::spawn(drain(rx, limits, weight, send));
+        Self { queue }
+    }
+
+    /// Queues `item` and waits for its answer; `None` when the task is gone
+    /// (the runtime is shutting down) or dropped the item unanswered.
+    pub(super) async fn submit(&self, item: T) -> Option<R> {
+        let (tx, rx) = oneshot::channel();
+        self.queue.send((item, tx)).ok()?;
+        rx.await.ok()
+    }
+}
+
+/// The task: one batch at a time, until every sender is gone.
+async fn drain<T, R, F, Fut>(
+    mut rx: mpsc::UnboundedReceiver<Queued<T, R>>,
+    limits: Limits,
+    weight: fn(&T) -> usize,
+    mut send: F,
+) where
+    F: FnMut(Vec<T>) -> Fut,
+    Fut: Future<Output = Vec<R>>,
+{
+    // An item taken from the queue that did not fit in the previous batch.
+    let mut carried: Option<Queued<T, R>> = None;
+    loop {
+        let first = match carried.take() {
+            Some(first) => first,
+            None => match rx.recv().await {
+                Some(first) => first,
+                None => return,
+            },
+        };
+        let mut bytes = weight(&first.0);
+        let mut batch = vec![first];
+        while batch.len() < limits.items {
+            let Ok(next) = rx.try_recv() else { break };
+            bytes = bytes.saturating_add(weight(&next.0));
+            if bytes > limits.bytes {
+                carried = Some(next);
+                break;
+            }
+            batch.push(next);
+        }
+        // Nobody waits for these any more: not sending them is what a
+        // publisher that gave up before its call was sent gets.
+        batch.retain(|(_, reply)| !reply.is_closed());
+        if batch.is_empty() {
+            continue;
+        }
+        let (items, replies): (Vec<T>, Vec<oneshot::Sender<R>>) = batch.into_iter().unzip();
+        let answers = send(items).await;
+        // A reply without an answer (there is none when `send` broke its
+        // promise) is dropped: its publisher gets `None`, an error.
+        for (reply, answer) in replies.into_iter().zip(answers) {
+            let _ = reply.send(answer);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        sync::{Arc, Mutex},
+        time::Duration,
+    };
+
+    use super::*;
+
+    /// The batches a batcher sent, in order.
+    type Sent = Arc<Mutex<Vec<Vec<u32>>>>;
+
+    /// A batcher that answers each item with itself and records its batches,
+    /// each call taking `delay`.
+    fn recording(limits: Limits, delay: Duration) -> (Arc<Batcher<u32, u32>>, Sent) {
+        let batches = Arc::new(Mutex::new(Vec::new()));
+        let seen = batches.clone();
+        let batcher = Batcher::spawn(
+            limits,
+            |_| 10,
+            move |items: Vec<u32>| {
+                seen.lock().unwrap().push(items.clone());
+                async move {
+                    tokio::time::sleep(delay).await;
+                    items
+                }
+            },
+        );
+        (Arc::new(batcher), batches)
+    }
+
+    #[tokio::test]
+    async fn a_lone_item_goes_at_once_alone() {
+        let limits = Limits {
+            items: 64,
+            bytes: 1 << 20,
+        };
+        let (batcher, batches) = recording(limits, Duration::ZERO);
+        for i in 0..3 {
+            assert_eq!(batcher.submit(i).await, Some(i));
+        }
+        assert_eq!(*batches.lock().unwrap(), [vec![0], vec![1], vec![2]]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_items_share_bounded_batches_in_queue_order() {
+        let limits = Limits {
+            items: 8,
+            bytes: 55, // 5 items of 10 bytes
+        };
+        let (batcher, batches) = recording(limits, Duration::from_millis(5));
+        let tasks: Vec<_> = (0..200)
+            .map(|i| {
+                let batcher = batcher.clone();
+                tokio::spawn(async move { batcher.submit(i).await })
+            })
+            .collect();
+        for (i, task) in tasks.into_iter().enumerate() {
+            assert_eq!(
+                task.await.unwrap(),
+                Some(i as u32),
+                "each gets its own answer"
+            );
+        }
+        let batches = batches.lock().unwrap();
+        assert!(
+            batches.iter().all(|b| (1..=5).contains(&b.len())),
+            "{batches:?}"
+        );
+        assert!(batches.iter().any(|b| b.len() > 1), "some were batched");
+        let mut all: Vec<u32> = batches.iter().flatten().copied().collect();
+        assert_eq!(all.len(), 200, "each sent once");
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!(all.len(), 200);
+    }
+
+    #[tokio::test]
+    async fn an_item_whose_publisher_gave_up_is_not_sent() {
+        let limits = Limits {
+            items: 64,
+            bytes: 1 << 20,
+        };
+        let (batcher, batches) = recording(limits, Duration::from_millis(50));
+        let first = tokio::spawn({
+            let batcher = batcher.clone();
+            async move { batcher.submit(1).await }
+        });
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        // Queued behind the call in flight, then given up on.
+        let gave_up = tokio::time::timeout(Duration::from_millis(5), batcher.submit(2)).await;
+        assert!(gave_up.is_err());
+        assert_eq!(batcher.submit(3).await, Some(3));
+        assert_eq!(first.await.unwrap(), Some(1));
+        assert_eq!(*batches.lock().unwrap(), [vec![1], vec![3]]);
+    }
+
+    #[tokio::test]
+    async fn a_short_answer_fails_the_unanswered_and_hangs_no_one() {
+        let limits = Limits {
+            items: 64,
+            bytes: 1 << 20,
+        };
+        let batcher = Arc::new(Batcher::spawn(
+            limits,
+            |_| 1,
+            |_items: Vec<u32>| async {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                Vec::<u32>::new()
+            },
+        ));
+        let tasks: Vec<_> = (0..10)
+            .map(|i| {
+                let batcher = batcher.clone();
+                tokio::spawn(async move { batcher.submit(i).await })
+            })
+            .collect();
+        for task in tasks {
+            assert_eq!(task.await.unwrap(), None);
+        }
+    }
+}

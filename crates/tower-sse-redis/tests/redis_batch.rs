@@ -1,0 +1,265 @@
+//! Concurrent publishes to one Redis server share script calls (batches):
+//! each still gets its own id, in order per topic, its own idempotency and its
+//! own error, and is acknowledged only once stored. Each test has a private
+//! `redis-server` (it pauses Redis, kills connections and counts calls); see
+//! `redis_support`.
+
+mod redis_support;
+
+use std::{
+    collections::HashMap,
+    time::{Duration, Instant},
+};
+
+use futures_util::future::join_all;
+use redis_support::{command, data_of, id_of, next, prefix, Private};
+use tower_sse::Event;
+use tower_sse_hub::{EventId, Hub, HubConfig, HubError};
+use tower_sse_redis::{RedisConfig, RedisStore};
+
+fn node(urls: &str, prefix: &str, timeout: Duration) -> Hub {
+    let config = RedisConfig::new(urls)
+        .prefix(prefix)
+        .timeout(timeout)
+        .hub(HubConfig::new().history_len(10_000));
+    Hub::with_store(RedisStore::new(config).expect("a store"))
+}
+
+/// `EVALSHA` calls on the server at `url` so far.
+async fn script_calls(url: &str) -> u64 {
+    let info: String = command(url, redis::cmd("INFO").arg("commandstats")).await;
+    info.lines()
+        .find_map(|l| l.strip_prefix("cmdstat_evalsha:calls="))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Pauses the writes of the server at `url` for `ms`: the call in flight
+/// waits in Redis, and the publishes behind it queue up for the next batch.
+async fn pause_writes(url: &str, ms: u64) {
+    let () = command(url, redis::cmd("CLIENT").arg("PAUSE").arg(ms).arg("WRITE")).await;
+}
+
+/// 64 publishers, 25 publishes each, over 5 topics, on `urls`: every publish
+/// gets its own offset, each publisher's in the order it published, each
+/// topic's offsets are 1..=N with no hole, and every event is read back with
+/// the id its publisher got.
+async fn concurrent_publishes(urls: &str, servers: &[String]) {
+    const PUBLISHERS: usize = 64;
+    const EACH: usize = 25;
+    const TOPICS: usize = 5;
+    let prefix = prefix("batch");
+    let hub = node(urls, &prefix, Duration::from_secs(5));
+    let mut before = 0;
+    for url in servers {
+        before += script_calls(url).await;
+    }
+    let publishers = (0..PUBLISHERS).map(|p| {
+        let hub = hub.clone();
+        tokio::spawn(async move {
+            let topic = format!("t{}", p % TOPICS);
+            let mut ids = Vec::new();
+            for i in 0..EACH {
+                let id = hub
+                    .publish(&topic, Event::message(format!("{p}.{i}")))
+                    .await
+                    .unwrap();
+                ids.push((format!("{p}.{i}"), id));
+            }
+            (topic, ids)
+        })
+    });
+    let mut acked: HashMap<String, Vec<(String, EventId)>> = HashMap::new();
+    for done in join_all(publishers.collect::<Vec<_>>()).await {
+        let (topic, ids) = done.unwrap();
+        assert!(
+            ids.windows(2).all(|w| w[0].1.offset() < w[1].1.offset()),
+            "one publisher's ids ascend: {ids:?}"
+        );
+        acked.entry(topic).or_default().extend(ids);
+    }
+    let mut after = 0;
+    for url in servers {
+        after += script_calls(url).await;
+    }
+    let calls = after - before;
+    let publishes = (PUBLISHERS * EACH) as u64;
+    assert!(
+        calls < publishes,
+        "{calls} script calls for {publishes} publishes: batched"
+    );
+    // Read back from another node: every acknowledged event is stored.
+    let reader = node(urls, &prefix, Duration::from_secs(5));
+    for (topic, mut ids) in acked {
+        ids.sort_by_key(|(_, id)| id.offset());
+        let offsets: Vec<u64> = ids.iter().map(|(_, id)| id.offset()).collect();
+        let n = (PUBLISHERS / TOPICS + usize::from(topic.as_str() < "t4")) * EACH;
+        assert_eq!(offsets, (1..=n as u64).collect::<Vec<_>>(), "{topic}");
+        // From offset 0 of the topic's epoch: its whole history.
+        let start = EventId::new(0, ids[0].1.epoch()).to_string();
+        let mut sub = reader.subscribe(&topic, Some(&start)).await.unwrap();
+        for (data, id) in &ids {
+            let event = next(&mut sub).await.unwrap();
+            assert_eq!(
+                (id_of(&event), data_of(&event)),
+                (id.to_string().as_str(), data.as_str())
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_publishes_to_several_topics_share_calls_and_keep_their_order() {
+    let Some(redis) = Private::start().await else {
+        return;
+    };
+    let url = redis.url();
+    concurrent_publishes(&url, std::slice::from_ref(&url)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sharded_publishes_are_batched_per_server() {
+    let (Some(a), Some(b)) = (Private::start().await, Private::start().await) else {
+        return;
+    };
+    let urls = [a.url(), b.url()];
+    concurrent_publishes(&urls.join(","), &urls).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_idempotency_key_twice_in_one_batch_is_stored_once() {
+    let Some(redis) = Private::start().await else {
+        return;
+    };
+    let url = redis.url();
+    let hub = node(&url, "idem", Duration::from_secs(2));
+    // Loads the script and learns Redis's clock.
+    hub.publish("warm", Event::message("up")).await.unwrap();
+    let () = command(&url, redis::cmd("CONFIG").arg("RESETSTAT")).await;
+    pause_writes(&url, 300).await;
+    let first = tokio::spawn({
+        let hub = hub.clone();
+        async move { hub.publish("t", Event::message("first")).await }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // Both queue behind the call in flight: the next call has both.
+    let retries: Vec<_> = (0..2)
+        .map(|_| {
+            let hub = hub.clone();
+            tokio::spawn(async move {
+                hub.publish_once("t", "k-1", |_| Event::message("once"))
+                    .await
+            })
+        })
+        .collect();
+    let first = first.await.unwrap().unwrap();
+    let mut ids = Vec::new();
+    for retry in retries {
+        ids.push(retry.await.unwrap().unwrap());
+    }
+    assert_eq!(first.offset(), 1);
+    assert_eq!(ids[0], ids[1], "the same key gets the same id");
+    assert_eq!(ids[0].offset(), 2);
+    assert_eq!(script_calls(&url).await, 2, "the two retries shared a call");
+    let top: Option<u64> = command(&url, redis::cmd("HGET").arg("idem:{t}:m").arg("t")).await;
+    assert_eq!(top, Some(2), "stored once");
+    let len: u64 = command(&url, redis::cmd("XLEN").arg("idem:{t}:s")).await;
+    assert_eq!(len, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_that_fails_in_a_batch_fails_alone() {
+    let Some(redis) = Private::start().await else {
+        return;
+    };
+    let url = redis.url();
+    let hub = node(&url, "err", Duration::from_secs(2));
+    hub.publish("bad", Event::message("up")).await.unwrap();
+    let () = command(&url, redis::cmd("CONFIG").arg("RESETSTAT")).await;
+    // The topic's stream is no longer a stream: its XADD fails.
+    let _: i64 = command(&url, redis::cmd("DEL").arg("err:{bad}:s")).await;
+    let () = command(&url, redis::cmd("SET").arg("err:{bad}:s").arg("x")).await;
+    pause_writes(&url, 300).await;
+    let first = tokio::spawn({
+        let hub = hub.clone();
+        async move { hub.publish("good", Event::message("first")).await }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let batch: Vec<_> = ["good", "bad", "good"]
+        .into_iter()
+        .map(|topic| {
+            let hub = hub.clone();
+            tokio::spawn(async move { hub.publish(topic, Event::message("x")).await })
+        })
+        .collect();
+    assert_eq!(first.await.unwrap().unwrap().offset(), 1);
+    let got: Vec<_> = join_all(batch)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(
+        script_calls(&url).await,
+        2,
+        "the first, then the three in one call"
+    );
+    let err = got[1].as_ref().unwrap_err();
+    assert!(
+        matches!(err, HubError::Unavailable(_)) && err.to_string().contains("WRONGTYPE"),
+        "{err}"
+    );
+    let offsets: Vec<u64> = [&got[0], &got[2]]
+        .iter()
+        .map(|r| r.as_ref().unwrap().offset())
+        .collect();
+    assert_eq!(offsets, [2, 3], "the others of the batch are stored");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_connection_fails_every_publish_of_its_batch_and_hangs_none() {
+    let Some(redis) = Private::start().await else {
+        return;
+    };
+    let url = redis.url();
+    let hub = node(&url, "kill", Duration::from_secs(3));
+    hub.publish("t0", Event::message("up")).await.unwrap();
+    // Nothing runs for 2 s: the publishes' deadlines (half the timeout) pass.
+    pause_writes(&url, 2_000).await;
+    let started = Instant::now();
+    let spawn = |topic: String| {
+        let hub = hub.clone();
+        tokio::spawn(async move { hub.publish(&topic, Event::message("lost")).await })
+    };
+    let mut publishes = vec![spawn("t0".to_owned())];
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    publishes.extend((0..20).map(|i| spawn(format!("t{}", i % 4))));
+    // The first call, then the batch of twenty sent on a new connection.
+    for _ in 0..2 {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let _: i64 = command(
+            &url,
+            redis::cmd("CLIENT").arg("KILL").arg("TYPE").arg("normal"),
+        )
+        .await;
+    }
+    for publish in publishes {
+        let done = tokio::time::timeout(Duration::from_secs(5), publish)
+            .await
+            .expect("no publish hangs")
+            .unwrap();
+        let err = done.expect_err("its call was lost");
+        assert!(matches!(err, HubError::Unavailable(_)), "{err}");
+    }
+    assert!(
+        started.elapsed() < Duration::from_millis(1_500),
+        "failed with the connection, not by timing out: {:?}",
+        started.elapsed()
+    );
+    // After the pause: nothing of those was stored, and publishing works.
+    tokio::time::sleep(Duration::from_millis(2_200).saturating_sub(started.elapsed())).await;
+    let top: Option<u64> = command(&url, redis::cmd("HGET").arg("kill:{t0}:m").arg("t")).await;
+    assert_eq!(top, Some(1), "nothing stored");
+    let id = hub.publish("t0", Event::message("after")).await.unwrap();
+    assert_eq!(id.offset(), 2);
+}
