@@ -75,6 +75,7 @@ pub(crate) fn set_headers(headers: &mut HeaderMap, cache_control: HeaderValue) {
 
 /// Whether a response's `content-type` is `text/event-stream`, with or without
 /// parameters, in any letter case.
+#[inline]
 pub fn is_event_stream(headers: &HeaderMap) -> bool {
     // A response has few headers: a pass over them costs less than hashing
     // the name for a look-up.

@@ -74,7 +74,28 @@ impl LastEventId {
 
     /// The id from the request's first `Last-Event-ID` value (none if the
     /// header was `repeated`), else from its query.
+    #[inline]
     pub(crate) fn from_header_or_query(
+        first: Option<&HeaderValue>,
+        repeated: bool,
+        uri: &Uri,
+    ) -> Option<Self> {
+        if first.is_none() {
+            // Most requests have no cursor in their query either; they are
+            // ruled out here, inlined (a query too short to hold one, or
+            // without the name), before the split.
+            let query = uri.query()?;
+            if query.len() < "lastEventId".len()
+                || memchr::memmem::find(query.as_bytes(), b"lastEventId").is_none()
+            {
+                return None;
+            }
+        }
+        Self::from_header_or_query_slow(first, repeated, uri)
+    }
+
+    #[inline(never)]
+    fn from_header_or_query_slow(
         first: Option<&HeaderValue>,
         repeated: bool,
         uri: &Uri,
@@ -88,11 +109,6 @@ impl LastEventId {
                 .and_then(Self::parse);
         }
         let query = uri.query()?;
-        // Most queries have no cursor; skip the split for them (and the search
-        // for one too short to hold it).
-        if query.len() < "lastEventId".len() || !query.contains("lastEventId") {
-            return None;
-        }
         query.split('&').find_map(|pair| {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
             (key == "lastEventId")

@@ -67,6 +67,7 @@ struct State {
 }
 
 impl<B> ResponseBody<B> {
+    #[inline]
     pub(crate) fn plain(body: B) -> Self {
         Self {
             kind: Kind::Plain { body },
@@ -121,6 +122,7 @@ where
     type Data = Bytes;
     type Error = BoxError;
 
+    #[inline]
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -160,6 +162,8 @@ fn to_bytes(mut data: impl Buf) -> Bytes {
     data.copy_to_bytes(data.remaining())
 }
 
+/// Out of line: the plain path of `poll_frame` stays small enough to inline.
+#[inline(never)]
 fn poll_stream<B>(
     body: Pin<&mut B>,
     state: &mut State,

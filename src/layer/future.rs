@@ -79,6 +79,7 @@ impl StreamRequest {
     }
 
     /// The handle, if the request has one; the request keeps none after.
+    #[inline]
     fn take_handle(&mut self) -> Option<EndHandle> {
         match std::mem::take(&mut self.handle) {
             HandleOffer::Claimed(handle) => Some(handle),
@@ -88,6 +89,7 @@ impl StreamRequest {
 
     /// The response is no stream (or none came): the handle resolves at once, so
     /// that nothing waits on it forever.
+    #[inline]
     fn not_a_stream(mut self) {
         if let Some(handle) = self.take_handle() {
             handle.resolve_empty(Outcome::NoStream);
@@ -105,6 +107,7 @@ impl StreamRequest {
 }
 
 impl Drop for StreamRequest {
+    #[inline]
     fn drop(&mut self) {
         // Dropped before the response (the future was dropped): the client left.
         if let Some(handle) = self.take_handle() {
@@ -114,6 +117,7 @@ impl Drop for StreamRequest {
 }
 
 impl<F> ResponseFuture<F> {
+    #[inline]
     pub(crate) fn called(future: F, config: Arc<Config>, stream: StreamRequest) -> Self {
         Self {
             kind: Kind::Called {
@@ -138,6 +142,7 @@ where
 {
     type Output = Result<Response<ResponseBody<B>>, E>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
             KindProj::Called {
@@ -157,6 +162,11 @@ where
                     return Poll::Pending;
                 };
                 match output {
+                    // Most answers: no stream, passed on as they are.
+                    Ok(res) if !crate::response::is_event_stream(res.headers()) => {
+                        stream.not_a_stream();
+                        Poll::Ready(Ok(res.map(ResponseBody::plain)))
+                    }
                     Ok(res) => Poll::Ready(Ok(wrap(res, config, stream))),
                     Err(err) => {
                         stream.not_a_stream();
@@ -169,19 +179,20 @@ where
     }
 }
 
+/// Makes a response whose `content-type` is `text/event-stream` a stream.
+/// Out of line: most responses are not streams, and take the short way.
+#[inline(never)]
 fn wrap<B>(
     mut res: Response<B>,
     config: &Config,
     stream: StreamRequest,
 ) -> Response<ResponseBody<B>> {
-    let headers = res.headers();
     // A compressed stream cannot take a heartbeat; it can only be passed on.
-    let compressed = || {
-        headers
-            .get(header::CONTENT_ENCODING)
-            .is_some_and(|v| v != "identity")
-    };
-    if !crate::response::is_event_stream(headers) || compressed() {
+    let compressed = res
+        .headers()
+        .get(header::CONTENT_ENCODING)
+        .is_some_and(|v| v != "identity");
+    if compressed {
         stream.not_a_stream();
         return res.map(ResponseBody::plain);
     }

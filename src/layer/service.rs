@@ -100,30 +100,54 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+    // Inlined into its caller: for a plain request the whole call is a scan
+    // of the headers and a listen around the inner call.
+    #[inline]
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         let seen = Seen::scan(req.headers());
         let id = LastEventId::from_header_or_query(seen.last_event_id, seen.repeated_id, req.uri());
-        let stream_request = seen.stream;
-        // A stream request, or one resuming a stream, gets its handle in its
-        // extensions, and its context is kept for the end report. Any other
-        // request has a handle made only if its handler asks (the `EndHandle`
-        // extractor, through the thread's offer), and no context: most are
-        // plain pages and API calls, which then cost neither.
-        let (handle, seed) = if stream_request || id.is_some() {
-            let seed = RequestSeed::new(&req, seen.request_id.cloned());
-            let handle = EndHandle::new();
-            req.extensions_mut().insert(handle.clone());
-            (HandleOffer::Claimed(handle), Some(Box::new(seed)))
-        } else {
-            (HandleOffer::Open, None)
-        };
+        if seen.stream || id.is_some() {
+            let (stream_request, request_id) = (seen.stream, seen.request_id.cloned());
+            return self.call_stream(req, stream_request, id, request_id);
+        }
+        // Most requests: plain pages and API calls. No handle is made unless
+        // the handler asks (the `EndHandle` extractor, through the thread's
+        // offer), and no context is kept: most answers are no stream.
+        // Listens for the `SseBody` the handler makes, whatever builds the response.
+        let mut link = None;
+        let mut handle = HandleOffer::Open;
+        let future = Link::listen(&mut link, &mut handle, || self.inner.call(req));
+        let stream = StreamRequest::new(handle, None, None, link);
+        ResponseFuture::called(future, self.config.clone(), stream)
+    }
+}
+
+impl<S> Sse<S> {
+    /// A stream request (`stream`), or one resuming a stream (`id`): it gets
+    /// its handle in its extensions, and its context is kept for the end
+    /// report.
+    #[inline(never)]
+    fn call_stream<ReqBody, ResBody>(
+        &mut self,
+        mut req: Request<ReqBody>,
+        stream_request: bool,
+        id: Option<LastEventId>,
+        request_id: Option<HeaderValue>,
+    ) -> ResponseFuture<S::Future>
+    where
+        S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    {
+        let seed = Box::new(RequestSeed::new(&req, request_id));
+        let handle = EndHandle::new();
+        req.extensions_mut().insert(handle.clone());
+        let handle = HandleOffer::Claimed(handle);
         if let Some(id) = id {
             req.extensions_mut().insert(id);
         }
-        // Listens for the `SseBody` the handler makes, whatever builds the response.
         let mut link = None;
         if !stream_request {
-            let mut stream = StreamRequest::new(handle, seed, None, None);
+            // Resuming without asking for a stream: the answer may be one.
+            let mut stream = StreamRequest::new(handle, Some(seed), None, None);
             let future = Link::listen(&mut link, &mut stream.handle, || self.inner.call(req));
             stream.link = link;
             return ResponseFuture::called(future, self.config.clone(), stream);
@@ -136,7 +160,7 @@ where
             return ResponseFuture::rejected(&self.config);
         };
         req.headers_mut().remove(header::ACCEPT_ENCODING);
-        let mut stream = StreamRequest::new(handle, seed, Some(permit), None);
+        let mut stream = StreamRequest::new(handle, Some(seed), Some(permit), None);
         let future = Link::listen(&mut link, &mut stream.handle, || self.inner.call(req));
         stream.link = link;
         ResponseFuture::called(future, self.config.clone(), stream)
@@ -156,6 +180,7 @@ struct Seen<'a> {
 }
 
 impl<'a> Seen<'a> {
+    #[inline]
     fn scan(headers: &'a HeaderMap) -> Self {
         let mut seen = Self::default();
         for (name, value) in headers {
@@ -191,17 +216,23 @@ pub fn accepts_event_stream(headers: &HeaderMap) -> bool {
 }
 
 /// Whether one `Accept` value lists `text/event-stream` with a weight above zero.
+#[inline]
 fn accepts_value(value: &HeaderValue) -> bool {
     // Every request comes this way and most do not ask for a stream: a value
-    // too short to hold it (`application/json`), or none of whose few `/`
-    // is followed by `event-stream`, is ruled out before the exact parse.
+    // too short to hold it (`application/json`) is ruled out here, inlined.
+    value.as_bytes().len() >= "text/event-stream".len() && accepts_long_value(value)
+}
+
+#[inline(never)]
+fn accepts_long_value(value: &HeaderValue) -> bool {
+    // A value none of whose few `/` is followed by `event-stream` is ruled
+    // out before the exact parse.
     let bytes = value.as_bytes();
-    let mentioned = bytes.len() >= "text/event-stream".len()
-        && memchr::memchr_iter(b'/', bytes).any(|at| {
-            bytes
-                .get(at + 1..at + 13)
-                .is_some_and(|s| s.eq_ignore_ascii_case(b"event-stream"))
-        });
+    let mentioned = memchr::memchr_iter(b'/', bytes).any(|at| {
+        bytes
+            .get(at + 1..at + 13)
+            .is_some_and(|s| s.eq_ignore_ascii_case(b"event-stream"))
+    });
     mentioned
         && value.to_str().is_ok_and(|v| {
             v.split(',')

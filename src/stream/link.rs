@@ -81,7 +81,7 @@ enum Offer {
 }
 
 /// The offers of the innermost layer listening on this thread.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct Offers {
     link: Offer,
     handle: Offer,
@@ -154,6 +154,29 @@ thread_local! {
     };
 }
 
+/// What a quick [`Link::listen`] found made when its offers changed (`seen`,
+/// as `f` left them): a body's link or a handle, in [`CLAIMED`], which held
+/// nothing before. Out of line: most requests make neither.
+#[cold]
+#[inline(never)]
+fn pick_up(seen: Offers, found: &mut Option<Arc<Link>>, handle: &mut HandleOffer) {
+    if seen.any_claimed() {
+        let mine = CLAIMED.with(|c| std::mem::take(&mut *c.borrow_mut()));
+        settle(mine, found, handle);
+    }
+}
+
+/// Hands what was made under a layer's listen to the layer: the first body's
+/// link (unless it has one already), and the handle made for its request.
+fn settle(mine: Claimed, found: &mut Option<Arc<Link>>, handle: &mut HandleOffer) {
+    if let (Some(link), None) = (mine.link, &*found) {
+        *found = Some(link);
+    }
+    if let Some(made) = mine.handle {
+        *handle = HandleOffer::Claimed(made);
+    }
+}
+
 /// The end handle of the request a layer handles on this thread, made now if
 /// the layer offers one and none was made yet; `None` when no layer listens
 /// here, or the layer put the handle in the request's extensions.
@@ -207,7 +230,69 @@ impl Link {
     /// request's end handle offered as `handle` says; that body's link ends up
     /// in `found`, and a handle made meanwhile in `handle`. Costs no
     /// allocation when no body and no handle is made.
+    ///
+    /// Every request through the layer comes here twice or more (its call,
+    /// each poll), and almost always nothing is made and no outer layer holds
+    /// anything: that case is two writes of [`OFFER`] and a comparison,
+    /// inlined; anything else takes [`listen_nested`](Self::listen_nested).
+    #[inline]
     pub(crate) fn listen<R>(
+        found: &mut Option<Arc<Link>>,
+        handle: &mut HandleOffer,
+        f: impl FnOnce() -> R,
+    ) -> R {
+        /// Puts the outer offers back (on panic too); what was made meanwhile
+        /// (the offers changed) is picked up out of line.
+        struct Restore<'a> {
+            prev: Offers,
+            set: Offers,
+            found: &'a mut Option<Arc<Link>>,
+            handle: &'a mut HandleOffer,
+        }
+        impl Drop for Restore<'_> {
+            #[inline]
+            fn drop(&mut self) {
+                let seen = OFFER.replace(self.prev);
+                if seen != self.set {
+                    pick_up(seen, self.found, self.handle);
+                }
+            }
+        }
+        let set = Offers {
+            link: match found {
+                Some(_) => Offer::Closed,
+                None => Offer::Open,
+            },
+            handle: match handle {
+                HandleOffer::Closed => Offer::Closed,
+                HandleOffer::Open => Offer::Open,
+                HandleOffer::Claimed(_) => Offer::Claimed,
+            },
+        };
+        let prev = OFFER.replace(set);
+        if set.handle == Offer::Claimed || prev.any_claimed() {
+            // This layer's handle is in hand already, or an outer layer holds
+            // something in `CLAIMED`: both are moved in and out of it.
+            OFFER.set(prev);
+            return Self::listen_nested(found, handle, f);
+        }
+        // `CLAIMED` is empty: `prev` claimed nothing, and this layer has
+        // nothing to put there; what is made while `f` runs lands there.
+        let _restore = Restore {
+            prev,
+            set,
+            found,
+            handle,
+        };
+        f()
+    }
+
+    /// [`listen`](Self::listen) when this layer holds a handle made in an
+    /// earlier poll, or an outer layer listening on this thread holds
+    /// something in [`CLAIMED`]: that is set aside while `f` runs, and put
+    /// back after.
+    #[inline(never)]
+    fn listen_nested<R>(
         found: &mut Option<Arc<Link>>,
         handle: &mut HandleOffer,
         f: impl FnOnce() -> R,
@@ -229,16 +314,11 @@ impl Link {
                     *self.handle = HandleOffer::Open;
                 }
                 if !seen.any_claimed() && self.aside.is_none() {
-                    return; // the common case: nothing was made
+                    return; // nothing was made, nothing set aside
                 }
                 let outer = self.aside.take().unwrap_or_default();
                 let mine = CLAIMED.with(|c| std::mem::replace(&mut *c.borrow_mut(), outer));
-                if let (Some(link), None) = (mine.link, &self.found) {
-                    *self.found = Some(link);
-                }
-                if let Some(made) = mine.handle {
-                    *self.handle = HandleOffer::Claimed(made);
-                }
+                settle(mine, self.found, self.handle);
             }
         }
         let (offered, made) = match std::mem::take(handle) {
