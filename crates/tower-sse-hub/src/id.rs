@@ -144,6 +144,66 @@ impl fmt::Display for EventId {
     }
 }
 
+/// The text of a topic's latest id, kept so that the next one is written by
+/// counting up its last digits (as an odometer) rather than from scratch: a
+/// topic publishes offsets one after another, and the text is what every
+/// published frame carries.
+#[derive(Debug, Default)]
+pub(crate) struct IdText {
+    text: String,
+    /// `-` and the epoch's characters: what follows the digits in `text`.
+    suffix: String,
+    /// The id `text` spells, `None` before the first.
+    of: Option<EventId>,
+}
+
+impl IdText {
+    /// The text of `id`.
+    pub(crate) fn of(&mut self, id: EventId) -> &str {
+        match self.of {
+            Some(last) if last == id => {}
+            Some(last)
+                if last.epoch == id.epoch && last.offset.checked_add(1) == Some(id.offset) =>
+            {
+                self.count_up();
+            }
+            _ => {
+                self.text = id.with_text(str::to_owned);
+                let digits = self.text.find('-').unwrap_or(0);
+                self.suffix = self.text[digits..].to_owned();
+            }
+        }
+        self.of = Some(id);
+        &self.text
+    }
+
+    /// Adds one to the offset: the trailing nines become zeros and the digit
+    /// before them goes up (a `1` in front when every digit was a nine).
+    fn count_up(&mut self) {
+        let digits = self.text.len() - self.suffix.len();
+        let nines = self.text.as_bytes()[..digits]
+            .iter()
+            .rev()
+            .take_while(|&&b| b == b'9')
+            .count();
+        let at = digits - nines;
+        let up = match at.checked_sub(1) {
+            Some(before) => {
+                let digit = self.text.as_bytes()[before];
+                self.text.truncate(before);
+                char::from(digit + 1)
+            }
+            None => {
+                self.text.clear();
+                '1'
+            }
+        };
+        self.text.push(up);
+        (0..nines).for_each(|_| self.text.push('0'));
+        self.text.push_str(&self.suffix);
+    }
+}
+
 /// A string that is not an [`EventId`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -188,6 +248,28 @@ impl FromStr for EventId {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn id_text_counts_up_as_display_writes() {
+        let epoch = Epoch::random();
+        let mut text = IdText::default();
+        for offset in (0..=100_500).chain([999, 1_000, 99_999_999, 100_000_000]) {
+            let id = EventId::new(offset, epoch);
+            assert_eq!(text.of(id), id.to_string());
+        }
+        // Across epochs, going back, and at the end of the range.
+        let other = Epoch::random();
+        for id in [
+            EventId::new(7, other),
+            EventId::new(8, epoch),
+            EventId::new(3, epoch),
+            EventId::new(u64::MAX - 1, epoch),
+            EventId::new(u64::MAX, epoch),
+            EventId::new(0, epoch),
+        ] {
+            assert_eq!(text.of(id), id.to_string());
+        }
+    }
 
     #[test]
     fn round_trips_and_rejects_the_rest() {

@@ -26,7 +26,7 @@ use std::{
 
 use super::{
     config::{HubConfig, Lag},
-    id::{Epoch, EventId},
+    id::{Epoch, EventId, IdText},
     sync::{lock, AtomicU64, Mutex, Ordering},
 };
 use tower_sse::{EncodedEvent, Event};
@@ -101,6 +101,8 @@ struct State {
     removed: bool,
     /// The idempotency keys of recent publishes (see [`Topic::reserve_once`]).
     recent: Recent,
+    /// The text of the id appended last, counted up by the next append.
+    id_text: IdText,
 }
 
 /// The idempotency keys of a topic's recent publishes, oldest first, each with
@@ -242,6 +244,7 @@ impl Topic {
                 closed: false,
                 removed: false,
                 recent: Recent::default(),
+                id_text: IdText::default(),
             }),
             version: AtomicU64::new(0),
         }
@@ -404,7 +407,10 @@ impl Topic {
             .saturating_add(state.slots.len() as u64)
             .saturating_add(1);
         let id = state.id(offset);
-        let encoded = crate::store::encode_with_id(event, &id);
+        // An `EventId` is digits, `-` and lowercase letters: always a valid id.
+        let encoded = event
+            .encode_with_id(state.id_text.of(id))
+            .unwrap_or_else(|_| Event::default().encode());
         let before = state.bytes;
         state.bytes += encoded.len();
         state.slots.push_back(Slot::Event(encoded, stored()));
