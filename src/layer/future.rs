@@ -38,13 +38,25 @@ pin_project! {
             #[pin]
             future: F,
             config: Arc<Config>,
-            // `None` once the response is out.
-            stream: Option<StreamRequest>,
+            request: Held,
         },
         Rejected {
             retry_after: Option<HeaderValue>,
         },
     }
+}
+
+/// What a called future holds of its request.
+enum Held {
+    /// A plain request for which nothing was made yet (no handle, no body's
+    /// link): most requests. Nothing to keep, nothing to drop.
+    Plain,
+    /// A stream request, a resumed one, or a plain one for which a handle or
+    /// a body's link was made. Boxed: most requests have none, and the future
+    /// moves several times.
+    Stream(Box<StreamRequest>),
+    /// The response is out.
+    Done,
 }
 
 /// What the service set up for a request: its end handle (resolved with
@@ -57,7 +69,6 @@ pub(crate) struct StreamRequest {
     /// its handler asked); `Open` while none was asked for; `Closed` once
     /// resolved or handed to the stream's report.
     pub(crate) handle: HandleOffer,
-    /// Boxed: most requests have none, and the future moves several times.
     seed: Option<Box<RequestSeed>>,
     permit: Option<Permit>,
     pub(crate) link: Option<Arc<Link>>,
@@ -78,6 +89,11 @@ impl StreamRequest {
         }
     }
 
+    /// A plain request's, for which nothing was made.
+    fn plain() -> Self {
+        Self::new(HandleOffer::Open, None, None, None)
+    }
+
     /// The handle, if the request has one; the request keeps none after.
     #[inline]
     fn take_handle(&mut self) -> Option<EndHandle> {
@@ -89,7 +105,6 @@ impl StreamRequest {
 
     /// The response is no stream (or none came): the handle resolves at once, so
     /// that nothing waits on it forever.
-    #[inline]
     fn not_a_stream(mut self) {
         if let Some(handle) = self.take_handle() {
             handle.resolve_empty(Outcome::NoStream);
@@ -117,13 +132,35 @@ impl Drop for StreamRequest {
 }
 
 impl<F> ResponseFuture<F> {
+    /// The future of a plain request, with what its call made (`link`,
+    /// `handle`): almost always nothing.
     #[inline]
+    pub(crate) fn plain(
+        future: F,
+        config: Arc<Config>,
+        link: Option<Arc<Link>>,
+        handle: HandleOffer,
+    ) -> Self {
+        let request = match (&link, &handle) {
+            (None, HandleOffer::Open) => Held::Plain,
+            _ => Held::made(link, handle),
+        };
+        Self {
+            kind: Kind::Called {
+                future,
+                config,
+                request,
+            },
+        }
+    }
+
+    /// The future of a stream request or a resumed one.
     pub(crate) fn called(future: F, config: Arc<Config>, stream: StreamRequest) -> Self {
         Self {
             kind: Kind::Called {
                 future,
                 config,
-                stream: Some(stream),
+                request: Held::Stream(Box::new(stream)),
             },
         }
     }
@@ -133,6 +170,15 @@ impl<F> ResponseFuture<F> {
         Self {
             kind: Kind::Rejected { retry_after },
         }
+    }
+}
+
+impl Held {
+    /// A plain request for which a handle or a body's link was made.
+    #[cold]
+    #[inline(never)]
+    fn made(link: Option<Arc<Link>>, handle: HandleOffer) -> Self {
+        Self::Stream(Box::new(StreamRequest::new(handle, None, None, link)))
     }
 }
 
@@ -148,28 +194,50 @@ where
             KindProj::Called {
                 future,
                 config,
-                stream,
+                request,
             } => {
-                let Some(request) = stream.as_mut() else {
+                let output = match request {
+                    Held::Plain => {
+                        // A body made while the handler runs links itself to
+                        // the layer; a handler asking for its handle makes it.
+                        let mut link = None;
+                        let mut handle = HandleOffer::Open;
+                        let poll = Link::listen(&mut link, &mut handle, || future.poll(cx));
+                        if link.is_some() || !matches!(handle, HandleOffer::Open) {
+                            *request = Held::made(link, handle);
+                            ready!(poll)
+                        } else {
+                            let output = ready!(poll);
+                            *request = Held::Done;
+                            return Poll::Ready(match output {
+                                // Most answers: no stream, passed on as they are.
+                                Ok(res) if !crate::response::is_event_stream(res.headers()) => {
+                                    Ok(res.map(ResponseBody::plain))
+                                }
+                                Ok(res) => Ok(wrap(res, config, StreamRequest::plain())),
+                                Err(err) => Err(err),
+                            });
+                        }
+                    }
+                    Held::Stream(stream) => {
+                        ready!(Link::listen(&mut stream.link, &mut stream.handle, || {
+                            future.poll(cx)
+                        }))
+                    }
                     // Polled after completion: a broken contract, answered quietly.
-                    return Poll::Pending;
+                    Held::Done => return Poll::Pending,
                 };
-                // A body made while the handler runs links itself to the layer.
-                let output = ready!(Link::listen(&mut request.link, &mut request.handle, || {
-                    future.poll(cx)
-                }));
-                let Some(stream) = stream.take() else {
+                let Held::Stream(stream) = std::mem::replace(request, Held::Done) else {
                     return Poll::Pending;
                 };
                 match output {
-                    // Most answers: no stream, passed on as they are.
                     Ok(res) if !crate::response::is_event_stream(res.headers()) => {
-                        stream.not_a_stream();
+                        (*stream).not_a_stream();
                         Poll::Ready(Ok(res.map(ResponseBody::plain)))
                     }
-                    Ok(res) => Poll::Ready(Ok(wrap(res, config, stream))),
+                    Ok(res) => Poll::Ready(Ok(wrap(res, config, *stream))),
                     Err(err) => {
-                        stream.not_a_stream();
+                        (*stream).not_a_stream();
                         Poll::Ready(Err(err))
                     }
                 }

@@ -117,8 +117,7 @@ where
         let mut link = None;
         let mut handle = HandleOffer::Open;
         let future = Link::listen(&mut link, &mut handle, || self.inner.call(req));
-        let stream = StreamRequest::new(handle, None, None, link);
-        ResponseFuture::called(future, self.config.clone(), stream)
+        ResponseFuture::plain(future, self.config.clone(), link, handle)
     }
 }
 
