@@ -202,9 +202,9 @@ impl Subscriptions {
                 if let Some(Value::BulkString(payload)) = push.data.get(1) {
                     let payload = Bytes::copy_from_slice(payload);
                     // A message that is not the store's is ignored.
-                    if let Some((epoch, entry)) = crate::scripts::live(&payload) {
+                    crate::scripts::live(&payload, |epoch, entry| {
                         feed.send(Feed::Live { epoch, entry });
-                    }
+                    });
                 }
             }
             PushKind::SSubscribe => {

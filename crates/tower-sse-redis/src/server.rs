@@ -279,9 +279,9 @@ async fn pubsub(
                         if let Some(feed) = routes.get(message.get_channel_name()) {
                             let payload = Bytes::copy_from_slice(message.get_payload_bytes());
                             // A message that is not the store's is ignored.
-                            if let Some((epoch, entry)) = crate::scripts::live(&payload) {
+                            crate::scripts::live(&payload, |epoch, entry| {
                                 feed.send(Feed::Live { epoch, entry });
-                            }
+                            });
                         }
                     }
                     None => break,

@@ -263,3 +263,89 @@ async fn a_lost_connection_fails_every_publish_of_its_batch_and_hangs_none() {
     let id = hub.publish("t0", Event::message("after")).await.unwrap();
     assert_eq!(id.offset(), 2);
 }
+
+/// Calls of `command` run on the server at `url` so far (scripts' included).
+async fn command_calls(url: &str, command_name: &str) -> u64 {
+    let info: String = command(url, redis::cmd("INFO").arg("commandstats")).await;
+    let prefix = format!("cmdstat_{command_name}:calls=");
+    info.lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A batch's events to one topic go out as one message: a live subscriber on
+/// another node gets every event once, in order, with the id its publisher
+/// got, from those messages alone (it never reads the stream again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_subscriber_on_another_node_gets_every_batched_event_once_in_order() {
+    const PUBLISHERS: usize = 64;
+    const EACH: usize = 20;
+    const TOPICS: usize = 4;
+    let Some(redis) = Private::start().await else {
+        return;
+    };
+    let url = redis.url();
+    let publisher = node(&url, "live", Duration::from_secs(5));
+    let reader = node(&url, "live", Duration::from_secs(5));
+    let mut subs = Vec::new();
+    for t in 0..TOPICS {
+        let topic = format!("t{t}");
+        // The topic exists, and the script is loaded.
+        publisher
+            .publish(&topic, Event::message("0"))
+            .await
+            .unwrap();
+        subs.push(reader.subscribe(&topic, None).await.unwrap());
+    }
+    let () = command(&url, redis::cmd("CONFIG").arg("RESETSTAT")).await;
+    let publishers = (0..PUBLISHERS).map(|p| {
+        let hub = publisher.clone();
+        tokio::spawn(async move {
+            let topic = p % TOPICS;
+            let mut ids = Vec::new();
+            for i in 0..EACH {
+                let data = format!("{p}.{i}");
+                let id = hub
+                    .publish(&format!("t{topic}"), Event::message(data.clone()))
+                    .await
+                    .unwrap();
+                ids.push((id, data));
+            }
+            (topic, ids)
+        })
+    });
+    let mut acked = vec![Vec::new(); TOPICS];
+    for done in join_all(publishers.collect::<Vec<_>>()).await {
+        let (topic, ids) = done.unwrap();
+        acked[topic].extend(ids);
+    }
+    let publishes = (PUBLISHERS * EACH) as u64;
+    let messages = command_calls(&url, "publish").await;
+    assert!(
+        messages < publishes,
+        "{messages} messages for {publishes} publishes: several events per message"
+    );
+    for (topic, mut ids) in acked.into_iter().enumerate() {
+        ids.sort_by_key(|(id, _)| id.offset());
+        for (id, data) in &ids {
+            let event = tokio::time::timeout(Duration::from_secs(5), next(&mut subs[topic]))
+                .await
+                .expect("every event arrives")
+                .unwrap();
+            assert_eq!(
+                (id_of(&event), data_of(&event)),
+                (id.to_string().as_str(), data.as_str()),
+                "t{topic}"
+            );
+        }
+        let more = tokio::time::timeout(Duration::from_millis(100), next(&mut subs[topic])).await;
+        assert!(more.is_err(), "each event once: {more:?}");
+    }
+    assert_eq!(
+        command_calls(&url, "xrevrange").await,
+        0,
+        "the reader never read the streams again: the messages carried everything"
+    );
+}
