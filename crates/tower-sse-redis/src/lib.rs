@@ -51,7 +51,7 @@ use self::{
     cluster::Cluster,
     connection::Conn,
     scripts::{Keys, Publish, Published, Scripts},
-    server::{Clock, Server},
+    server::Server,
 };
 pub use self::{config::RedisConfig, presence::RedisPresence};
 
@@ -305,14 +305,6 @@ impl Inner {
         }
     }
 
-    /// The clock of the Redis that holds `topic`.
-    fn clock_of(&self, topic: &str) -> &Clock {
-        match &self.backend {
-            Backend::Servers(servers) => &rendezvous(servers, topic).clock,
-            Backend::Cluster(cluster) => &cluster.clock,
-        }
-    }
-
     /// A commands connection to the Redis that holds `topic`.
     async fn conn(&self, topic: &str) -> Result<Conn, HubError> {
         match &self.backend {
@@ -352,8 +344,14 @@ impl Inner {
 
     async fn append(&self, name: &str, append: Append<'_>) -> Result<EventId, HubError> {
         let keys = Keys::new(&self.config.prefix, name);
-        let server = self.name_of(name);
-        let clock = self.clock_of(name);
+        // The server that holds the topic, hashed once (standalone servers).
+        let (server, clock, holder) = match &self.backend {
+            Backend::Servers(servers) => {
+                let holder = rendezvous(servers, name);
+                (holder.name.as_str(), &holder.clock, Some(holder))
+            }
+            Backend::Cluster(cluster) => (cluster.name.as_str(), &cluster.clock, None),
+        };
         let started = tokio::time::Instant::now();
         let until = started + self.config.timeout;
         let Ok(conn) = tokio::time::timeout_at(until, self.conn(name)).await else {
@@ -409,11 +407,11 @@ impl Inner {
             keys,
         };
         let stored = async {
-            match &self.backend {
-                Backend::Servers(servers) => rendezvous(servers, name).publish(publish).await,
+            match holder {
+                Some(holder) => holder.publish(publish).await,
                 // One topic's keys are in one slot, the batches' keys in any:
                 // on a cluster, each publish is a call of its own.
-                Backend::Cluster(_) => {
+                None => {
                     let (mut answers, now) =
                         scripts::publish(&self.scripts.publish, &mut conn, &[publish], true)
                             .await?;

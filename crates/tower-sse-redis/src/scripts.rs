@@ -10,7 +10,7 @@
 //! - `PREFIX:{TOPIC}:m`, a hash: `e` the epoch, `t` the top offset;
 //! - `PREFIX:{TOPIC}:c`, the Pub/Sub channel: `OFFSET EPOCH STANDIN\nEVENT`.
 
-use ::redis::{RedisError, Script, Value};
+use ::redis::{ErrorKind, RedisError, Script, ServerErrorKind, Value};
 use bytes::Bytes;
 
 use super::connection::Conn;
@@ -77,7 +77,7 @@ end
 local function append(a, k)
   local deadline = ARGV[a + 3]
   if deadline ~= '0' and now > tonumber(deadline) then
-    return {-1, ''}
+    return -1, ''
   end
   local window = ARGV[a + 4]
   local keyed = window ~= '0'
@@ -86,7 +86,7 @@ local function append(a, k)
     if known then
       local space = string.find(known, ' ', 1, true)
       if space then
-        return {tonumber(string.sub(known, 1, space - 1)), string.sub(known, space + 1)}
+        return tonumber(string.sub(known, 1, space - 1)), string.sub(known, space + 1)
       end
     end
   end
@@ -107,17 +107,17 @@ local function append(a, k)
   if keyed then
     redis.call('set', KEYS[k], offset .. ' ' .. state.epoch, 'PX', window)
   end
-  return {top, state.epoch}
+  return top, state.epoch
 end
 local out = {now}
 local a, k = 4 + 3 * count, 2 * count + 1
 while a <= #ARGV do
-  local ok, got = pcall(append, a, k)
+  local ok, offset, epoch = pcall(append, a, k)
   if not ok then
-    got = {-2, type(got) == 'table' and got.err or tostring(got)}
+    offset, epoch = -2, type(offset) == 'table' and offset.err or tostring(offset)
   end
-  out[#out + 1] = got[1]
-  out[#out + 1] = got[2]
+  out[#out + 1] = offset
+  out[#out + 1] = epoch
   if ARGV[a + 4] ~= '0' then
     k = k + 1
   end
@@ -275,35 +275,51 @@ pub(super) async fn publish(
         };
         topic_of.push(at + 1);
     }
-    let mut invocation = script.prepare_invoke();
-    invocation
-        .arg(if sharded { "spublish" } else { "publish" })
+    // `EVALSHA` written straight into one command buffer (a `ScriptInvocation`
+    // holds each argument in a buffer of its own, then copies them all).
+    let keyed = batch.iter().filter(|p| p.key.is_some()).count();
+    let size = batch
+        .iter()
+        .map(|p| p.event.len() + p.stand_in.len() + 64)
+        .sum::<usize>()
+        + topics.len() * (3 * topics[0].keys.meta.len() + 64)
+        + keyed * 64;
+    let mut cmd = ::redis::Cmd::with_capacity(6 + 5 * topics.len() + 6 * batch.len(), size);
+    cmd.arg("EVALSHA")
+        .arg(script.get_hash())
+        .arg(2 * topics.len() + keyed);
+    for topic in &topics {
+        cmd.arg(&topic.keys.stream).arg(&topic.keys.meta);
+    }
+    for (key, _) in batch.iter().filter_map(|p| p.key.as_ref()) {
+        cmd.arg(key);
+    }
+    cmd.arg(if sharded { "spublish" } else { "publish" })
         .arg(Epoch::random().to_string())
         .arg(topics.len());
     for topic in &topics {
-        invocation
-            .key(&topic.keys.stream)
-            .key(&topic.keys.meta)
-            .arg(topic.max_len)
+        cmd.arg(topic.max_len)
             .arg(topic.ttl_ms)
             .arg(&topic.keys.channel);
     }
     for (publish, topic) in batch.iter().zip(topic_of) {
-        let window = match &publish.key {
-            Some((key, window)) => {
-                invocation.key(key);
-                (*window).max(1)
-            }
-            None => 0,
-        };
-        invocation
-            .arg(topic)
+        let window = publish
+            .key
+            .as_ref()
+            .map_or(0, |(_, window)| (*window).max(1));
+        cmd.arg(topic)
             .arg(&publish.event[..])
             .arg(&publish.stand_in)
             .arg(publish.deadline_ms)
             .arg(window);
     }
-    let reply: Value = invocation.invoke_async(conn).await?;
+    let reply: Value = match cmd.query_async(conn).await {
+        Err(err) if err.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+            script.load_async(conn).await?;
+            cmd.query_async(conn).await?
+        }
+        reply => reply?,
+    };
     let Value::Array(items) = reply else {
         return Err(malformed("publish"));
     };
