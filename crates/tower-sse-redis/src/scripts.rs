@@ -33,11 +33,12 @@ use tower_sse_hub::{
 /// offset and remembers the key for the window.
 ///
 /// Each topic's meta hash is read once per batch (its epoch is created then
-/// when the topic has none, deleting any stale stream). After the batch's
-/// events, each topic that stored one gets, once: its top offset written, its
-/// stream trimmed to the history bound (`XTRIM MAXLEN`, exact: what an
-/// `XADD MAXLEN` per event leaves, as the script runs alone), both keys'
-/// retention renewed, and **one message** on its channel with all the events
+/// when the topic has none, deleting any stale stream). The topic's last event
+/// of the batch is appended with an exact `MAXLEN` (what an `XADD MAXLEN` per
+/// event leaves, as the script runs alone). After the batch's events, each
+/// topic that stored one gets, once: its top offset written, its stream
+/// trimmed (`XTRIM MAXLEN`, exact) unless that last event trimmed it (it was
+/// refused or failed), both keys' retention renewed, and **one message** on its channel with all the events
 /// it stored in this batch (their offsets are contiguous: nothing else writes
 /// the topic while the script runs): a lone event in the format of one
 /// (`OFFSET EPOCH STANDIN\nEVENT`), several in the format of many
@@ -58,6 +59,7 @@ local now = t[1] * 1000 + math.floor(t[2] / 1000)
 local command, new_epoch = ARGV[1], ARGV[2]
 local count = tonumber(ARGV[3])
 local topics = {}
+local last = {}
 local function topic(i)
   local state = topics[i]
   if not state then
@@ -90,11 +92,17 @@ local function append(a, k)
       end
     end
   end
-  local state = topic(tonumber(ARGV[a]))
+  local i = tonumber(ARGV[a])
+  local state = topic(i)
   local data, stand_in = ARGV[a + 1], ARGV[a + 2]
   local top = state.top + 1
   local offset = tostring(top)
-  redis.call('xadd', state.stream, offset .. '-0', 'd', data, 'p', stand_in)
+  if last[i] == a then
+    redis.call('xadd', state.stream, 'MAXLEN', ARGV[3 * i + 1], offset .. '-0', 'd', data, 'p', stand_in)
+    state.trimmed = true
+  else
+    redis.call('xadd', state.stream, offset .. '-0', 'd', data, 'p', stand_in)
+  end
   state.top = top
   local n = state.n + 1
   state.n = n
@@ -109,8 +117,12 @@ local function append(a, k)
   end
   return top, state.epoch
 end
+local first = 4 + 3 * count
+for a = first, #ARGV, 5 do
+  last[tonumber(ARGV[a])] = a
+end
 local out = {now}
-local a, k = 4 + 3 * count, 2 * count + 1
+local a, k = first, 2 * count + 1
 while a <= #ARGV do
   local ok, offset, epoch = pcall(append, a, k)
   if not ok then
@@ -128,7 +140,9 @@ for i = 1, count do
   if state and state.n > 0 then
     local meta, b = KEYS[2 * i], 1 + 3 * i
     redis.call('hset', meta, 't', tostring(state.top))
-    redis.call('xtrim', state.stream, 'MAXLEN', ARGV[b])
+    if not state.trimmed then
+      redis.call('xtrim', state.stream, 'MAXLEN', ARGV[b])
+    end
     redis.call('pexpire', state.stream, ARGV[b + 1])
     redis.call('pexpire', meta, ARGV[b + 1])
     if state.n == 1 then

@@ -349,3 +349,54 @@ async fn a_live_subscriber_on_another_node_gets_every_batched_event_once_in_orde
         "the reader never read the streams again: the messages carried everything"
     );
 }
+
+/// A batch trims each topic's stream exactly to the history bound (the
+/// topic's last event of the batch carries the `MAXLEN`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batched_publishes_trim_each_stream_exactly() {
+    let Some(redis) = Private::start().await else {
+        return;
+    };
+    let url = redis.url();
+    let config = RedisConfig::new(&url)
+        .prefix("trim")
+        .hub(HubConfig::new().history_len(10));
+    let hub = Hub::with_store(RedisStore::new(config).expect("a store"));
+    let publishers = (0..64).map(|p| {
+        let hub = hub.clone();
+        tokio::spawn(async move {
+            for i in 0..5 {
+                let topic = format!("t{}", p % 3);
+                hub.publish(&topic, Event::message(format!("{p}.{i}")))
+                    .await
+                    .unwrap();
+            }
+        })
+    });
+    join_all(publishers.collect::<Vec<_>>()).await;
+    for t in 0..3 {
+        let stream = format!("trim:{{t{t}}}:s");
+        let top: u64 = command(
+            &url,
+            redis::cmd("HGET").arg(format!("trim:{{t{t}}}:m")).arg("t"),
+        )
+        .await;
+        let len: u64 = command(&url, redis::cmd("XLEN").arg(&stream)).await;
+        assert_eq!(len, 10, "t{t}");
+        let first: Vec<(String, Vec<(String, String)>)> = command(
+            &url,
+            redis::cmd("XRANGE")
+                .arg(&stream)
+                .arg("-")
+                .arg("+")
+                .arg("COUNT")
+                .arg(1),
+        )
+        .await;
+        assert_eq!(
+            first[0].0,
+            format!("{}-0", top - 9),
+            "t{t} keeps the newest"
+        );
+    }
+}
