@@ -153,12 +153,18 @@ struct Inner {
     scripts: Scripts,
 }
 
+/// Where one topic lives.
+enum Holder<'a> {
+    Server(&'a Arc<Server>),
+    Cluster(&'a Arc<Cluster>),
+}
+
 /// Where the topics live.
 enum Backend {
     /// Standalone servers, each topic on one chosen by rendezvous hashing.
     Servers(Vec<Arc<Server>>),
     /// A Redis Cluster, each topic in the slot of its hash tag.
-    Cluster(Box<Cluster>),
+    Cluster(Arc<Cluster>),
 }
 
 fn unavailable(message: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> HubError {
@@ -229,12 +235,12 @@ impl RedisBroker {
             ));
         }
         let scripts = Scripts::new();
+        let publish = Arc::new(scripts.publish.clone());
         let backend = if config.cluster {
-            Backend::Cluster(Box::new(
-                Cluster::open(&config.urls, config.timeout).map_err(unavailable)?,
+            Backend::Cluster(Arc::new(
+                Cluster::open(&config.urls, config.timeout, publish).map_err(unavailable)?,
             ))
         } else {
-            let publish = Arc::new(scripts.publish.clone());
             let servers = config
                 .urls
                 .iter()
@@ -348,9 +354,13 @@ impl Inner {
         let (server, clock, holder) = match &self.backend {
             Backend::Servers(servers) => {
                 let holder = rendezvous(servers, name);
-                (holder.name.as_str(), &holder.clock, Some(holder))
+                (holder.name.as_str(), &holder.clock, Holder::Server(holder))
             }
-            Backend::Cluster(cluster) => (cluster.name.as_str(), &cluster.clock, None),
+            Backend::Cluster(cluster) => (
+                cluster.name.as_str(),
+                &cluster.clock,
+                Holder::Cluster(cluster),
+            ),
         };
         let started = tokio::time::Instant::now();
         let until = started + self.config.timeout;
@@ -359,7 +369,7 @@ impl Inner {
                 "Redis at {server} did not answer in time (nothing stored)"
             )));
         };
-        let mut conn = conn?;
+        let conn = conn?;
         const CENTURY_MS: u128 = 100 * 365 * 24 * 3600 * 1000;
         let window = append
             .config
@@ -408,21 +418,9 @@ impl Inner {
         };
         let stored = async {
             match holder {
-                Some(holder) => holder.publish(publish).await,
-                // One topic's keys are in one slot, the batches' keys in any:
-                // on a cluster, each publish is a call of its own.
-                None => {
-                    let (mut answers, now) =
-                        scripts::publish(&self.scripts.publish, &mut conn, &[publish], true)
-                            .await?;
-                    let answer = answers.pop().ok_or_else(|| {
-                        ::redis::RedisError::from((
-                            ::redis::ErrorKind::Parse,
-                            "the publish script gave no answer",
-                        ))
-                    })?;
-                    answer.map(|published| (published, now))
-                }
+                Holder::Server(server) => server.publish(publish).await,
+                // A call's keys must be in one slot: batched per topic.
+                Holder::Cluster(cluster) => cluster.publish(name, publish).await,
             }
         };
         match tokio::time::timeout_at(until, stored).await {
