@@ -77,15 +77,31 @@ pub use self::{config::RedisConfig, presence::RedisPresence};
 /// call answered. A lone publisher is sent at once, without waiting for
 /// company. An error of the call itself (the connection lost, no answer)
 /// fails every publish of the batch, with the error each would have got
-/// alone. On Redis Cluster, publishes are not batched (one call each: a
-/// call's keys must be in one slot, and only one topic's are).
+/// alone. On Redis Cluster, a call's keys must be in one slot: the publishes
+/// are batched per topic (a topic is one slot).
 ///
 /// A node subscribes (Pub/Sub) only to the topics its clients use, and keeps
 /// for each the same ring of encoded events as the in-process store, fed from
 /// the channel: each event is encoded once per node and shared by the node's
 /// subscribers, and resuming from a cursor is served from that copy, which
-/// starts with the whole stream. Contiguous offsets make a lost Pub/Sub
-/// message visible: the node then reads the stream from the next offset.
+/// starts with the whole stream. A call publishes **one message per topic**
+/// with all the events it stored to that topic (a lone event keeps the
+/// message format of one). Contiguous offsets make a lost Pub/Sub message
+/// visible: the node then reads the stream from the next offset.
+///
+/// # Upgrading from a version that published one message per event
+///
+/// This version reads both formats, so a node of this version follows the
+/// topics whatever version published. A node of the previous version ignores
+/// a message of several events (it is not in the format it knows): its copy
+/// misses them until its next message of one event (a batch that had one
+/// event for the topic), or until its Pub/Sub connection is made again, when
+/// it sees the gap and reads the stream from the next offset. So during a
+/// rolling upgrade, the old nodes' clients get the events published by new
+/// nodes **late, never twice, never out of order**; if the stream's history
+/// bound was passed meanwhile, they get the `reset` notice. Under steady
+/// concurrent publishing on the new nodes, the old nodes can lag for as long
+/// as the upgrade lasts: upgrade all nodes together if that matters.
 ///
 /// # The id given to `publish_with`
 ///

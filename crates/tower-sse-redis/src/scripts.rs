@@ -8,7 +8,12 @@
 //!   entry `d` (the encoded event, written with a stand-in id) and `p` (that
 //!   stand-in's text, replaced by the real id where the event is delivered);
 //! - `PREFIX:{TOPIC}:m`, a hash: `e` the epoch, `t` the top offset;
-//! - `PREFIX:{TOPIC}:c`, the Pub/Sub channel: `OFFSET EPOCH STANDIN\nEVENT`.
+//! - `PREFIX:{TOPIC}:c`, the Pub/Sub channel: one message per publish call
+//!   and topic, `OFFSET EPOCH STANDIN\nEVENT` for one event, or
+//!   `*FIRST EPOCH COUNT LEN STANDIN ...\n` then the events for several (see
+//!   [`live`]).
+
+use std::fmt::Write as _;
 
 use ::redis::{ErrorKind, RedisError, Script, ServerErrorKind, Value};
 use bytes::Bytes;
@@ -42,14 +47,18 @@ use tower_sse_hub::{
 /// it stored in this batch (their offsets are contiguous: nothing else writes
 /// the topic while the script runs): a lone event in the format of one
 /// (`OFFSET EPOCH STANDIN\nEVENT`), several in the format of many
-/// (`*FIRST EPOCH COUNT\n` then `LEN STANDIN\nEVENT` per event, see [`live`]).
+/// (`*FIRST EPOCH COUNT LEN STANDIN LEN STANDIN ...\n` then the events, see
+/// [`live`]). The node sends each topic's `LEN STANDIN ...` for all its events
+/// of the batch, used as it is when they were all stored (the script then
+/// builds no string per event; it builds it when some were not).
 ///
 /// `KEYS`: per topic of the batch, its stream and its meta hash; then the
 /// idempotency key of each event that has one, in order. `ARGV[1]`: the
 /// publish command (`publish`, or `spublish` on Redis Cluster: sharded
 /// Pub/Sub, on the slot's master only); `ARGV[2]`: the epoch of a topic
-/// created by this call; `ARGV[3]`: the number of topics; then three per
-/// topic: max len, TTL in ms, channel; then five per event: its topic (1 for
+/// created by this call; `ARGV[3]`: the number of topics; then four per
+/// topic: max len, TTL in ms, channel, the message's `LEN STANDIN` words for
+/// all the topic's events; then five per event: its topic (1 for
 /// the first), event, stand-in, deadline, key window in ms (`0`: no key).
 /// Returns `{now, offset, epoch, offset, epoch, ...}`, one pair per event:
 /// `{-1, ''}` when past its deadline, `{-2, message}` when it failed.
@@ -71,7 +80,7 @@ local function topic(i)
       epoch, top = new_epoch, 0
       redis.call('hset', meta, 'e', epoch, 't', 0)
     end
-    state = {stream = stream, epoch = epoch, top = top, n = 0, parts = {}}
+    state = {stream = stream, epoch = epoch, top = top, n = 0, parts = {false}, stand_ins = {}}
     topics[i] = state
   end
   return state
@@ -98,7 +107,7 @@ local function append(a, k)
   local top = state.top + 1
   local offset = tostring(top)
   if last[i] == a then
-    redis.call('xadd', state.stream, 'MAXLEN', ARGV[3 * i + 1], offset .. '-0', 'd', data, 'p', stand_in)
+    redis.call('xadd', state.stream, 'MAXLEN', ARGV[4 * i], offset .. '-0', 'd', data, 'p', stand_in)
     state.trimmed = true
   else
     redis.call('xadd', state.stream, offset .. '-0', 'd', data, 'p', stand_in)
@@ -109,17 +118,19 @@ local function append(a, k)
   if n == 1 then
     state.first, state.data, state.stand_in = offset, data, stand_in
   end
-  local parts = state.parts
-  parts[#parts + 1] = #data .. ' ' .. stand_in .. '\n'
-  parts[#parts + 1] = data
+  state.parts[n + 1] = data
+  state.stand_ins[n] = stand_in
   if keyed then
     redis.call('set', KEYS[k], offset .. ' ' .. state.epoch, 'PX', window)
   end
   return top, state.epoch
 end
-local first = 4 + 3 * count
+local first = 4 + 4 * count
+local total = {}
 for a = first, #ARGV, 5 do
-  last[tonumber(ARGV[a])] = a
+  local i = tonumber(ARGV[a])
+  last[i] = a
+  total[i] = (total[i] or 0) + 1
 end
 local out = {now}
 local a, k = first, 2 * count + 1
@@ -138,7 +149,7 @@ end
 for i = 1, count do
   local state = topics[i]
   if state and state.n > 0 then
-    local meta, b = KEYS[2 * i], 1 + 3 * i
+    local meta, b = KEYS[2 * i], 4 * i
     redis.call('hset', meta, 't', tostring(state.top))
     if not state.trimmed then
       redis.call('xtrim', state.stream, 'MAXLEN', ARGV[b])
@@ -148,7 +159,17 @@ for i = 1, count do
     if state.n == 1 then
       redis.call(command, ARGV[b + 2], state.first .. ' ' .. state.epoch .. ' ' .. state.stand_in .. '\n' .. state.data)
     else
-      redis.call(command, ARGV[b + 2], '*' .. state.first .. ' ' .. state.epoch .. ' ' .. state.n .. '\n' .. table.concat(state.parts))
+      local head = ARGV[b + 3]
+      if state.n ~= total[i] then
+        local words = {}
+        for j = 1, state.n do
+          words[j] = #state.parts[j + 1] .. ' ' .. state.stand_ins[j]
+        end
+        head = table.concat(words, ' ')
+      end
+      local parts = state.parts
+      parts[1] = '*' .. state.first .. ' ' .. state.epoch .. ' ' .. state.n .. ' ' .. head .. '\n'
+      redis.call(command, ARGV[b + 2], table.concat(parts))
     end
   end
 end
@@ -273,20 +294,26 @@ pub(super) async fn publish(
     batch: &[Publish],
     sharded: bool,
 ) -> Result<(Vec<Result<Published, RedisError>>, u64), RedisError> {
-    // The batch's topics, in order of first appearance, and each publish's.
-    let mut topics: Vec<&Publish> = Vec::new();
+    // The batch's topics, in order of first appearance, each with the words
+    // `LEN STANDIN` of its events for their message, and each publish's.
+    let mut topics: Vec<(&Publish, String)> = Vec::new();
     let mut topic_of = Vec::with_capacity(batch.len());
     for publish in batch {
         let at = match topics
             .iter()
-            .position(|t| t.keys.stream == publish.keys.stream)
+            .position(|(t, _)| t.keys.stream == publish.keys.stream)
         {
             Some(at) => at,
             None => {
-                topics.push(publish);
+                topics.push((publish, String::new()));
                 topics.len() - 1
             }
         };
+        let head = &mut topics[at].1;
+        if !head.is_empty() {
+            head.push(' ');
+        }
+        let _ = write!(head, "{} {}", publish.event.len(), publish.stand_in);
         topic_of.push(at + 1);
     }
     // `EVALSHA` written straight into one command buffer (a `ScriptInvocation`
@@ -296,13 +323,16 @@ pub(super) async fn publish(
         .iter()
         .map(|p| p.event.len() + p.stand_in.len() + 64)
         .sum::<usize>()
-        + topics.len() * (3 * topics[0].keys.meta.len() + 64)
+        + topics
+            .iter()
+            .map(|(t, head)| 3 * t.keys.meta.len() + head.len() + 64)
+            .sum::<usize>()
         + keyed * 64;
-    let mut cmd = ::redis::Cmd::with_capacity(6 + 5 * topics.len() + 6 * batch.len(), size);
+    let mut cmd = ::redis::Cmd::with_capacity(6 + 6 * topics.len() + 6 * batch.len(), size);
     cmd.arg("EVALSHA")
         .arg(script.get_hash())
         .arg(2 * topics.len() + keyed);
-    for topic in &topics {
+    for (topic, _) in &topics {
         cmd.arg(&topic.keys.stream).arg(&topic.keys.meta);
     }
     for (key, _) in batch.iter().filter_map(|p| p.key.as_ref()) {
@@ -311,10 +341,11 @@ pub(super) async fn publish(
     cmd.arg(if sharded { "spublish" } else { "publish" })
         .arg(Epoch::random().to_string())
         .arg(topics.len());
-    for topic in &topics {
+    for (topic, head) in &topics {
         cmd.arg(topic.max_len)
             .arg(topic.ttl_ms)
-            .arg(&topic.keys.channel);
+            .arg(&topic.keys.channel)
+            .arg(head);
     }
     for (publish, topic) in batch.iter().zip(topic_of) {
         let window = publish
@@ -505,8 +536,8 @@ fn entry(value: &Value) -> Result<Entry, RedisError> {
 ///
 /// - one event: `OFFSET EPOCH STANDIN\nEVENT`;
 /// - several events at contiguous offsets from `FIRST` (one publish script
-///   call's events to a topic): `*FIRST EPOCH COUNT\n`, then per event
-///   `LEN STANDIN\n` and the event's `LEN` bytes.
+///   call's events to a topic): `*FIRST EPOCH COUNT`, then `LEN STANDIN` per
+///   event, a newline, and the events' bytes one after the other.
 ///
 /// A node of a version before the second format ignores such messages (its
 /// first word is not a number) and reads the events from the stream when it
@@ -544,21 +575,13 @@ pub(super) fn live(payload: &Bytes, mut each: impl FnMut(Epoch, Entry)) -> bool 
     };
     let mut at = newline + 1;
     for _ in 0..count {
-        let rest = &payload[at..];
-        let Some(newline) = memchr::memchr(b'\n', rest) else {
+        let (Some(len), Some(stand_in)) = (words.next(), words.next()) else {
             return false;
         };
-        let Some((len, stand_in)) = std::str::from_utf8(&rest[..newline])
-            .ok()
-            .and_then(|head| head.split_once(' '))
-        else {
-            return false;
-        };
-        let start = at + newline + 1;
         let Some(end) = len
             .parse::<usize>()
             .ok()
-            .and_then(|len| start.checked_add(len))
+            .and_then(|len| at.checked_add(len))
             .filter(|&end| end <= payload.len())
         else {
             return false;
@@ -567,14 +590,14 @@ pub(super) fn live(payload: &Bytes, mut each: impl FnMut(Epoch, Entry)) -> bool 
             epoch,
             Entry {
                 offset,
-                data: payload.slice(start..end),
+                data: payload.slice(at..end),
                 stand_in: Bytes::copy_from_slice(stand_in.as_bytes()),
             },
         );
         offset = offset.saturating_add(1);
         at = end;
     }
-    at == payload.len()
+    at == payload.len() && words.next().is_none()
 }
 
 #[cfg(test)]
@@ -616,7 +639,7 @@ mod tests {
     fn a_message_of_several_events_parses_and_a_broken_one_does_not() {
         let epoch = Epoch::random();
         let (a, b) = ("data: x\n\n", "id: s2\ndata: yz\n\n");
-        let msg = format!("*41 {epoch} 2\n{} s1\n{a}{} s2\n{b}", a.len(), b.len());
+        let msg = format!("*41 {epoch} 2 {} s1 {} s2\n{a}{b}", a.len(), b.len());
         let got = parse(&msg).unwrap();
         assert_eq!(
             got,
@@ -628,12 +651,14 @@ mod tests {
         // What a node of the previous version does with it: ignores it.
         assert!(msg.split(' ').next().unwrap().parse::<u64>().is_err());
         for bad in [
-            format!("*41 {epoch} 2\n{} s1\n{a}", a.len()),
-            format!("*41 {epoch} 1\n{} s1\n{a}extra", a.len()),
-            format!("*41 {epoch} 1\n99 s1\n{a}"),
-            format!("*41 {epoch} 1\nx s1\n{a}"),
-            format!("*x {epoch} 1\n{} s1\n{a}", a.len()),
-            format!("*41 {epoch} 1\n{}\n{a}", a.len()),
+            format!("*41 {epoch} 2 {} s1\n{a}", a.len()),
+            format!("*41 {epoch} 2 {} s1 {} s2\n{a}", a.len(), b.len()),
+            format!("*41 {epoch} 1 {} s1\n{a}extra", a.len()),
+            format!("*41 {epoch} 1 {} s1 9 s2\n{a}", a.len()),
+            format!("*41 {epoch} 1 99 s1\n{a}"),
+            format!("*41 {epoch} 1 x s1\n{a}"),
+            format!("*x {epoch} 1 {} s1\n{a}", a.len()),
+            format!("*41 {epoch} 1 {}\n{a}", a.len()),
         ] {
             assert!(parse(&bad).is_none(), "{bad:?}");
         }

@@ -400,3 +400,71 @@ async fn batched_publishes_trim_each_stream_exactly() {
         );
     }
 }
+
+/// A batch in which one of a topic's events is not stored (its idempotency
+/// key was stored by an earlier event of the batch) still gives the topic's
+/// live subscribers each stored event once, in order, from its message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_of_a_batch_with_a_refused_event_carries_the_stored_ones() {
+    let Some(redis) = Private::start().await else {
+        return;
+    };
+    let url = redis.url();
+    let hub = node(&url, "gap", Duration::from_secs(2));
+    let reader = node(&url, "gap", Duration::from_secs(2));
+    let first = hub.publish("t", Event::message("first")).await.unwrap();
+    let mut sub = reader.subscribe("t", None).await.unwrap();
+    let () = command(&url, redis::cmd("CONFIG").arg("RESETSTAT")).await;
+    pause_writes(&url, 300).await;
+    let in_flight = tokio::spawn({
+        let hub = hub.clone();
+        async move { hub.publish("t", Event::message("second")).await }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // Queued behind the call in flight: the next call has all four.
+    let mut queued = Vec::new();
+    for (key, data) in [
+        (Some("k"), "a"),
+        (None, "b"),
+        (Some("k"), "a again"),
+        (None, "c"),
+    ] {
+        let hub = hub.clone();
+        queued.push(tokio::spawn(async move {
+            match key {
+                Some(key) => hub.publish_once("t", key, |_| Event::message(data)).await,
+                None => hub.publish("t", Event::message(data)).await,
+            }
+        }));
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let second = in_flight.await.unwrap().unwrap();
+    let mut ids = Vec::new();
+    for task in queued {
+        ids.push(task.await.unwrap().unwrap());
+    }
+    assert_eq!(ids[0], ids[2], "the key's second event is the first's");
+    assert_eq!(script_calls(&url).await, 2, "the four shared a call");
+    let offsets: Vec<u64> = ids.iter().map(EventId::offset).collect();
+    assert_eq!(
+        (first.offset(), second.offset(), offsets),
+        (1, 2, vec![3, 4, 3, 5])
+    );
+    for (id, data) in [
+        (second, "second"),
+        (ids[0], "a"),
+        (ids[1], "b"),
+        (ids[3], "c"),
+    ] {
+        let event = next(&mut sub).await.unwrap();
+        assert_eq!(
+            (id_of(&event), data_of(&event)),
+            (id.to_string().as_str(), data)
+        );
+    }
+    assert_eq!(
+        command_calls(&url, "xrevrange").await,
+        0,
+        "from the messages"
+    );
+}
