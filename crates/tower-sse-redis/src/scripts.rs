@@ -229,10 +229,21 @@ pub(super) struct Keys {
 
 impl Keys {
     pub(super) fn new(prefix: &str, topic: &str) -> Self {
+        // `PREFIX:{TOPIC}:x`, without the formatting machinery (every publish
+        // makes one).
+        let key = |suffix: &str| {
+            let mut key = String::with_capacity(prefix.len() + topic.len() + 5);
+            key.push_str(prefix);
+            key.push_str(":{");
+            key.push_str(topic);
+            key.push_str("}:");
+            key.push_str(suffix);
+            key
+        };
         Self {
-            stream: format!("{prefix}:{{{topic}}}:s"),
-            meta: format!("{prefix}:{{{topic}}}:m"),
-            channel: format!("{prefix}:{{{topic}}}:c"),
+            stream: key("s"),
+            meta: key("m"),
+            channel: key("c"),
         }
     }
 
@@ -347,7 +358,7 @@ pub(super) async fn publish(
             .arg(&topic.keys.channel)
             .arg(head);
     }
-    for (publish, topic) in batch.iter().zip(topic_of) {
+    for (publish, &topic) in batch.iter().zip(&topic_of) {
         let window = publish
             .key
             .as_ref()
@@ -375,32 +386,39 @@ pub(super) async fn publish(
         return Err(malformed("publish: one answer per event"));
     }
     let now = integer(now)?;
-    // The events of a topic share its epoch: parsed once while it repeats.
-    let mut last: Option<(&[u8], Epoch)> = None;
-    let answers = pairs.chunks(2).map(|pair| match pair {
-        [Value::Int(-1), _] => Ok(Published::Late),
-        [Value::Int(-2), message] => {
-            let message = bytes(message).map(String::from_utf8_lossy);
-            Err(RedisError::from((
-                ::redis::ErrorKind::Extension,
-                "the publish script failed",
-                message.unwrap_or_default().into_owned(),
-            )))
-        }
-        [top, epoch] => {
-            let text = bytes(epoch).ok_or_else(|| malformed("epoch"))?;
-            let epoch = match last {
-                Some((seen, epoch)) if seen == text => epoch,
-                _ => {
-                    let epoch = epoch_of(epoch)?;
-                    last = Some((text, epoch));
-                    epoch
-                }
-            };
-            Ok(Published::Stored(EventId::new(integer(top)?, epoch)))
-        }
-        _ => Err(malformed("publish")),
-    });
+    // The events of a topic share its epoch: parsed once per topic (an
+    // idempotency key's answer may name an older one: compared first).
+    let mut epochs: Vec<Option<(&[u8], Epoch)>> = vec![None; topics.len()];
+    let answers = pairs
+        .chunks(2)
+        .zip(&topic_of)
+        .map(|(pair, &topic)| match pair {
+            [Value::Int(-1), _] => Ok(Published::Late),
+            [Value::Int(-2), message] => {
+                let message = bytes(message).map(String::from_utf8_lossy);
+                Err(RedisError::from((
+                    ::redis::ErrorKind::Extension,
+                    "the publish script failed",
+                    message.unwrap_or_default().into_owned(),
+                )))
+            }
+            [top, epoch] => {
+                let text = bytes(epoch).ok_or_else(|| malformed("epoch"))?;
+                let known = epochs
+                    .get_mut(topic - 1)
+                    .ok_or_else(|| malformed("topic"))?;
+                let epoch = match *known {
+                    Some((seen, epoch)) if seen == text => epoch,
+                    _ => {
+                        let epoch = epoch_of(epoch)?;
+                        *known = Some((text, epoch));
+                        epoch
+                    }
+                };
+                Ok(Published::Stored(EventId::new(integer(top)?, epoch)))
+            }
+            _ => Err(malformed("publish")),
+        });
     Ok((answers.collect(), now))
 }
 
@@ -491,7 +509,13 @@ fn epoch_of(value: &Value) -> Result<Epoch, RedisError> {
 
 /// An epoch written as an [`Epoch`] displays.
 pub(super) fn parse_epoch(text: &str) -> Option<Epoch> {
-    format!("0-{text}")
+    // `0-EPOCH`, an id's text, on the stack (an epoch is 8 characters).
+    let mut id = [0u8; 10];
+    id[..2].copy_from_slice(b"0-");
+    id.get_mut(2..2 + text.len())?
+        .copy_from_slice(text.as_bytes());
+    std::str::from_utf8(&id[..2 + text.len()])
+        .ok()?
         .parse::<EventId>()
         .ok()
         .map(|id| id.epoch())
