@@ -14,7 +14,7 @@
 //! that gave up after is still answered into the void, as a single call would
 //! be. The task ends when the server (the queue's sender) is dropped.
 
-use std::future::Future;
+use std::{future::Future, time::Duration};
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -45,17 +45,50 @@ impl<T: Send + 'static, R: Send + 'static> Batcher<T, R> {
         F: FnMut(Vec<T>) -> Fut + Send + 'static,
         Fut: Future<Output = Vec<R>> + Send + 'static,
     {
+        Self::spawn_idle(limits, weight, None, send)
+    }
+
+    /// As [`spawn`](Self::spawn), but the task also ends once its queue was
+    /// empty for `idle` (when given): it closes the queue, sends what was
+    /// queued before, and ends; [`try_submit`](Self::try_submit) then gives
+    /// the item back, for a new batcher.
+    pub(super) fn spawn_idle<F, Fut>(
+        limits: Limits,
+        weight: fn(&T) -> usize,
+        idle: Option<Duration>,
+        send: F,
+    ) -> Self
+    where
+        F: FnMut(Vec<T>) -> Fut + Send + 'static,
+        Fut: Future<Output = Vec<R>> + Send + 'static,
+    {
         let (queue, rx) = mpsc::unbounded_channel();
-        tokio::spawn(drain(rx, limits, weight, send));
+        tokio::spawn(drain(rx, limits, weight, idle, send));
         Self { queue }
     }
 
     /// Queues `item` and waits for its answer; `None` when the task is gone
     /// (the runtime is shutting down) or dropped the item unanswered.
     pub(super) async fn submit(&self, item: T) -> Option<R> {
+        match self.try_submit(item) {
+            Ok(answer) => answer.await.ok(),
+            Err(_) => None,
+        }
+    }
+
+    /// Queues `item`; the receiver gets its answer (an error when the task
+    /// dropped it unanswered). The item back when the task ended (idle).
+    pub(super) fn try_submit(&self, item: T) -> Result<oneshot::Receiver<R>, T> {
         let (tx, rx) = oneshot::channel();
-        self.queue.send((item, tx)).ok()?;
-        rx.await.ok()
+        match self.queue.send((item, tx)) {
+            Ok(()) => Ok(rx),
+            Err(mpsc::error::SendError((item, _))) => Err(item),
+        }
+    }
+
+    /// Whether the task ended (it takes no more items).
+    pub(super) fn is_closed(&self) -> bool {
+        self.queue.is_closed()
     }
 }
 
@@ -64,6 +97,7 @@ async fn drain<T, R, F, Fut>(
     mut rx: mpsc::UnboundedReceiver<Queued<T, R>>,
     limits: Limits,
     weight: fn(&T) -> usize,
+    idle: Option<Duration>,
     mut send: F,
 ) where
     F: FnMut(Vec<T>) -> Fut,
@@ -74,10 +108,24 @@ async fn drain<T, R, F, Fut>(
     loop {
         let first = match carried.take() {
             Some(first) => first,
-            None => match rx.recv().await {
-                Some(first) => first,
-                None => return,
-            },
+            None => {
+                let next = match idle {
+                    Some(idle) => match tokio::time::timeout(idle, rx.recv()).await {
+                        Ok(next) => next,
+                        // Idle: no more items; those already queued are
+                        // still taken (then `recv` answers `None`).
+                        Err(_) => {
+                            rx.close();
+                            continue;
+                        }
+                    },
+                    None => rx.recv().await,
+                };
+                match next {
+                    Some(first) => first,
+                    None => return,
+                }
+            }
         };
         let mut bytes = weight(&first.0);
         let mut batch = vec![first];
@@ -108,10 +156,7 @@ async fn drain<T, R, F, Fut>(
 
 #[cfg(test)]
 mod tests {
-    use std::{
-        sync::{Arc, Mutex},
-        time::Duration,
-    };
+    use std::sync::{Arc, Mutex};
 
     use super::*;
 
@@ -201,6 +246,25 @@ mod tests {
         assert_eq!(batcher.submit(3).await, Some(3));
         assert_eq!(first.await.unwrap(), Some(1));
         assert_eq!(*batches.lock().unwrap(), [vec![1], vec![3]]);
+    }
+
+    #[tokio::test]
+    async fn an_idle_batcher_ends_and_gives_items_back() {
+        let limits = Limits {
+            items: 64,
+            bytes: 1 << 20,
+        };
+        let batcher = Batcher::spawn_idle(
+            limits,
+            |_| 1,
+            Some(Duration::from_millis(20)),
+            |items: Vec<u32>| async { items },
+        );
+        assert_eq!(batcher.submit(1).await, Some(1));
+        assert!(!batcher.is_closed());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(batcher.is_closed());
+        assert!(matches!(batcher.try_submit(2), Err(2)));
     }
 
     #[tokio::test]

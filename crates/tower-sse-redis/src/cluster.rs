@@ -30,8 +30,8 @@ use std::{
 };
 
 use ::redis::{
-    cluster::ClusterClient, cluster_async::ClusterConnection, ConnectionInfo, IntoConnectionInfo,
-    ProtocolVersion, PushInfo, PushKind, RedisError, Value,
+    cluster::ClusterClient, cluster_async::ClusterConnection, ConnectionInfo, ErrorKind,
+    IntoConnectionInfo, ProtocolVersion, PushInfo, PushKind, RedisError, Script, Value,
 };
 use bytes::Bytes;
 use tokio::{
@@ -40,7 +40,12 @@ use tokio::{
 };
 use tower_sse_hub::remote::{Feed, FeedSender};
 
-use super::server::Clock;
+use super::{
+    batch::Batcher,
+    connection::Conn,
+    scripts::Publish,
+    server::{self, Clock, PublishResult, BATCH},
+};
 
 /// Each subscribed channel's feed.
 type Routes = Arc<Mutex<HashMap<String, FeedSender>>>;
@@ -69,7 +74,17 @@ pub(super) struct Cluster {
     pub(super) clock: Clock,
     routes: Routes,
     control: mpsc::UnboundedSender<Control>,
+    /// The publish script.
+    script: Arc<Script>,
+    /// The publishes queued per topic, each topic's sent in batches as on a
+    /// standalone server (a call's keys must be in one slot: a batch is one
+    /// topic's). A topic's batcher ends after [`PUBLISH_IDLE`] without
+    /// publishes, and is made again at the next.
+    publishes: Mutex<HashMap<String, Batcher<Publish, PublishResult>>>,
 }
+
+/// How long a topic's batcher of publishes waits for one before it ends.
+const PUBLISH_IDLE: Duration = Duration::from_secs(10);
 
 impl std::fmt::Debug for Cluster {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -80,7 +95,11 @@ impl std::fmt::Debug for Cluster {
 impl Cluster {
     /// Opens (lazily) the connections to the cluster that `urls` are seed
     /// nodes of; spawns the Pub/Sub task on the current runtime.
-    pub(super) fn open(urls: &[String], timeout: Duration) -> Result<Self, RedisError> {
+    pub(super) fn open(
+        urls: &[String],
+        timeout: Duration,
+        script: Arc<Script>,
+    ) -> Result<Self, RedisError> {
         let seeds = urls
             .iter()
             .map(|url| url.as_str().into_connection_info())
@@ -120,7 +139,69 @@ impl Cluster {
             clock: Clock::default(),
             routes,
             control,
+            script,
+            publishes: Mutex::default(),
         })
+    }
+
+    /// Queues `publish` for the next batch of `topic` and waits for the
+    /// batch's answer.
+    pub(super) async fn publish(self: &Arc<Self>, topic: &str, publish: Publish) -> PublishResult {
+        let mut item = publish;
+        let answer = loop {
+            let mut batchers = lock(&self.publishes);
+            if !batchers.contains_key(topic) {
+                // Let go of the batchers that ended, now and then.
+                if batchers.len() >= 64 && batchers.len().is_power_of_two() {
+                    batchers.retain(|_, batcher| !batcher.is_closed());
+                }
+                batchers.insert(topic.to_owned(), self.batcher());
+            }
+            match batchers[topic].try_submit(item) {
+                Ok(answer) => break answer,
+                // It ended (idle) meanwhile: a new one.
+                Err(back) => {
+                    item = back;
+                    batchers.remove(topic);
+                }
+            }
+        };
+        answer.await.unwrap_or_else(|_| {
+            Err(RedisError::from((
+                ErrorKind::Io,
+                "the publish was dropped unanswered (the runtime is shutting down)",
+            )))
+        })
+    }
+
+    /// A batcher of one topic's publishes.
+    fn batcher(self: &Arc<Self>) -> Batcher<Publish, PublishResult> {
+        let cluster = Arc::downgrade(self);
+        Batcher::spawn_idle(
+            BATCH,
+            Publish::weight,
+            Some(PUBLISH_IDLE),
+            move |batch: Vec<Publish>| {
+                let cluster = cluster.upgrade();
+                async move {
+                    let failed = |message: &'static str| {
+                        let err = RedisError::from((ErrorKind::Io, message));
+                        vec![Err(err); batch.len()]
+                    };
+                    let Some(cluster) = cluster else {
+                        return failed("the store was dropped");
+                    };
+                    let timeout = cluster.timeout;
+                    let conn = match tokio::time::timeout(timeout, cluster.commands()).await {
+                        Ok(Ok(conn)) => conn,
+                        Ok(Err(err)) => return vec![Err(err); batch.len()],
+                        Err(_) => return failed("Redis did not answer in time"),
+                    };
+                    let mut conn = Conn::Cluster(conn);
+                    server::send(&cluster.script, &mut conn, &batch, timeout, true).await
+                }
+            },
+        )
     }
 
     /// The commands connection (cheap to clone), connecting first if needed.
@@ -202,9 +283,9 @@ impl Subscriptions {
                 if let Some(Value::BulkString(payload)) = push.data.get(1) {
                     let payload = Bytes::copy_from_slice(payload);
                     // A message that is not the store's is ignored.
-                    if let Some((epoch, entry)) = crate::scripts::live(&payload) {
+                    crate::scripts::live(&payload, |epoch, entry| {
                         feed.send(Feed::Live { epoch, entry });
-                    }
+                    });
                 }
             }
             PushKind::SSubscribe => {

@@ -51,7 +51,7 @@ use self::{
     cluster::Cluster,
     connection::Conn,
     scripts::{Keys, Publish, Published, Scripts},
-    server::{Clock, Server},
+    server::Server,
 };
 pub use self::{config::RedisConfig, presence::RedisPresence};
 
@@ -77,15 +77,31 @@ pub use self::{config::RedisConfig, presence::RedisPresence};
 /// call answered. A lone publisher is sent at once, without waiting for
 /// company. An error of the call itself (the connection lost, no answer)
 /// fails every publish of the batch, with the error each would have got
-/// alone. On Redis Cluster, publishes are not batched (one call each: a
-/// call's keys must be in one slot, and only one topic's are).
+/// alone. On Redis Cluster, a call's keys must be in one slot: the publishes
+/// are batched per topic (a topic is one slot).
 ///
 /// A node subscribes (Pub/Sub) only to the topics its clients use, and keeps
 /// for each the same ring of encoded events as the in-process store, fed from
 /// the channel: each event is encoded once per node and shared by the node's
 /// subscribers, and resuming from a cursor is served from that copy, which
-/// starts with the whole stream. Contiguous offsets make a lost Pub/Sub
-/// message visible: the node then reads the stream from the next offset.
+/// starts with the whole stream. A call publishes **one message per topic**
+/// with all the events it stored to that topic (a lone event keeps the
+/// message format of one). Contiguous offsets make a lost Pub/Sub message
+/// visible: the node then reads the stream from the next offset.
+///
+/// # Upgrading from a version that published one message per event
+///
+/// This version reads both formats, so a node of this version follows the
+/// topics whatever version published. A node of the previous version ignores
+/// a message of several events (it is not in the format it knows): its copy
+/// misses them until its next message of one event (a batch that had one
+/// event for the topic), or until its Pub/Sub connection is made again, when
+/// it sees the gap and reads the stream from the next offset. So during a
+/// rolling upgrade, the old nodes' clients get the events published by new
+/// nodes **late, never twice, never out of order**; if the stream's history
+/// bound was passed meanwhile, they get the `reset` notice. Under steady
+/// concurrent publishing on the new nodes, the old nodes can lag for as long
+/// as the upgrade lasts: upgrade all nodes together if that matters.
 ///
 /// # The id given to `publish_with`
 ///
@@ -153,12 +169,18 @@ struct Inner {
     scripts: Scripts,
 }
 
+/// Where one topic lives.
+enum Holder<'a> {
+    Server(&'a Arc<Server>),
+    Cluster(&'a Arc<Cluster>),
+}
+
 /// Where the topics live.
 enum Backend {
     /// Standalone servers, each topic on one chosen by rendezvous hashing.
     Servers(Vec<Arc<Server>>),
     /// A Redis Cluster, each topic in the slot of its hash tag.
-    Cluster(Box<Cluster>),
+    Cluster(Arc<Cluster>),
 }
 
 fn unavailable(message: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> HubError {
@@ -229,12 +251,12 @@ impl RedisBroker {
             ));
         }
         let scripts = Scripts::new();
+        let publish = Arc::new(scripts.publish.clone());
         let backend = if config.cluster {
-            Backend::Cluster(Box::new(
-                Cluster::open(&config.urls, config.timeout).map_err(unavailable)?,
+            Backend::Cluster(Arc::new(
+                Cluster::open(&config.urls, config.timeout, publish).map_err(unavailable)?,
             ))
         } else {
-            let publish = Arc::new(scripts.publish.clone());
             let servers = config
                 .urls
                 .iter()
@@ -305,14 +327,6 @@ impl Inner {
         }
     }
 
-    /// The clock of the Redis that holds `topic`.
-    fn clock_of(&self, topic: &str) -> &Clock {
-        match &self.backend {
-            Backend::Servers(servers) => &rendezvous(servers, topic).clock,
-            Backend::Cluster(cluster) => &cluster.clock,
-        }
-    }
-
     /// A commands connection to the Redis that holds `topic`.
     async fn conn(&self, topic: &str) -> Result<Conn, HubError> {
         match &self.backend {
@@ -352,8 +366,18 @@ impl Inner {
 
     async fn append(&self, name: &str, append: Append<'_>) -> Result<EventId, HubError> {
         let keys = Keys::new(&self.config.prefix, name);
-        let server = self.name_of(name);
-        let clock = self.clock_of(name);
+        // The server that holds the topic, hashed once (standalone servers).
+        let (server, clock, holder) = match &self.backend {
+            Backend::Servers(servers) => {
+                let holder = rendezvous(servers, name);
+                (holder.name.as_str(), &holder.clock, Holder::Server(holder))
+            }
+            Backend::Cluster(cluster) => (
+                cluster.name.as_str(),
+                &cluster.clock,
+                Holder::Cluster(cluster),
+            ),
+        };
         let started = tokio::time::Instant::now();
         let until = started + self.config.timeout;
         let Ok(conn) = tokio::time::timeout_at(until, self.conn(name)).await else {
@@ -361,7 +385,7 @@ impl Inner {
                 "Redis at {server} did not answer in time (nothing stored)"
             )));
         };
-        let mut conn = conn?;
+        let conn = conn?;
         const CENTURY_MS: u128 = 100 * 365 * 24 * 3600 * 1000;
         let window = append
             .config
@@ -409,22 +433,10 @@ impl Inner {
             keys,
         };
         let stored = async {
-            match &self.backend {
-                Backend::Servers(servers) => rendezvous(servers, name).publish(publish).await,
-                // One topic's keys are in one slot, the batches' keys in any:
-                // on a cluster, each publish is a call of its own.
-                Backend::Cluster(_) => {
-                    let (mut answers, now) =
-                        scripts::publish(&self.scripts.publish, &mut conn, &[publish], true)
-                            .await?;
-                    let answer = answers.pop().ok_or_else(|| {
-                        ::redis::RedisError::from((
-                            ::redis::ErrorKind::Parse,
-                            "the publish script gave no answer",
-                        ))
-                    })?;
-                    answer.map(|published| (published, now))
-                }
+            match holder {
+                Holder::Server(server) => server.publish(publish).await,
+                // A call's keys must be in one slot: batched per topic.
+                Holder::Cluster(cluster) => cluster.publish(name, publish).await,
             }
         };
         match tokio::time::timeout_at(until, stored).await {

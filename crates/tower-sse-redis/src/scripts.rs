@@ -8,9 +8,14 @@
 //!   entry `d` (the encoded event, written with a stand-in id) and `p` (that
 //!   stand-in's text, replaced by the real id where the event is delivered);
 //! - `PREFIX:{TOPIC}:m`, a hash: `e` the epoch, `t` the top offset;
-//! - `PREFIX:{TOPIC}:c`, the Pub/Sub channel: `OFFSET EPOCH STANDIN\nEVENT`.
+//! - `PREFIX:{TOPIC}:c`, the Pub/Sub channel: one message per publish call
+//!   and topic, `OFFSET EPOCH STANDIN\nEVENT` for one event, or
+//!   `*FIRST EPOCH COUNT LEN STANDIN ...\n` then the events for several (see
+//!   [`live`]).
 
-use ::redis::{RedisError, Script, Value};
+use std::fmt::Write as _;
+
+use ::redis::{ErrorKind, RedisError, Script, ServerErrorKind, Value};
 use bytes::Bytes;
 
 use super::connection::Conn;
@@ -30,88 +35,142 @@ use tower_sse_hub::{
 /// later, when a paused or busy Redis gets to it; with an idempotency key,
 /// answers with the id the key got if it is known (by an earlier event of the
 /// same batch included); otherwise appends the event at the topic's next
-/// offset, remembers the key for the window and publishes the event to the
-/// topic's channel (one message per event).
+/// offset and remembers the key for the window.
 ///
 /// Each topic's meta hash is read once per batch (its epoch is created then
-/// when the topic has none, deleting any stale stream). After the batch's
-/// events, each topic that stored one gets, once: its top offset written, its
-/// stream trimmed to the history bound (`XTRIM MAXLEN`, exact: what an
-/// `XADD MAXLEN` per event leaves, as the script runs alone) and both keys'
-/// retention renewed.
+/// when the topic has none, deleting any stale stream). The topic's last event
+/// of the batch is appended with an exact `MAXLEN` (what an `XADD MAXLEN` per
+/// event leaves, as the script runs alone). After the batch's events, each
+/// topic that stored one gets, once: its top offset written, its stream
+/// trimmed (`XTRIM MAXLEN`, exact) unless that last event trimmed it (it was
+/// refused or failed), both keys' retention renewed, and **one message** on its channel with all the events
+/// it stored in this batch (their offsets are contiguous: nothing else writes
+/// the topic while the script runs): a lone event in the format of one
+/// (`OFFSET EPOCH STANDIN\nEVENT`), several in the format of many
+/// (`*FIRST EPOCH COUNT LEN STANDIN LEN STANDIN ...\n` then the events, see
+/// [`live`]). The node sends each topic's `LEN STANDIN ...` for all its events
+/// of the batch, used as it is when they were all stored (the script then
+/// builds no string per event; it builds it when some were not).
 ///
-/// `KEYS`, three per event: stream, meta, idempotency key (the meta key again
-/// when there is none). `ARGV[1]`: the publish command (`publish`, or
-/// `spublish` on Redis Cluster: sharded Pub/Sub, on the slot's master only);
-/// then eight per event: event, stand-in, max len, TTL in ms, channel, new
-/// epoch, deadline, key window in ms (`0`: no key).
+/// `KEYS`: per topic of the batch, its stream and its meta hash; then the
+/// idempotency key of each event that has one, in order. `ARGV[1]`: the
+/// publish command (`publish`, or `spublish` on Redis Cluster: sharded
+/// Pub/Sub, on the slot's master only); `ARGV[2]`: the epoch of a topic
+/// created by this call; `ARGV[3]`: the number of topics; then four per
+/// topic: max len, TTL in ms, channel, the message's `LEN STANDIN` words for
+/// all the topic's events; then five per event: its topic (1 for
+/// the first), event, stand-in, deadline, key window in ms (`0`: no key).
 /// Returns `{now, offset, epoch, offset, epoch, ...}`, one pair per event:
 /// `{-1, ''}` when past its deadline, `{-2, message}` when it failed.
 const PUBLISH: &str = r"
 local t = redis.call('time')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local command, new_epoch = ARGV[1], ARGV[2]
+local count = tonumber(ARGV[3])
 local topics = {}
-local order = {}
-local function topic(stream, meta, new)
-  local state = topics[meta]
+local last = {}
+local function topic(i)
+  local state = topics[i]
   if not state then
+    local stream, meta = KEYS[2 * i - 1], KEYS[2 * i]
     local got = redis.call('hmget', meta, 'e', 't')
     local epoch, top = got[1], tonumber(got[2]) or 0
     if not epoch then
       redis.call('del', stream)
-      epoch, top = new, 0
+      epoch, top = new_epoch, 0
       redis.call('hset', meta, 'e', epoch, 't', 0)
     end
-    state = {stream = stream, meta = meta, epoch = epoch, top = top}
-    topics[meta] = state
-    order[#order + 1] = state
+    state = {stream = stream, epoch = epoch, top = top, n = 0, parts = {false}, stand_ins = {}}
+    topics[i] = state
   end
   return state
 end
-local function append(k, a)
-  local stream, meta, key = KEYS[k], KEYS[k + 1], KEYS[k + 2]
-  if ARGV[a + 6] ~= '0' and now > tonumber(ARGV[a + 6]) then
-    return {-1, ''}
+local function append(a, k)
+  local deadline = ARGV[a + 3]
+  if deadline ~= '0' and now > tonumber(deadline) then
+    return -1, ''
   end
-  local keyed = ARGV[a + 7] ~= '0'
+  local window = ARGV[a + 4]
+  local keyed = window ~= '0'
   if keyed then
-    local known = redis.call('get', key)
+    local known = redis.call('get', KEYS[k])
     if known then
       local space = string.find(known, ' ', 1, true)
       if space then
-        return {tonumber(string.sub(known, 1, space - 1)), string.sub(known, space + 1)}
+        return tonumber(string.sub(known, 1, space - 1)), string.sub(known, space + 1)
       end
     end
   end
-  local state = topic(stream, meta, ARGV[a + 5])
+  local i = tonumber(ARGV[a])
+  local state = topic(i)
+  local data, stand_in = ARGV[a + 1], ARGV[a + 2]
   local top = state.top + 1
   local offset = tostring(top)
-  redis.call('xadd', stream, offset .. '-0', 'd', ARGV[a], 'p', ARGV[a + 1])
-  state.top = top
-  state.max_len = ARGV[a + 2]
-  state.ttl = ARGV[a + 3]
-  local stored = offset .. ' ' .. state.epoch
-  if keyed then
-    redis.call('set', key, stored, 'PX', ARGV[a + 7])
+  if last[i] == a then
+    redis.call('xadd', state.stream, 'MAXLEN', ARGV[4 * i], offset .. '-0', 'd', data, 'p', stand_in)
+    state.trimmed = true
+  else
+    redis.call('xadd', state.stream, offset .. '-0', 'd', data, 'p', stand_in)
   end
-  redis.call(ARGV[1], ARGV[a + 4], stored .. ' ' .. ARGV[a + 1] .. '\n' .. ARGV[a])
-  return {offset, state.epoch}
+  state.top = top
+  local n = state.n + 1
+  state.n = n
+  if n == 1 then
+    state.first, state.data, state.stand_in = offset, data, stand_in
+  end
+  state.parts[n + 1] = data
+  state.stand_ins[n] = stand_in
+  if keyed then
+    redis.call('set', KEYS[k], offset .. ' ' .. state.epoch, 'PX', window)
+  end
+  return top, state.epoch
+end
+local first = 4 + 4 * count
+local total = {}
+for a = first, #ARGV, 5 do
+  local i = tonumber(ARGV[a])
+  last[i] = a
+  total[i] = (total[i] or 0) + 1
 end
 local out = {now}
-for i = 0, #KEYS / 3 - 1 do
-  local ok, got = pcall(append, i * 3 + 1, i * 8 + 2)
+local a, k = first, 2 * count + 1
+while a <= #ARGV do
+  local ok, offset, epoch = pcall(append, a, k)
   if not ok then
-    got = {-2, type(got) == 'table' and got.err or tostring(got)}
+    offset, epoch = -2, type(offset) == 'table' and offset.err or tostring(offset)
   end
-  out[#out + 1] = got[1]
-  out[#out + 1] = got[2]
+  out[#out + 1] = offset
+  out[#out + 1] = epoch
+  if ARGV[a + 4] ~= '0' then
+    k = k + 1
+  end
+  a = a + 5
 end
-for _, state in ipairs(order) do
-  if state.ttl then
-    redis.call('hset', state.meta, 't', tostring(state.top))
-    redis.call('xtrim', state.stream, 'MAXLEN', state.max_len)
-    redis.call('pexpire', state.stream, state.ttl)
-    redis.call('pexpire', state.meta, state.ttl)
+for i = 1, count do
+  local state = topics[i]
+  if state and state.n > 0 then
+    local meta, b = KEYS[2 * i], 4 * i
+    redis.call('hset', meta, 't', tostring(state.top))
+    if not state.trimmed then
+      redis.call('xtrim', state.stream, 'MAXLEN', ARGV[b])
+    end
+    redis.call('pexpire', state.stream, ARGV[b + 1])
+    redis.call('pexpire', meta, ARGV[b + 1])
+    if state.n == 1 then
+      redis.call(command, ARGV[b + 2], state.first .. ' ' .. state.epoch .. ' ' .. state.stand_in .. '\n' .. state.data)
+    else
+      local head = ARGV[b + 3]
+      if state.n ~= total[i] then
+        local words = {}
+        for j = 1, state.n do
+          words[j] = #state.parts[j + 1] .. ' ' .. state.stand_ins[j]
+        end
+        head = table.concat(words, ' ')
+      end
+      local parts = state.parts
+      parts[1] = '*' .. state.first .. ' ' .. state.epoch .. ' ' .. state.n .. ' ' .. head .. '\n'
+      redis.call(command, ARGV[b + 2], table.concat(parts))
+    end
   end
 end
 return out
@@ -170,10 +229,21 @@ pub(super) struct Keys {
 
 impl Keys {
     pub(super) fn new(prefix: &str, topic: &str) -> Self {
+        // `PREFIX:{TOPIC}:x`, without the formatting machinery (every publish
+        // makes one).
+        let key = |suffix: &str| {
+            let mut key = String::with_capacity(prefix.len() + topic.len() + 5);
+            key.push_str(prefix);
+            key.push_str(":{");
+            key.push_str(topic);
+            key.push_str("}:");
+            key.push_str(suffix);
+            key
+        };
         Self {
-            stream: format!("{prefix}:{{{topic}}}:s"),
-            meta: format!("{prefix}:{{{topic}}}:m"),
-            channel: format!("{prefix}:{{{topic}}}:c"),
+            stream: key("s"),
+            meta: key("m"),
+            channel: key("c"),
         }
     }
 
@@ -235,32 +305,77 @@ pub(super) async fn publish(
     batch: &[Publish],
     sharded: bool,
 ) -> Result<(Vec<Result<Published, RedisError>>, u64), RedisError> {
-    let mut invocation = script.prepare_invoke();
-    invocation.arg(if sharded { "spublish" } else { "publish" });
+    // The batch's topics, in order of first appearance, each with the words
+    // `LEN STANDIN` of its events for their message, and each publish's.
+    let mut topics: Vec<(&Publish, String)> = Vec::new();
+    let mut topic_of = Vec::with_capacity(batch.len());
     for publish in batch {
-        let keys = &publish.keys;
-        invocation.key(&keys.stream).key(&keys.meta);
-        let window = match &publish.key {
-            Some((key, window)) => {
-                invocation.key(key);
-                (*window).max(1)
-            }
+        let at = match topics
+            .iter()
+            .position(|(t, _)| t.keys.stream == publish.keys.stream)
+        {
+            Some(at) => at,
             None => {
-                invocation.key(&keys.meta);
-                0
+                topics.push((publish, String::new()));
+                topics.len() - 1
             }
         };
-        invocation
+        let head = &mut topics[at].1;
+        if !head.is_empty() {
+            head.push(' ');
+        }
+        let _ = write!(head, "{} {}", publish.event.len(), publish.stand_in);
+        topic_of.push(at + 1);
+    }
+    // `EVALSHA` written straight into one command buffer (a `ScriptInvocation`
+    // holds each argument in a buffer of its own, then copies them all).
+    let keyed = batch.iter().filter(|p| p.key.is_some()).count();
+    let size = batch
+        .iter()
+        .map(|p| p.event.len() + p.stand_in.len() + 64)
+        .sum::<usize>()
+        + topics
+            .iter()
+            .map(|(t, head)| 3 * t.keys.meta.len() + head.len() + 64)
+            .sum::<usize>()
+        + keyed * 64;
+    let mut cmd = ::redis::Cmd::with_capacity(6 + 6 * topics.len() + 6 * batch.len(), size);
+    cmd.arg("EVALSHA")
+        .arg(script.get_hash())
+        .arg(2 * topics.len() + keyed);
+    for (topic, _) in &topics {
+        cmd.arg(&topic.keys.stream).arg(&topic.keys.meta);
+    }
+    for (key, _) in batch.iter().filter_map(|p| p.key.as_ref()) {
+        cmd.arg(key);
+    }
+    cmd.arg(if sharded { "spublish" } else { "publish" })
+        .arg(Epoch::random().to_string())
+        .arg(topics.len());
+    for (topic, head) in &topics {
+        cmd.arg(topic.max_len)
+            .arg(topic.ttl_ms)
+            .arg(&topic.keys.channel)
+            .arg(head);
+    }
+    for (publish, &topic) in batch.iter().zip(&topic_of) {
+        let window = publish
+            .key
+            .as_ref()
+            .map_or(0, |(_, window)| (*window).max(1));
+        cmd.arg(topic)
             .arg(&publish.event[..])
             .arg(&publish.stand_in)
-            .arg(publish.max_len)
-            .arg(publish.ttl_ms)
-            .arg(&keys.channel)
-            .arg(Epoch::random().to_string())
             .arg(publish.deadline_ms)
             .arg(window);
     }
-    let reply: Value = invocation.invoke_async(conn).await?;
+    let reply: Value = match cmd.query_async(conn).await {
+        Err(err) if err.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+            script.load_async(conn).await?;
+            cmd.query_async(conn).await?
+        }
+        reply => reply?,
+    };
     let Value::Array(items) = reply else {
         return Err(malformed("publish"));
     };
@@ -271,22 +386,39 @@ pub(super) async fn publish(
         return Err(malformed("publish: one answer per event"));
     }
     let now = integer(now)?;
-    let answers = pairs.chunks(2).map(|pair| match pair {
-        [Value::Int(-1), _] => Ok(Published::Late),
-        [Value::Int(-2), message] => {
-            let message = bytes(message).map(String::from_utf8_lossy);
-            Err(RedisError::from((
-                ::redis::ErrorKind::Extension,
-                "the publish script failed",
-                message.unwrap_or_default().into_owned(),
-            )))
-        }
-        [top, epoch] => Ok(Published::Stored(EventId::new(
-            integer(top)?,
-            epoch_of(epoch)?,
-        ))),
-        _ => Err(malformed("publish")),
-    });
+    // The events of a topic share its epoch: parsed once per topic (an
+    // idempotency key's answer may name an older one: compared first).
+    let mut epochs: Vec<Option<(&[u8], Epoch)>> = vec![None; topics.len()];
+    let answers = pairs
+        .chunks(2)
+        .zip(&topic_of)
+        .map(|(pair, &topic)| match pair {
+            [Value::Int(-1), _] => Ok(Published::Late),
+            [Value::Int(-2), message] => {
+                let message = bytes(message).map(String::from_utf8_lossy);
+                Err(RedisError::from((
+                    ::redis::ErrorKind::Extension,
+                    "the publish script failed",
+                    message.unwrap_or_default().into_owned(),
+                )))
+            }
+            [top, epoch] => {
+                let text = bytes(epoch).ok_or_else(|| malformed("epoch"))?;
+                let known = epochs
+                    .get_mut(topic - 1)
+                    .ok_or_else(|| malformed("topic"))?;
+                let epoch = match *known {
+                    Some((seen, epoch)) if seen == text => epoch,
+                    _ => {
+                        let epoch = epoch_of(epoch)?;
+                        *known = Some((text, epoch));
+                        epoch
+                    }
+                };
+                Ok(Published::Stored(EventId::new(integer(top)?, epoch)))
+            }
+            _ => Err(malformed("publish")),
+        });
     Ok((answers.collect(), now))
 }
 
@@ -377,7 +509,13 @@ fn epoch_of(value: &Value) -> Result<Epoch, RedisError> {
 
 /// An epoch written as an [`Epoch`] displays.
 pub(super) fn parse_epoch(text: &str) -> Option<Epoch> {
-    format!("0-{text}")
+    // `0-EPOCH`, an id's text, on the stack (an epoch is 8 characters).
+    let mut id = [0u8; 10];
+    id[..2].copy_from_slice(b"0-");
+    id.get_mut(2..2 + text.len())?
+        .copy_from_slice(text.as_bytes());
+    std::str::from_utf8(&id[..2 + text.len()])
+        .ok()?
         .parse::<EventId>()
         .ok()
         .map(|id| id.epoch())
@@ -416,38 +554,99 @@ fn entry(value: &Value) -> Result<Entry, RedisError> {
     })
 }
 
-/// A live message from the channel: `OFFSET EPOCH STANDIN\nEVENT`.
-pub(super) fn live(payload: &Bytes) -> Option<(Epoch, Entry)> {
-    let newline = memchr::memchr(b'\n', payload)?;
-    let head = std::str::from_utf8(&payload[..newline]).ok()?;
+/// A live message from the channel, handing each of its events to `each` in
+/// order; `false` when it is not one of the store's (nothing or a valid first
+/// part of it was handed). Two formats:
+///
+/// - one event: `OFFSET EPOCH STANDIN\nEVENT`;
+/// - several events at contiguous offsets from `FIRST` (one publish script
+///   call's events to a topic): `*FIRST EPOCH COUNT`, then `LEN STANDIN` per
+///   event, a newline, and the events' bytes one after the other.
+///
+/// A node of a version before the second format ignores such messages (its
+/// first word is not a number) and reads the events from the stream when it
+/// sees the gap, at the next message in the first format.
+pub(super) fn live(payload: &Bytes, mut each: impl FnMut(Epoch, Entry)) -> bool {
+    let Some(newline) = memchr::memchr(b'\n', payload) else {
+        return false;
+    };
+    let Ok(head) = std::str::from_utf8(&payload[..newline]) else {
+        return false;
+    };
     let mut words = head.split(' ');
-    let offset = words.next()?.parse().ok()?;
-    let epoch = parse_epoch(words.next()?)?;
-    let stand_in = Bytes::copy_from_slice(words.next()?.as_bytes());
-    Some((
-        epoch,
-        Entry {
-            offset,
-            data: payload.slice(newline + 1..),
-            stand_in,
-        },
-    ))
+    let (Some(first), Some(epoch), Some(third)) = (words.next(), words.next(), words.next()) else {
+        return false;
+    };
+    let Some(epoch) = parse_epoch(epoch) else {
+        return false;
+    };
+    let Some(first) = first.strip_prefix('*') else {
+        let Ok(offset) = first.parse() else {
+            return false;
+        };
+        each(
+            epoch,
+            Entry {
+                offset,
+                data: payload.slice(newline + 1..),
+                stand_in: Bytes::copy_from_slice(third.as_bytes()),
+            },
+        );
+        return true;
+    };
+    let (Ok(mut offset), Ok(count)) = (first.parse::<u64>(), third.parse::<u64>()) else {
+        return false;
+    };
+    let mut at = newline + 1;
+    for _ in 0..count {
+        let (Some(len), Some(stand_in)) = (words.next(), words.next()) else {
+            return false;
+        };
+        let Some(end) = len
+            .parse::<usize>()
+            .ok()
+            .and_then(|len| at.checked_add(len))
+            .filter(|&end| end <= payload.len())
+        else {
+            return false;
+        };
+        each(
+            epoch,
+            Entry {
+                offset,
+                data: payload.slice(at..end),
+                stand_in: Bytes::copy_from_slice(stand_in.as_bytes()),
+            },
+        );
+        offset = offset.saturating_add(1);
+        at = end;
+    }
+    at == payload.len() && words.next().is_none()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn parse(msg: &str) -> Option<Vec<(Epoch, u64, String, String)>> {
+        let mut got = Vec::new();
+        let valid = live(&Bytes::from(msg.to_owned()), |epoch, entry| {
+            got.push((
+                epoch,
+                entry.offset,
+                String::from_utf8(entry.data.to_vec()).unwrap(),
+                String::from_utf8(entry.stand_in.to_vec()).unwrap(),
+            ));
+        });
+        valid.then_some(got)
+    }
+
     #[test]
     fn live_messages_parse_and_garbage_does_not() {
         let epoch = Epoch::random();
-        let msg = Bytes::from(format!(
-            "7 {epoch} 18446744073709551615-00000001\ndata: x\n\n"
-        ));
-        let (got, entry) = live(&msg).unwrap();
-        assert_eq!((got, entry.offset), (epoch, 7));
-        assert_eq!(&entry.data[..], b"data: x\n\n");
-        assert_eq!(&entry.stand_in[..], b"18446744073709551615-00000001");
+        let s = "18446744073709551615-00000001";
+        let got = parse(&format!("7 {epoch} {s}\ndata: x\n\n")).unwrap();
+        assert_eq!(got, [(epoch, 7, "data: x\n\n".to_owned(), s.to_owned())]);
         for bad in [
             "",
             "\n",
@@ -456,7 +655,36 @@ mod tests {
             "1\n",
             "-1 00000000 s\n",
         ] {
-            assert!(live(&Bytes::from(bad)).is_none(), "{bad:?}");
+            assert!(parse(bad).is_none(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_message_of_several_events_parses_and_a_broken_one_does_not() {
+        let epoch = Epoch::random();
+        let (a, b) = ("data: x\n\n", "id: s2\ndata: yz\n\n");
+        let msg = format!("*41 {epoch} 2 {} s1 {} s2\n{a}{b}", a.len(), b.len());
+        let got = parse(&msg).unwrap();
+        assert_eq!(
+            got,
+            [
+                (epoch, 41, a.to_owned(), "s1".to_owned()),
+                (epoch, 42, b.to_owned(), "s2".to_owned())
+            ]
+        );
+        // What a node of the previous version does with it: ignores it.
+        assert!(msg.split(' ').next().unwrap().parse::<u64>().is_err());
+        for bad in [
+            format!("*41 {epoch} 2 {} s1\n{a}", a.len()),
+            format!("*41 {epoch} 2 {} s1 {} s2\n{a}", a.len(), b.len()),
+            format!("*41 {epoch} 1 {} s1\n{a}extra", a.len()),
+            format!("*41 {epoch} 1 {} s1 9 s2\n{a}", a.len()),
+            format!("*41 {epoch} 1 99 s1\n{a}"),
+            format!("*41 {epoch} 1 x s1\n{a}"),
+            format!("*x {epoch} 1 {} s1\n{a}", a.len()),
+            format!("*41 {epoch} 1 {}\n{a}", a.len()),
+        ] {
+            assert!(parse(&bad).is_none(), "{bad:?}");
         }
     }
 

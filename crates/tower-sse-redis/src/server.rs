@@ -58,7 +58,7 @@ pub(super) type PublishResult = Result<(Published, u64), RedisError>;
 /// The bounds of one batch of publishes: enough to take every publisher of a
 /// busy node in one call, few enough bytes that a batch of large events does
 /// not hold Redis (which runs a script alone) for long.
-const BATCH: Limits = Limits {
+pub(super) const BATCH: Limits = Limits {
     items: 64,
     bytes: 512 * 1024,
 };
@@ -139,7 +139,7 @@ impl Server {
             let commands = commands.clone();
             move |batch: Vec<Publish>| {
                 let (script, mut conn) = (script.clone(), Conn::Server(commands.clone()));
-                async move { send(&script, &mut conn, &batch, timeout).await }
+                async move { send(&script, &mut conn, &batch, timeout, false).await }
             }
         });
         let routes = Routes::default();
@@ -185,16 +185,17 @@ impl Server {
     }
 }
 
-/// Sends one batch of publishes within `timeout`: one answer per publish, in
-/// order; an error of the call (a lost connection, no answer in time) is every
-/// publish's.
-async fn send(
+/// Sends one batch of publishes within `timeout` (with `SPUBLISH` when
+/// `sharded`): one answer per publish, in order; an error of the call (a lost
+/// connection, no answer in time) is every publish's.
+pub(super) async fn send(
     script: &Script,
     conn: &mut Conn,
     batch: &[Publish],
     timeout: Duration,
+    sharded: bool,
 ) -> Vec<PublishResult> {
-    let call = scripts::publish(script, conn, batch, false);
+    let call = scripts::publish(script, conn, batch, sharded);
     let failed = match tokio::time::timeout(timeout, call).await {
         Ok(Ok((answers, now))) => {
             return answers
@@ -279,9 +280,9 @@ async fn pubsub(
                         if let Some(feed) = routes.get(message.get_channel_name()) {
                             let payload = Bytes::copy_from_slice(message.get_payload_bytes());
                             // A message that is not the store's is ignored.
-                            if let Some((epoch, entry)) = crate::scripts::live(&payload) {
+                            crate::scripts::live(&payload, |epoch, entry| {
                                 feed.send(Feed::Live { epoch, entry });
-                            }
+                            });
                         }
                     }
                     None => break,

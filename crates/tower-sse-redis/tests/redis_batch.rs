@@ -263,3 +263,208 @@ async fn a_lost_connection_fails_every_publish_of_its_batch_and_hangs_none() {
     let id = hub.publish("t0", Event::message("after")).await.unwrap();
     assert_eq!(id.offset(), 2);
 }
+
+/// Calls of `command` run on the server at `url` so far (scripts' included).
+async fn command_calls(url: &str, command_name: &str) -> u64 {
+    let info: String = command(url, redis::cmd("INFO").arg("commandstats")).await;
+    let prefix = format!("cmdstat_{command_name}:calls=");
+    info.lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A batch's events to one topic go out as one message: a live subscriber on
+/// another node gets every event once, in order, with the id its publisher
+/// got, from those messages alone (it never reads the stream again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_subscriber_on_another_node_gets_every_batched_event_once_in_order() {
+    const PUBLISHERS: usize = 64;
+    const EACH: usize = 20;
+    const TOPICS: usize = 4;
+    let Some(redis) = Private::start().await else {
+        return;
+    };
+    let url = redis.url();
+    let publisher = node(&url, "live", Duration::from_secs(5));
+    let reader = node(&url, "live", Duration::from_secs(5));
+    let mut subs = Vec::new();
+    for t in 0..TOPICS {
+        let topic = format!("t{t}");
+        // The topic exists, and the script is loaded.
+        publisher
+            .publish(&topic, Event::message("0"))
+            .await
+            .unwrap();
+        subs.push(reader.subscribe(&topic, None).await.unwrap());
+    }
+    let () = command(&url, redis::cmd("CONFIG").arg("RESETSTAT")).await;
+    let publishers = (0..PUBLISHERS).map(|p| {
+        let hub = publisher.clone();
+        tokio::spawn(async move {
+            let topic = p % TOPICS;
+            let mut ids = Vec::new();
+            for i in 0..EACH {
+                let data = format!("{p}.{i}");
+                let id = hub
+                    .publish(&format!("t{topic}"), Event::message(data.clone()))
+                    .await
+                    .unwrap();
+                ids.push((id, data));
+            }
+            (topic, ids)
+        })
+    });
+    let mut acked = vec![Vec::new(); TOPICS];
+    for done in join_all(publishers.collect::<Vec<_>>()).await {
+        let (topic, ids) = done.unwrap();
+        acked[topic].extend(ids);
+    }
+    let publishes = (PUBLISHERS * EACH) as u64;
+    let messages = command_calls(&url, "publish").await;
+    assert!(
+        messages < publishes,
+        "{messages} messages for {publishes} publishes: several events per message"
+    );
+    for (topic, mut ids) in acked.into_iter().enumerate() {
+        ids.sort_by_key(|(id, _)| id.offset());
+        for (id, data) in &ids {
+            let event = tokio::time::timeout(Duration::from_secs(5), next(&mut subs[topic]))
+                .await
+                .expect("every event arrives")
+                .unwrap();
+            assert_eq!(
+                (id_of(&event), data_of(&event)),
+                (id.to_string().as_str(), data.as_str()),
+                "t{topic}"
+            );
+        }
+        let more = tokio::time::timeout(Duration::from_millis(100), next(&mut subs[topic])).await;
+        assert!(more.is_err(), "each event once: {more:?}");
+    }
+    assert_eq!(
+        command_calls(&url, "xrevrange").await,
+        0,
+        "the reader never read the streams again: the messages carried everything"
+    );
+}
+
+/// A batch trims each topic's stream exactly to the history bound (the
+/// topic's last event of the batch carries the `MAXLEN`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batched_publishes_trim_each_stream_exactly() {
+    let Some(redis) = Private::start().await else {
+        return;
+    };
+    let url = redis.url();
+    let config = RedisConfig::new(&url)
+        .prefix("trim")
+        .hub(HubConfig::new().history_len(10));
+    let hub = Hub::with_store(RedisStore::new(config).expect("a store"));
+    let publishers = (0..64).map(|p| {
+        let hub = hub.clone();
+        tokio::spawn(async move {
+            for i in 0..5 {
+                let topic = format!("t{}", p % 3);
+                hub.publish(&topic, Event::message(format!("{p}.{i}")))
+                    .await
+                    .unwrap();
+            }
+        })
+    });
+    join_all(publishers.collect::<Vec<_>>()).await;
+    for t in 0..3 {
+        let stream = format!("trim:{{t{t}}}:s");
+        let top: u64 = command(
+            &url,
+            redis::cmd("HGET").arg(format!("trim:{{t{t}}}:m")).arg("t"),
+        )
+        .await;
+        let len: u64 = command(&url, redis::cmd("XLEN").arg(&stream)).await;
+        assert_eq!(len, 10, "t{t}");
+        let first: Vec<(String, Vec<(String, String)>)> = command(
+            &url,
+            redis::cmd("XRANGE")
+                .arg(&stream)
+                .arg("-")
+                .arg("+")
+                .arg("COUNT")
+                .arg(1),
+        )
+        .await;
+        assert_eq!(
+            first[0].0,
+            format!("{}-0", top - 9),
+            "t{t} keeps the newest"
+        );
+    }
+}
+
+/// A batch in which one of a topic's events is not stored (its idempotency
+/// key was stored by an earlier event of the batch) still gives the topic's
+/// live subscribers each stored event once, in order, from its message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_of_a_batch_with_a_refused_event_carries_the_stored_ones() {
+    let Some(redis) = Private::start().await else {
+        return;
+    };
+    let url = redis.url();
+    let hub = node(&url, "gap", Duration::from_secs(2));
+    let reader = node(&url, "gap", Duration::from_secs(2));
+    let first = hub.publish("t", Event::message("first")).await.unwrap();
+    let mut sub = reader.subscribe("t", None).await.unwrap();
+    let () = command(&url, redis::cmd("CONFIG").arg("RESETSTAT")).await;
+    pause_writes(&url, 300).await;
+    let in_flight = tokio::spawn({
+        let hub = hub.clone();
+        async move { hub.publish("t", Event::message("second")).await }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // Queued behind the call in flight: the next call has all four.
+    let mut queued = Vec::new();
+    for (key, data) in [
+        (Some("k"), "a"),
+        (None, "b"),
+        (Some("k"), "a again"),
+        (None, "c"),
+    ] {
+        let hub = hub.clone();
+        queued.push(tokio::spawn(async move {
+            match key {
+                Some(key) => hub.publish_once("t", key, |_| Event::message(data)).await,
+                None => hub.publish("t", Event::message(data)).await,
+            }
+        }));
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let second = in_flight.await.unwrap().unwrap();
+    let mut ids = Vec::new();
+    for task in queued {
+        ids.push(task.await.unwrap().unwrap());
+    }
+    assert_eq!(ids[0], ids[2], "the key's second event is the first's");
+    assert_eq!(script_calls(&url).await, 2, "the four shared a call");
+    let offsets: Vec<u64> = ids.iter().map(EventId::offset).collect();
+    assert_eq!(
+        (first.offset(), second.offset(), offsets),
+        (1, 2, vec![3, 4, 3, 5])
+    );
+    for (id, data) in [
+        (second, "second"),
+        (ids[0], "a"),
+        (ids[1], "b"),
+        (ids[3], "c"),
+    ] {
+        let event = next(&mut sub).await.unwrap();
+        assert_eq!(
+            (id_of(&event), data_of(&event)),
+            (id.to_string().as_str(), data)
+        );
+    }
+    assert_eq!(
+        command_calls(&url, "xrevrange").await,
+        0,
+        "from the messages"
+    );
+}

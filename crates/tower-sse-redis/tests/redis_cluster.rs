@@ -409,3 +409,73 @@ async fn a_slot_moved_under_subscribers_loses_nothing() {
     let moved = moved.lock().unwrap();
     assert_eq!(moved.owner(slot), (from + 2) % 3, "the slot moved twice");
 }
+
+/// `EVALSHA` calls on every master of `cluster` so far.
+fn script_calls(cluster: &Cluster) -> u64 {
+    cluster
+        .ports()
+        .into_iter()
+        .filter_map(|port| redis_support::cluster::cli(port, &["INFO", "commandstats"]).ok())
+        .filter_map(|info| {
+            info.lines()
+                .find_map(|l| l.strip_prefix("cmdstat_evalsha:calls="))
+                .and_then(|rest| rest.split(',').next())
+                .and_then(|n| n.parse::<u64>().ok())
+        })
+        .sum()
+}
+
+/// Concurrent publishes to one topic on a cluster share script calls (each
+/// topic's batches are its own: a call's keys are in one slot), each with its
+/// own id, in order, and a reader on another node gets them all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_publishes_on_a_cluster_are_batched_per_topic() {
+    let Some(cluster) = tokio::task::block_in_place(shared) else {
+        return;
+    };
+    let prefix = prefix("cbatch");
+    let hub = Hub::with_store(store(&cluster.urls(), &prefix, HubConfig::new()));
+    let topics = topics();
+    for topic in &topics {
+        hub.publish(topic, Event::message("0")).await.unwrap();
+    }
+    let before = script_calls(cluster);
+    let publishers: Vec<_> = (0..48)
+        .map(|p| {
+            let (hub, topic) = (hub.clone(), topics[p % topics.len()].clone());
+            tokio::spawn(async move {
+                let mut ids = Vec::new();
+                for i in 0..10 {
+                    let data = format!("{p}.{i}");
+                    let id = hub.publish(&topic, Event::message(data.clone())).await;
+                    ids.push((id.unwrap(), data));
+                }
+                (topic, ids)
+            })
+        })
+        .collect();
+    let mut acked: std::collections::HashMap<String, Vec<(EventId, String)>> = Default::default();
+    for done in publishers {
+        let (topic, ids) = done.await.unwrap();
+        assert!(ids.windows(2).all(|w| w[0].0.offset() < w[1].0.offset()));
+        acked.entry(topic).or_default().extend(ids);
+    }
+    let calls = script_calls(cluster) - before;
+    assert!(
+        calls < 480,
+        "{calls} script calls for 480 publishes: batched"
+    );
+    let reader = Hub::with_store(store(&cluster.urls(), &prefix, HubConfig::new()));
+    for (topic, mut ids) in acked {
+        ids.sort_by_key(|(id, _)| id.offset());
+        let offsets: Vec<u64> = ids.iter().map(|(id, _)| id.offset()).collect();
+        assert_eq!(offsets, (2..=81).collect::<Vec<_>>(), "{topic}");
+        let start = EventId::new(1, ids[0].0.epoch()).to_string();
+        let mut sub = reader.subscribe(&topic, Some(&start)).await.unwrap();
+        for (id, data) in &ids {
+            let event = redis_support::next(&mut sub).await.unwrap();
+            assert_eq!(redis_support::id_of(&event), id.to_string());
+            assert_eq!(data_of(&event), data);
+        }
+    }
+}
