@@ -65,20 +65,12 @@ impl RequestInfo {
 /// Made once: a `&str` name would be parsed on every lookup.
 pub(crate) const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
 
-/// What the layer keeps of a stream request, made into a [`RequestInfo`] when
-/// the answer is a stream.
-///
-/// Copies, not clones: a request's URI and header values are slices of the
-/// connection's read buffer (hyper parses in place), and a clone kept while
-/// the response is pending keeps that buffer shared, so that hyper's next read
-/// (the one that watches an idle connection for its close) allocates a second
-/// buffer and the first is freed into the middle of the heap: about 2 KB of
-/// resident memory per idle connection on glibc's allocator (BENCHMARKS.md,
-/// "Idle memory per connection").
+/// What the layer keeps of every request (clones of shared parts, no
+/// allocation), made into a [`RequestInfo`] only if the answer is a stream.
 #[derive(Debug)]
 pub(crate) struct RequestSeed {
     method: Method,
-    path: String,
+    uri: http::Uri,
     request_id: Option<HeaderValue>,
     route: Option<Arc<str>>,
 }
@@ -89,13 +81,8 @@ impl RequestSeed {
     pub(crate) fn new<B>(req: &Request<B>, request_id: Option<HeaderValue>) -> Self {
         Self {
             method: req.method().clone(),
-            path: req.uri().path().to_owned(),
-            request_id: request_id.and_then(|id| {
-                // Its bytes, in an allocation of their own.
-                let mut copy = HeaderValue::from_bytes(id.as_bytes()).ok()?;
-                copy.set_sensitive(id.is_sensitive());
-                Some(copy)
-            }),
+            uri: req.uri().clone(),
+            request_id,
             route: route(req.extensions()),
         }
     }
@@ -103,7 +90,7 @@ impl RequestSeed {
     pub(crate) fn into_info(self) -> RequestInfo {
         RequestInfo {
             method: self.method,
-            path: self.path,
+            path: self.uri.path().to_owned(),
             route: self.route,
             request_id: self.request_id,
         }

@@ -75,7 +75,7 @@ use std::{
         atomic::{AtomicBool, Ordering},
         Arc,
     },
-    task::{Context, Poll, Waker},
+    task::{Context, Poll},
     time::Duration,
 };
 
@@ -84,6 +84,7 @@ use hyper::body::Incoming;
 use hyper_util::{
     rt::{TokioExecutor, TokioIo, TokioTimer},
     server::{conn::auto, graceful::GracefulShutdown},
+    service::TowerToHyperService,
 };
 use tokio::{
     io::{AsyncRead, AsyncWrite},
@@ -351,11 +352,11 @@ impl Server {
             let _ = self.tcp.apply(&tcp);
             let seen = Arc::new(AtomicBool::new(false));
             let watch = Arc::new(Watch::default());
-            let svc = FirstRequest {
+            let svc = TowerToHyperService::new(FirstRequest {
                 inner: service.clone(),
                 seen: seen.clone(),
                 watch: watch.clone(),
-            };
+            });
             let builder = builder.clone();
             let watcher = graceful.watcher();
             let timeout = self.header_read_timeout;
@@ -420,19 +421,8 @@ async fn no_request_by(seen: &AtomicBool, deadline: Instant) {
     }
 }
 
-/// The connection's service, as hyper calls it: marks that a complete request
-/// head arrived, calls the Tower service at once when it is ready, and puts
-/// the response bodies under the connection's watch.
-///
-/// At once, rather than at the first poll (as `hyper_util`'s
-/// `TowerToHyperService` does, through `Oneshot`): a request's URI and header
-/// values are slices of the connection's read buffer, and a request held
-/// until then keeps that buffer shared while hyper reads on to watch for the
-/// connection's close, so hyper allocates a second read buffer and frees the
-/// first into the middle of the heap: about 1.5 KB of resident memory per
-/// idle stream on glibc's allocator (BENCHMARKS.md, "Idle memory per
-/// connection"). A service that is not ready yet is called once it is, as
-/// before.
+/// Marks that a connection has sent a complete request head, and puts the
+/// response bodies under the connection's watch.
 #[derive(Clone)]
 struct FirstRequest<S> {
     inner: S,
@@ -440,40 +430,26 @@ struct FirstRequest<S> {
     watch: Arc<Watch>,
 }
 
-impl<S, B> hyper::service::Service<Request<Incoming>> for FirstRequest<S>
+impl<S, R, B> Service<R> for FirstRequest<S>
 where
-    S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+    S: Service<R, Response = Response<B>>,
     S::Future: Send + 'static,
-    S::Error: Into<BoxError>,
     B: Send + 'static,
 {
     type Response = Response<Watched<B>>;
-    type Error = BoxError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, S::Error>> + Send>>;
 
-    fn call(&self, req: Request<Incoming>) -> Self::Future {
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: R) -> Self::Future {
         self.seen.store(true, Ordering::Release);
+        let response = self.inner.call(req);
         let watch = self.watch.clone();
-        let mut inner = self.inner.clone();
-        // Asked once without a waker: most services (a router) are always
-        // ready, and the request is then handed over now.
-        let ready = inner.poll_ready(&mut Context::from_waker(Waker::noop()));
-        let called = match ready {
-            Poll::Ready(Ok(())) => Ok(inner.call(req)),
-            Poll::Ready(Err(error)) => return Box::pin(std::future::ready(Err(error.into()))),
-            Poll::Pending => Err((inner, req)),
-        };
         Box::pin(async move {
-            let response = match called {
-                Ok(response) => response.await,
-                Err((mut inner, req)) => {
-                    std::future::poll_fn(|cx| inner.poll_ready(cx))
-                        .await
-                        .map_err(Into::into)?;
-                    inner.call(req).await
-                }
-            };
-            let response = response.map_err(Into::into)?;
+            let response = response.await?;
             Ok(response.map(|body| Watched::new(body, &watch)))
         })
     }
