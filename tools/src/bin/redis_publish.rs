@@ -119,16 +119,7 @@ async fn run(publishers: usize, length: Duration, topics: usize) {
 /// `EVALSHA` calls so far (each one publish, or a batch of them) and the
 /// microseconds Redis spent in them.
 async fn evalsha_stats(url: &str) -> (u64, u64) {
-    let client = redis::Client::open(url).expect("a URL");
-    let mut conn = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("connected");
-    let info: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query_async(&mut conn)
-        .await
-        .expect("INFO");
+    let info = info(url, "commandstats").await;
     let Some(line) = info
         .lines()
         .find_map(|l| l.strip_prefix("cmdstat_evalsha:"))
@@ -146,23 +137,29 @@ async fn evalsha_stats(url: &str) -> (u64, u64) {
 
 /// Redis's CPU time so far, in seconds (user and system).
 async fn redis_cpu(url: &str) -> f64 {
-    let client = redis::Client::open(url).expect("a URL");
-    let mut conn = client
-        .get_multiplexed_async_connection()
+    info(url, "cpu")
         .await
-        .expect("connected");
-    let info: String = redis::cmd("INFO")
-        .arg("cpu")
-        .query_async(&mut conn)
-        .await
-        .expect("INFO");
-    info.lines()
+        .lines()
         .filter_map(|l| {
             l.strip_prefix("used_cpu_user:")
                 .or_else(|| l.strip_prefix("used_cpu_sys:"))
         })
         .filter_map(|n| n.trim().parse::<f64>().ok())
         .sum()
+}
+
+/// One section of Redis's `INFO`.
+async fn info(url: &str, section: &str) -> String {
+    let client = redis::Client::open(url).expect("a URL");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connected");
+    redis::cmd("INFO")
+        .arg(section)
+        .query_async(&mut conn)
+        .await
+        .expect("INFO")
 }
 
 /// Deletes the run's keys (they would expire with the history TTL anyway).
