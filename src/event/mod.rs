@@ -177,9 +177,7 @@ impl Event {
     /// The result is cheap to clone (a reference count), which is how one event is
     /// sent to many streams without copying it.
     pub fn encode(&self) -> EncodedEvent {
-        let mut buf = BytesMut::with_capacity(self.encoded_len_hint());
-        self.encode_into(&mut buf);
-        EncodedEvent::from_encoder(buf.freeze())
+        self.encode_as(self.id.as_deref())
     }
 
     /// Writes the event once as if its id were `id`, without building another
@@ -204,11 +202,15 @@ impl Event {
     /// [`EventError::NulInId`]; nothing is encoded.
     pub fn encode_with_id(&self, id: &str) -> Result<EncodedEvent, EventError> {
         check_id(id)?;
-        let mut buf = BytesMut::with_capacity(
-            self.encoded_len_hint() - self.id.as_ref().map_or(0, |id| id.len() + 5) + id.len() + 5,
-        );
-        self.encode_parts(&mut buf, Some(id));
-        Ok(EncodedEvent::from_encoder(buf.freeze()))
+        Ok(self.encode_as(Some(id)))
+    }
+
+    /// Writes the event once, with `id` as its id field, into a buffer
+    /// allocated once.
+    fn encode_as(&self, id: Option<&str>) -> EncodedEvent {
+        let mut buf = BytesMut::with_capacity(self.encoded_len_hint(id));
+        self.encode_parts(&mut buf, id);
+        EncodedEvent::from_encoder(buf.freeze())
     }
 
     /// Writes the event into `buf`, ending with the blank line.
@@ -240,10 +242,11 @@ impl Event {
         buf.put_u8(b'\n');
     }
 
-    /// An upper bound of the encoded size for the usual event, to allocate once.
-    fn encoded_len_hint(&self) -> usize {
-        fn len(field: &Option<String>, overhead: usize) -> usize {
-            field.as_ref().map_or(0, |v| v.len() + overhead)
+    /// An upper bound of the encoded size for the usual event written with
+    /// `id` as its id field, to allocate once.
+    fn encoded_len_hint(&self, id: Option<&str>) -> usize {
+        fn len(field: Option<&str>, overhead: usize) -> usize {
+            field.map_or(0, |v| v.len() + overhead)
         }
         // Data lines each add `data: ` and `\n`: exact for one line; for several,
         // a guess (lines as long as the first) made once, instead of regrowing.
@@ -251,11 +254,11 @@ impl Event {
             (Some(data), Some(first)) => data.len() / (first + 1).max(32) + 1,
             _ => 0,
         };
-        len(&self.comment, 3)
-            + len(&self.event, 8)
-            + len(&self.id, 5)
+        len(self.comment.as_deref(), 3)
+            + len(self.event.as_deref(), 8)
+            + len(id, 5)
             + self.retry.map_or(0, |_| 31)
-            + len(&self.data, 7)
+            + len(self.data.as_deref(), 7)
             + more_lines * 7
             + 1
     }

@@ -98,8 +98,15 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
 /// Encodes `event` with `id` as its `id:`, replacing any id of its own: what
 /// every store does to the event a publisher built.
 pub(crate) fn encode_with_id(event: &Event, id: &EventId) -> tower_sse::EncodedEvent {
+    id.with_text(|id| encode_with_id_text(event, id))
+}
+
+/// As [`encode_with_id`], with the id's text at hand (a topic keeps its
+/// latest id's text).
+pub(crate) fn encode_with_id_text(event: &Event, id: &str) -> tower_sse::EncodedEvent {
     // An `EventId` is digits, `-` and lowercase letters: always a valid id.
-    id.with_text(|id| event.encode_with_id(id))
+    event
+        .encode_with_id(id)
         .unwrap_or_else(|_| Event::default().encode())
 }
 

@@ -407,10 +407,7 @@ impl Topic {
             .saturating_add(state.slots.len() as u64)
             .saturating_add(1);
         let id = state.id(offset);
-        // An `EventId` is digits, `-` and lowercase letters: always a valid id.
-        let encoded = event
-            .encode_with_id(state.id_text.of(id))
-            .unwrap_or_else(|_| Event::default().encode());
+        let encoded = crate::store::encode_with_id_text(event, state.id_text.of(id));
         let before = state.bytes;
         state.bytes += encoded.len();
         state.slots.push_back(Slot::Event(encoded, stored()));

@@ -166,12 +166,7 @@ impl Cluster {
                 }
             }
         };
-        answer.await.unwrap_or_else(|_| {
-            Err(RedisError::from((
-                ErrorKind::Io,
-                "the publish was dropped unanswered (the runtime is shutting down)",
-            )))
-        })
+        answer.await.unwrap_or_else(|_| Err(server::unanswered()))
     }
 
     /// A batcher of one topic's publishes.

@@ -158,12 +158,10 @@ impl Server {
     /// Queues `publish` for the next batch to this server and waits for the
     /// batch's answer.
     pub(super) async fn publish(&self, publish: Publish) -> PublishResult {
-        self.publishes.submit(publish).await.unwrap_or_else(|| {
-            Err(RedisError::from((
-                ErrorKind::Io,
-                "the publish was dropped unanswered (the runtime is shutting down)",
-            )))
-        })
+        self.publishes
+            .submit(publish)
+            .await
+            .unwrap_or_else(|| Err(unanswered()))
     }
 
     /// Routes `channel`'s messages to `feed` and subscribes to it; the receiver
@@ -207,6 +205,14 @@ pub(super) async fn send(
         Err(_) => RedisError::from((ErrorKind::Io, "Redis did not answer in time")),
     };
     vec![Err(failed); batch.len()]
+}
+
+/// What a publish whose batcher dropped it unanswered gets.
+pub(super) fn unanswered() -> RedisError {
+    RedisError::from((
+        ErrorKind::Io,
+        "the publish was dropped unanswered (the runtime is shutting down)",
+    ))
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
