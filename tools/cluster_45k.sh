@@ -26,6 +26,7 @@
 # the hard limit here). Every process it starts is stopped on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. tools/common.sh
 
 export N="${N:-15000}" M="${M:-20}" PACE="${PACE:-1000}" INTERVAL_MS="${INTERVAL_MS:-100}"
 export SETTLE_S="${SETTLE_S:-30}" DEADLINE_S="${DEADLINE_S:-300}"
@@ -38,35 +39,15 @@ BIN="${CARGO_TARGET_DIR:-target}/release"
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 
-ulimit -n "$(ulimit -Hn)"
 per_node=$(((ROOMS * N + NODES - 1) / NODES))
 # The chat's cap on a node's streams (10 000 by default, past it `503`, which
 # ends an EventSource for good): room for every member, and the reconnections.
 export MAX_STREAMS="${MAX_STREAMS:-$((per_node + per_node / 10))}"
-if [ "$(ulimit -n)" != unlimited ] &&
-    { [ "$(ulimit -n)" -le $((N + 100)) ] || [ "$(ulimit -n)" -le $((per_node + 100)) ]; }; then
-    echo "open-file limit $(ulimit -n) is too low for N=$N per loadgen, $per_node per node" >&2
-    exit 1
-fi
+raise_files $((N > per_node ? N : per_node)) "N=$N per loadgen, $per_node per node"
 
 if [ -z "${SKIP_BUILD:-}" ]; then
     cargo build --release -p tower-sse-chat -p tower-sse-tools
 fi
-
-# A free loopback port: below the ephemeral range (the clients of a previous
-# run may still hold ports in it), and no socket of any state is bound to it.
-free_port() {
-    local port low
-    read -r low _ </proc/sys/net/ipv4/ip_local_port_range
-    while :; do
-        port=$((10000 + RANDOM % (low > 11000 ? low - 10000 : 20000)))
-        if [ -z "$(ss -Htan "sport = :$port" 2>/dev/null)" ] &&
-            ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-            echo "$port"
-            return
-        fi
-    done
-}
 
 REDIS_PORT=$(free_port)
 rcli() { redis-cli -p "$REDIS_PORT" "$@"; }
@@ -94,18 +75,7 @@ for i in $(seq "$NODES"); do
     : >"$log"
     ADDR=127.0.0.1:0 REDIS_URL="redis://127.0.0.1:$REDIS_PORT" "$BIN/chat" >>"$log" 2>&1 &
     node_pids+=($!)
-    addr=
-    for _ in $(seq 100); do
-        addr=$(sed -n 's#^listening on http://##p' "$log" || true)
-        [ -n "$addr" ] && break
-        sleep 0.1
-    done
-    if [ -z "$addr" ]; then
-        echo "node $i did not start:" >&2
-        cat "$log" >&2
-        exit 1
-    fi
-    addrs+=("$addr")
+    addrs+=("$(wait_listening "$log" "node $i")")
 done
 ADDRS=$(
     IFS=,

@@ -29,6 +29,7 @@
 # hard limit here).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. tools/common.sh
 
 export N="${N:-5000}" M="${M:-5}" PACE="${PACE:-0}" INTERVAL_MS="${INTERVAL_MS:-10}"
 export SETTLE_S="${SETTLE_S:-0}" DEADLINE_S="${DEADLINE_S:-180}"
@@ -40,11 +41,7 @@ BIN="${CARGO_TARGET_DIR:-target}/release"
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 
-ulimit -n "$(ulimit -Hn)"
-if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -le $((N + 100)) ]; then
-    echo "open-file limit $(ulimit -n) is too low for N=$N clients" >&2
-    exit 1
-fi
+raise_files "$N" "N=$N clients"
 
 find_module() {
     local d
@@ -70,21 +67,6 @@ if [ -z "${SKIP_BUILD:-}" ]; then
     cargo build --release -p tower-sse-chat -p tower-sse-tools
 fi
 
-# A free loopback port: below the ephemeral range (the clients of a previous
-# run may still hold ports in it), and no socket of any state is bound to it.
-free_port() {
-    local port low
-    read -r low _ </proc/sys/net/ipv4/ip_local_port_range
-    while :; do
-        port=$((10000 + RANDOM % (low > 11000 ? low - 10000 : 20000)))
-        if [ -z "$(ss -Htan "sport = :$port" 2>/dev/null)" ] &&
-            ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-            echo "$port"
-            return
-        fi
-    done
-}
-
 server_pid=
 cleanup() {
     if [ -n "$server_pid" ]; then
@@ -100,15 +82,7 @@ start_chat() {
     : >"$log"
     ADDR=127.0.0.1:0 "$BIN/chat" >>"$log" 2>&1 &
     server_pid=$!
-    addr=
-    for _ in $(seq 100); do
-        addr=$(sed -n 's#^listening on http://##p' "$log" || true)
-        [ -n "$addr" ] && return
-        sleep 0.1
-    done
-    echo "the chat did not start:" >&2
-    cat "$log" >&2
-    exit 1
+    addr=$(wait_listening "$log" "the chat")
 }
 
 # Writes nginx's configuration under its own prefix and starts it in the

@@ -28,6 +28,7 @@
 # the loadgen's status.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. tools/common.sh
 
 export N="${N:-1500}" M="${M:-20}" PACE="${PACE:-1000}" INTERVAL_MS="${INTERVAL_MS:-100}"
 export SETTLE_S="${SETTLE_S:-20}" DEADLINE_S="${DEADLINE_S:-120}"
@@ -41,27 +42,11 @@ BIN="${CARGO_TARGET_DIR:-target}/release"
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 
-ulimit -n "$(ulimit -Hn)"
-if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -le $((N + 100)) ]; then
-    echo "open-file limit $(ulimit -n) is too low for N=$N clients" >&2
-    exit 1
-fi
+raise_files "$N" "N=$N clients"
 
 if [ -z "${SKIP_BUILD:-}" ]; then
     cargo build --release -p tower-sse-chat -p tower-sse-tools
 fi
-
-# A free loopback port: nothing answers on it now.
-free_port() {
-    local port
-    while :; do
-        port=$((20000 + RANDOM % 30000))
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-            echo "$port"
-            return
-        fi
-    done
-}
 
 REDIS_PORT=$(free_port)
 # Daemonized with a pid file, so that the instance started by the fault
@@ -90,18 +75,7 @@ for i in $(seq "$NODES"); do
     : >"$log"
     ADDR=127.0.0.1:0 REDIS_URL="redis://127.0.0.1:$REDIS_PORT" "$BIN/chat" >>"$log" 2>&1 &
     node_pids+=($!)
-    addr=
-    for _ in $(seq 100); do
-        addr=$(sed -n 's#^listening on http://##p' "$log" || true)
-        [ -n "$addr" ] && break
-        sleep 0.1
-    done
-    if [ -z "$addr" ]; then
-        echo "node $i did not start:" >&2
-        cat "$log" >&2
-        exit 1
-    fi
-    addrs+=("$addr")
+    addrs+=("$(wait_listening "$log" "node $i")")
 done
 ADDRS=$(
     IFS=,

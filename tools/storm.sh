@@ -24,6 +24,7 @@
 # /proc.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. tools/common.sh
 
 export N="${N:-5000}" M="${M:-50}" PACE="${PACE:-0}" INTERVAL_MS="${INTERVAL_MS:-10}"
 export SETTLE_S="${SETTLE_S:-0}" DEADLINE_S="${DEADLINE_S:-120}"
@@ -34,11 +35,7 @@ OUT="${OUT:-target/storm}"
 BIN="${CARGO_TARGET_DIR:-target}/release"
 mkdir -p "$OUT"
 
-ulimit -n "$(ulimit -Hn)"
-if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -le $((N + 100)) ]; then
-    echo "open-file limit $(ulimit -n) is too low for N=$N clients" >&2
-    exit 1
-fi
+raise_files "$N" "N=$N clients"
 
 servers=("$OURS")
 [ -n "${SKIP_ANCHOR:-}" ] || servers+=("$ANCHOR")
@@ -58,16 +55,7 @@ run() {
     : >"$log"
     ADDR=127.0.0.1:0 "$BIN/$name" >>"$log" 2>&1 &
     server_pid=$!
-    for _ in $(seq 100); do
-        addr=$(sed -n 's#^listening on http://##p' "$log" || true)
-        [ -n "$addr" ] && break
-        sleep 0.1
-    done
-    if [ -z "$addr" ]; then
-        echo "$name did not start:" >&2
-        cat "$log" >&2
-        exit 1
-    fi
+    addr=$(wait_listening "$log" "$name")
     echo "== $name on $addr (pid $server_pid): N=$N M=$M PACE=$PACE"
     ADDR=$addr SERVER_PID=$server_pid timeout $((DEADLINE_S + 60)) "$BIN/loadgen" \
         2>&1 | tee "$OUT/$name.loadgen.log" || rc=$?
