@@ -25,7 +25,7 @@
 
 use std::{
     collections::{HashMap, HashSet},
-    sync::{Arc, Mutex, PoisonError},
+    sync::{Arc, Mutex},
     time::Duration,
 };
 
@@ -38,23 +38,15 @@ use tokio::{
     sync::{mpsc, oneshot, OnceCell},
     time::Instant,
 };
-use tower_sse_hub::remote::{Feed, FeedSender};
+use tower_sse_hub::remote::Feed;
 
 use super::{
     batch::Batcher,
+    channels::{lock, Channels, Control, Routes},
     connection::Conn,
     scripts::Publish,
     server::{self, Clock, PublishResult, BATCH},
 };
-
-/// Each subscribed channel's feed.
-type Routes = Arc<Mutex<HashMap<String, FeedSender>>>;
-
-enum Control {
-    /// Subscribe to a channel already in the routes; answer once Redis confirmed.
-    Subscribe(String, oneshot::Sender<()>),
-    Unsubscribe(String),
-}
 
 const MIN_BACKOFF: Duration = Duration::from_millis(50);
 /// How often every subscription is made again (see the module's doc).
@@ -72,8 +64,8 @@ pub(super) struct Cluster {
     timeout: Duration,
     /// The masters' clock: one for all of them (see `RedisConfig::cluster`).
     pub(super) clock: Clock,
-    routes: Routes,
-    control: mpsc::UnboundedSender<Control>,
+    /// The channels this node follows, each on its slot's master.
+    pub(super) channels: Channels,
     /// The publish script.
     script: Arc<Script>,
     /// The publishes queued per topic, each topic's sent in batches as on a
@@ -128,17 +120,15 @@ impl Cluster {
             .use_protocol(ProtocolVersion::RESP3)
             .push_sender(pushes)
             .build()?;
-        let routes = Routes::default();
-        let (control, rx) = mpsc::unbounded_channel();
-        tokio::spawn(pubsub(subscriber, routes.clone(), rx, push_rx, timeout));
+        let (channels, routes, rx) = Channels::new();
+        tokio::spawn(pubsub(subscriber, routes, rx, push_rx, timeout));
         Ok(Self {
             name,
             client,
             commands: OnceCell::new(),
             timeout,
             clock: Clock::default(),
-            routes,
-            control,
+            channels,
             script,
             publishes: Mutex::default(),
         })
@@ -212,27 +202,6 @@ impl Cluster {
         };
         self.commands.get_or_try_init(connect).await.cloned()
     }
-
-    /// Routes `channel`'s messages to `feed` and subscribes to it on its slot's
-    /// master; the receiver answers once Redis confirmed the subscription.
-    pub(super) fn subscribe(&self, channel: &str, feed: FeedSender) -> oneshot::Receiver<()> {
-        lock(&self.routes).insert(channel.to_owned(), feed);
-        let (tx, rx) = oneshot::channel();
-        let _ = self
-            .control
-            .send(Control::Subscribe(channel.to_owned(), tx));
-        rx
-    }
-
-    /// Stops routing `channel` and unsubscribes from it.
-    pub(super) fn unsubscribe(&self, channel: &str) {
-        lock(&self.routes).remove(channel);
-        let _ = self.control.send(Control::Unsubscribe(channel.to_owned()));
-    }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 fn text(value: Option<&Value>) -> Option<&str> {
@@ -258,6 +227,18 @@ struct Subscriptions {
 }
 
 impl Subscriptions {
+    /// The state of a task that has subscribed to nothing yet.
+    fn new(routes: Routes) -> Self {
+        Self {
+            routes,
+            todo: HashSet::new(),
+            in_flight: HashSet::new(),
+            waiting: HashMap::new(),
+            backoff: MIN_BACKOFF,
+            retry_at: Instant::now(),
+        }
+    }
+
     fn routed(&self, channel: &str) -> bool {
         lock(&self.routes).contains_key(channel)
     }
@@ -327,14 +308,7 @@ async fn pubsub(
     mut pushes: mpsc::UnboundedReceiver<PushInfo>,
     timeout: Duration,
 ) {
-    let mut state = Subscriptions {
-        routes,
-        todo: HashSet::new(),
-        in_flight: HashSet::new(),
-        waiting: HashMap::new(),
-        backoff: MIN_BACKOFF,
-        retry_at: Instant::now(),
-    };
+    let mut state = Subscriptions::new(routes);
     let mut conn: Option<ClusterConnection> = None;
     let (done_tx, mut done) = mpsc::unbounded_channel::<(String, bool)>();
     let mut audit = tokio::time::interval(AUDIT_EVERY);
@@ -411,20 +385,13 @@ fn sunsubscribe(mut conn: ClusterConnection, channel: String, timeout: Duration)
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tower_sse_hub::remote::FeedSender;
 
     fn state() -> (Subscriptions, mpsc::UnboundedReceiver<Feed>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let routes = Routes::default();
         lock(&routes).insert("p:{room}:c".to_owned(), FeedSender::new(tx));
-        let state = Subscriptions {
-            routes,
-            todo: HashSet::new(),
-            in_flight: HashSet::new(),
-            waiting: HashMap::new(),
-            backoff: MIN_BACKOFF,
-            retry_at: Instant::now(),
-        };
-        (state, rx)
+        (Subscriptions::new(routes), rx)
     }
 
     fn bulk(text: &str) -> Value {

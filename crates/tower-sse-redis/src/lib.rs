@@ -29,6 +29,7 @@
 )]
 
 mod batch;
+mod channels;
 mod cluster;
 mod config;
 mod connection;
@@ -504,8 +505,10 @@ impl Broker for RedisBroker {
     fn watch(&self, topic: &str, feed: FeedSender) -> BrokerFuture<'static, Result<(), HubError>> {
         let keys = Keys::new(&self.inner.config.prefix, topic);
         let confirmed = match &self.inner.backend {
-            Backend::Servers(servers) => rendezvous(servers, topic).subscribe(&keys.channel, feed),
-            Backend::Cluster(cluster) => cluster.subscribe(&keys.channel, feed),
+            Backend::Servers(servers) => rendezvous(servers, topic)
+                .channels
+                .subscribe(&keys.channel, feed),
+            Backend::Cluster(cluster) => cluster.channels.subscribe(&keys.channel, feed),
         };
         Box::pin(async move {
             confirmed
@@ -517,8 +520,10 @@ impl Broker for RedisBroker {
     fn unwatch(&self, topic: &str) {
         let keys = Keys::new(&self.inner.config.prefix, topic);
         match &self.inner.backend {
-            Backend::Servers(servers) => rendezvous(servers, topic).unsubscribe(&keys.channel),
-            Backend::Cluster(cluster) => cluster.unsubscribe(&keys.channel),
+            Backend::Servers(servers) => rendezvous(servers, topic)
+                .channels
+                .unsubscribe(&keys.channel),
+            Backend::Cluster(cluster) => cluster.channels.unsubscribe(&keys.channel),
         }
     }
 

@@ -5,11 +5,7 @@
 //! again to every channel this node uses, and asks each topic to look for what
 //! it missed meanwhile.
 
-use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex, PoisonError},
-    time::Duration,
-};
+use std::{sync::Arc, time::Duration};
 
 use ::redis::{
     aio::{ConnectionManager, ConnectionManagerConfig},
@@ -18,24 +14,14 @@ use ::redis::{
 use bytes::Bytes;
 use futures_core::Stream;
 use tokio::sync::{mpsc, oneshot};
-use tower_sse_hub::remote::{Feed, FeedSender};
+use tower_sse_hub::remote::Feed;
 
 use crate::{
     batch::{Batcher, Limits},
+    channels::{lock, Channels, Control, Routes},
     connection::Conn,
     scripts::{self, Publish, Published},
 };
-
-/// Each subscribed channel's feed: its messages as [`Feed::Live`], and a
-/// [`Feed::Resync`] whenever the Pub/Sub connection is (re)established
-/// (messages may have been lost while it was down).
-type Routes = Arc<Mutex<HashMap<String, FeedSender>>>;
-
-enum Control {
-    /// Subscribe to a channel already in the routes; answer once Redis confirmed.
-    Subscribe(String, oneshot::Sender<()>),
-    Unsubscribe(String),
-}
 
 /// One Redis server.
 pub(super) struct Server {
@@ -47,8 +33,8 @@ pub(super) struct Server {
     publishes: Batcher<Publish, PublishResult>,
     /// This server's clock (see [`Clock`]).
     pub(super) clock: Clock,
-    routes: Routes,
-    control: mpsc::UnboundedSender<Control>,
+    /// The channels this node follows on this server.
+    pub(super) channels: Channels,
 }
 
 /// What one publish got: what the script did with it and Redis's clock (ms),
@@ -142,16 +128,14 @@ impl Server {
                 async move { send(&script, &mut conn, &batch, timeout, false).await }
             }
         });
-        let routes = Routes::default();
-        let (control, rx) = mpsc::unbounded_channel();
-        tokio::spawn(pubsub(client, routes.clone(), rx, timeout));
+        let (channels, routes, rx) = Channels::new();
+        tokio::spawn(pubsub(client, routes, rx, timeout));
         Ok(Self {
             name,
             commands,
             publishes,
             clock: Clock::default(),
-            routes,
-            control,
+            channels,
         })
     }
 
@@ -162,24 +146,6 @@ impl Server {
             .submit(publish)
             .await
             .unwrap_or_else(|| Err(unanswered()))
-    }
-
-    /// Routes `channel`'s messages to `feed` and subscribes to it; the receiver
-    /// answers once Redis confirmed the subscription (after a reconnection if
-    /// the Pub/Sub connection is down now).
-    pub(super) fn subscribe(&self, channel: &str, feed: FeedSender) -> oneshot::Receiver<()> {
-        lock(&self.routes).insert(channel.to_owned(), feed);
-        let (tx, rx) = oneshot::channel();
-        let _ = self
-            .control
-            .send(Control::Subscribe(channel.to_owned(), tx));
-        rx
-    }
-
-    /// Stops routing `channel` and unsubscribes from it.
-    pub(super) fn unsubscribe(&self, channel: &str) {
-        lock(&self.routes).remove(channel);
-        let _ = self.control.send(Control::Unsubscribe(channel.to_owned()));
     }
 }
 
@@ -213,10 +179,6 @@ pub(super) fn unanswered() -> RedisError {
         ErrorKind::Io,
         "the publish was dropped unanswered (the runtime is shutting down)",
     ))
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Keeps the Pub/Sub connection: connects, subscribes to every routed channel,
