@@ -88,6 +88,23 @@ struct Offers {
 }
 
 impl Offers {
+    /// What a layer offers while it listens: a link unless it has one, and
+    /// its handle as it holds it.
+    #[inline]
+    fn of(found: &Option<Arc<Link>>, handle: &HandleOffer) -> Self {
+        Self {
+            link: match found {
+                Some(_) => Offer::Closed,
+                None => Offer::Open,
+            },
+            handle: match handle {
+                HandleOffer::Closed => Offer::Closed,
+                HandleOffer::Open => Offer::Open,
+                HandleOffer::Claimed(_) => Offer::Claimed,
+            },
+        }
+    }
+
     fn any_claimed(self) -> bool {
         self.link == Offer::Claimed || self.handle == Offer::Claimed
     }
@@ -258,17 +275,7 @@ impl Link {
                 }
             }
         }
-        let set = Offers {
-            link: match found {
-                Some(_) => Offer::Closed,
-                None => Offer::Open,
-            },
-            handle: match handle {
-                HandleOffer::Closed => Offer::Closed,
-                HandleOffer::Open => Offer::Open,
-                HandleOffer::Claimed(_) => Offer::Claimed,
-            },
-        };
+        let set = Offers::of(found, handle);
         let prev = OFFER.replace(set);
         if set.handle == Offer::Claimed || prev.any_claimed() {
             // This layer's handle is in hand already, or an outer layer holds
@@ -321,17 +328,10 @@ impl Link {
                 settle(mine, self.found, self.handle);
             }
         }
-        let (offered, made) = match std::mem::take(handle) {
-            HandleOffer::Closed => (Offer::Closed, None),
-            HandleOffer::Open => (Offer::Open, None),
-            HandleOffer::Claimed(made) => (Offer::Claimed, Some(made)),
-        };
-        let offers = Offers {
-            link: match found {
-                Some(_) => Offer::Closed,
-                None => Offer::Open,
-            },
-            handle: offered,
+        let offers = Offers::of(found, handle);
+        let made = match std::mem::take(handle) {
+            HandleOffer::Claimed(made) => Some(made),
+            HandleOffer::Closed | HandleOffer::Open => None,
         };
         let prev = OFFER.replace(offers);
         let aside = (prev.any_claimed() || made.is_some()).then(|| {
