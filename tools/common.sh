@@ -1,6 +1,6 @@
 # Shared by the load and fault scripts of tools/ (sourced, not run): the
-# open-file limit, a free loopback port, and waiting for a server's
-# `listening on http://ADDR` line.
+# open-file limit, a free loopback port, waiting for a server's
+# `listening on http://ADDR` line, and one loadgen run against a server.
 
 # Raises the open-file limit to the hard limit; exits when it still does not
 # exceed NEED + 100 (NEED descriptors for the run, and a few for the rest).
@@ -43,4 +43,29 @@ wait_listening() {
     echo "$what did not start:" >&2
     cat "$log" >&2
     return 1
+}
+
+# Runs the loadgen (tools/src/bin/loadgen/) against the server NAME listening
+# on $addr as pid $server_pid, its output in $OUT/NAME.loadgen.log, then stops
+# that server. Leaves the fields of the loadgen's RESULT line in the caller's
+# associative array `result` as NAME.FIELD, and its exit status as NAME.exit.
+# Further VAR=VALUE arguments go to the loadgen's environment.
+run_loadgen() {
+    local name=$1 rc=0 line kv
+    shift
+    echo "== $name on $addr (pid $server_pid): N=$N M=$M PACE=$PACE"
+    env "$@" ADDR="$addr" SERVER_PID="$server_pid" timeout $((DEADLINE_S + 60)) \
+        "$BIN/loadgen" 2>&1 | tee "$OUT/$name.loadgen.log" || rc=$?
+    kill "$server_pid" 2>/dev/null || true
+    wait "$server_pid" 2>/dev/null || true
+    server_pid=
+    line=$(grep '^RESULT ' "$OUT/$name.loadgen.log" || true)
+    if [ -z "$line" ]; then
+        echo "$name: the loadgen gave no RESULT (exit $rc)" >&2
+        line="RESULT"
+    fi
+    for kv in ${line#RESULT}; do
+        result["$name.${kv%%=*}"]=${kv#*=}
+    done
+    result["$name.exit"]=$rc
 }

@@ -147,23 +147,9 @@ EOF
 declare -A result
 # Runs the loadgen against one server; leaves its RESULT fields in `result`.
 run() {
-    local name=$1 protocol=$2 rc=0 line
+    local name=$1 protocol=$2
     "start_$name"
-    echo "== $name on $addr (pid $server_pid): N=$N M=$M PACE=$PACE"
-    PROTOCOL=$protocol ADDR=$addr SERVER_PID=$server_pid timeout $((DEADLINE_S + 60)) \
-        "$BIN/loadgen" 2>&1 | tee "$OUT/$name.loadgen.log" || rc=$?
-    kill "$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
-    server_pid=
-    line=$(grep '^RESULT ' "$OUT/$name.loadgen.log" || true)
-    if [ -z "$line" ]; then
-        echo "$name: the loadgen gave no RESULT (exit $rc)" >&2
-        line="RESULT"
-    fi
-    for kv in ${line#RESULT}; do
-        result["$name.${kv%%=*}"]=${kv#*=}
-    done
-    result["$name.exit"]=$rc
+    run_loadgen "$name" PROTOCOL="$protocol"
     local d=${result["$name.delivered"]:-} e=${result["$name.expected"]:-}
     result["$name.delivered_of"]="${d:--}/${e:--}"
     if [ -n "$d" ] && [ "${result["$name.lost"]}" = 0 ] && [ "${result["$name.dups"]}" = 0 ]; then

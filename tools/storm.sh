@@ -51,27 +51,12 @@ trap cleanup EXIT
 
 # Runs the loadgen against one server; leaves its RESULT fields in `result`.
 run() {
-    local name=$1 log="$OUT/$1.server.log" addr= rc=0
+    local name=$1 log="$OUT/$1.server.log" addr=
     : >"$log"
     ADDR=127.0.0.1:0 "$BIN/$name" >>"$log" 2>&1 &
     server_pid=$!
     addr=$(wait_listening "$log" "$name")
-    echo "== $name on $addr (pid $server_pid): N=$N M=$M PACE=$PACE"
-    ADDR=$addr SERVER_PID=$server_pid timeout $((DEADLINE_S + 60)) "$BIN/loadgen" \
-        2>&1 | tee "$OUT/$name.loadgen.log" || rc=$?
-    kill "$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
-    server_pid=
-    local line
-    line=$(grep '^RESULT ' "$OUT/$name.loadgen.log" || true)
-    if [ -z "$line" ]; then
-        echo "$name: the loadgen gave no RESULT (exit $rc)" >&2
-        line="RESULT"
-    fi
-    for kv in ${line#RESULT}; do
-        result["$name.${kv%%=*}"]=${kv#*=}
-    done
-    result["$name.exit"]=$rc
+    run_loadgen "$name"
 }
 
 for s in "${servers[@]}"; do
