@@ -43,9 +43,7 @@
 
 use std::{
     convert::Infallible,
-    io::{BufRead, BufReader},
     pin::Pin,
-    process::{Child, Command, Stdio},
     sync::{
         atomic::{AtomicU64, Ordering},
         Arc,
@@ -70,6 +68,7 @@ use tokio::{
 };
 use tower::ServiceBuilder;
 use tower_sse::{Event, KeepAlive, OkEvents, SseBody, SseLayer};
+use tower_sse_tools::{rss, ServerProcess};
 
 #[cfg(feature = "jemalloc")]
 #[global_allocator]
@@ -195,63 +194,6 @@ async fn server(kind: &str) {
 
 // ----------------------------------------------------------------- driver ---
 
-struct Server {
-    child: Child,
-    addr: String,
-}
-
-impl Server {
-    fn start(kind: &str) -> Self {
-        let mut child = Command::new(std::env::current_exe().expect("own path"))
-            .args(["server", kind])
-            .env("ADDR", "127.0.0.1:0")
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start the server");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("read the address");
-        let addr = line
-            .trim()
-            .strip_prefix("listening on http://")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_string();
-        Self { child, addr }
-    }
-
-    /// Resident memory, in bytes.
-    fn rss(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .expect("read status");
-        let kb: u64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("VmRSS");
-        kb * 1024
-    }
-
-    /// User plus system CPU time so far, in seconds.
-    fn cpu(&self, ticks_per_s: f64) -> f64 {
-        let stat =
-            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).expect("read stat");
-        // Fields after the command name, which is in parentheses and may hold spaces.
-        let rest = &stat[stat.rfind(')').expect("comm") + 2..];
-        let fields: Vec<&str> = rest.split(' ').collect();
-        let utime: f64 = fields[11].parse().expect("utime");
-        let stime: f64 = fields[12].parse().expect("stime");
-        (utime + stime) / ticks_per_s
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Opens one stream and waits for its response head; then keeps reading,
 /// counting the bytes after the head (heartbeats), until the socket is dropped.
 async fn open(addr: &str, heartbeat_bytes: Arc<AtomicU64>) -> TcpStream {
@@ -279,13 +221,6 @@ async fn open(addr: &str, heartbeat_bytes: Arc<AtomicU64>) -> TcpStream {
 }
 
 fn drive(ns: &[usize]) {
-    let ticks_per_s: f64 = Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(100.0);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -301,7 +236,7 @@ fn drive(ns: &[usize]) {
         .collect();
     for &n in ns {
         for &kind in &kinds {
-            let server = Server::start(kind);
+            let server = ServerProcess::start(&["server", kind]);
             std::thread::sleep(Duration::from_millis(300));
             let before = server.rss();
             let counted = Arc::new(AtomicU64::new(0));
@@ -332,9 +267,9 @@ fn drive(ns: &[usize]) {
                 .collect();
             std::thread::sleep(Duration::from_millis(1500));
             let after = server.rss();
-            let (cpu0, bytes0) = (server.cpu(ticks_per_s), counted.load(Ordering::Relaxed));
+            let (cpu0, bytes0) = (server.cpu(), counted.load(Ordering::Relaxed));
             std::thread::sleep(IDLE);
-            let (cpu1, bytes1) = (server.cpu(ticks_per_s), counted.load(Ordering::Relaxed));
+            let (cpu1, bytes1) = (server.cpu(), counted.load(Ordering::Relaxed));
             // Every heartbeat is `:\n\n` inside an HTTP/1.1 chunk: `3\r\n:\n\n\r\n`, 8 bytes.
             let heartbeats = (bytes1 - bytes0) / 8;
             let per_conn = after.saturating_sub(before) as f64 / n as f64;
@@ -359,16 +294,6 @@ fn drive(ns: &[usize]) {
 
 // ------------------------------------------------------------------ state ---
 
-fn own_rss() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("read status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .expect("VmRSS")
-        * 1024
-}
-
 /// Polls once, so that the heartbeat timer is armed as on a live connection.
 fn arm<B: Body + Unpin>(body: &mut B) {
     let mut cx = Context::from_waker(futures_util::task::noop_waker_ref());
@@ -383,15 +308,15 @@ fn state() {
         .build()
         .expect("runtime");
     rt.block_on(async {
-        let before = own_rss();
+        let before = rss("/proc/self/status");
         let mut ours: Vec<OurBody> = (0..M).map(|_| our_body()).collect();
         ours.iter_mut().for_each(arm);
-        let ours_rss = (own_rss() - before) as f64 / M as f64;
-        let before = own_rss();
+        let ours_rss = (rss("/proc/self/status") - before) as f64 / M as f64;
+        let before = rss("/proc/self/status");
         let mut theirs: Vec<axum::body::Body> =
             (0..M).map(|_| axum_response().into_body()).collect();
         theirs.iter_mut().for_each(arm);
-        let axum_rss = (own_rss() - before) as f64 / M as f64;
+        let axum_rss = (rss("/proc/self/status") - before) as f64 / M as f64;
         println!(
             "ours: size_of::<SseBody<..>>() = {} B, {:.0} B per armed stream (inline + heap)",
             std::mem::size_of::<OurBody>(),

@@ -51,8 +51,6 @@
 
 use std::{
     convert::Infallible,
-    io::{BufRead, BufReader},
-    process::{Child, Command, Stdio},
     sync::{
         atomic::{AtomicU64, Ordering},
         Arc,
@@ -73,6 +71,7 @@ use tokio::{
 use tower_sse::{Event, OkEvents, SseBody};
 use tower_sse_hub::{Hub, MultiSubscriber, Subscriber};
 use tower_sse_serve::Server;
+use tower_sse_tools::{cpu, ServerProcess};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -229,82 +228,6 @@ impl Options {
 }
 
 // ----------------------------------------------------------------- driver ---
-
-struct ServerProcess {
-    child: Child,
-    addr: String,
-}
-
-impl ServerProcess {
-    fn start() -> Self {
-        let mut child = Command::new(std::env::current_exe().expect("own path"))
-            .arg("serve")
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start the server");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("read the address");
-        let addr = line
-            .trim()
-            .strip_prefix("listening on http://")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_owned();
-        Self { child, addr }
-    }
-
-    fn rss(&self) -> u64 {
-        rss(&format!("/proc/{}/status", self.child.id()))
-    }
-
-    fn cpu(&self) -> f64 {
-        cpu(&format!("/proc/{}/stat", self.child.id()))
-    }
-}
-
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Resident memory, in bytes, from a `/proc/PID/status`.
-fn rss(path: &str) -> u64 {
-    let status = std::fs::read_to_string(path).expect("read status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .expect("VmRSS")
-        * 1024
-}
-
-/// User plus system CPU seconds, from a `/proc/PID/stat`.
-fn cpu(path: &str) -> f64 {
-    let stat = std::fs::read_to_string(path).expect("read stat");
-    // Fields after the command name, which is in parentheses and may hold spaces.
-    let fields: Vec<&str> = stat[stat.rfind(')').expect("comm") + 2..]
-        .split(' ')
-        .collect();
-    let ticks: f64 =
-        fields[11].parse::<f64>().expect("utime") + fields[12].parse::<f64>().expect("stime");
-    ticks / clock_ticks()
-}
-
-fn clock_ticks() -> f64 {
-    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
-    *TICKS.get_or_init(|| {
-        Command::new("getconf")
-            .arg("CLK_TCK")
-            .output()
-            .ok()
-            .and_then(|o| String::from_utf8(o.stdout).ok())
-            .and_then(|s| s.trim().parse().ok())
-            .unwrap_or(100.0)
-    })
-}
 
 fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
@@ -546,7 +469,7 @@ fn print_run(run: usize, o: &Options, a: &Figures, b: &Figures) {
 }
 
 fn measure(rt: &tokio::runtime::Runtime, o: &Options, scenario: Scenario) -> Figures {
-    let server = ServerProcess::start();
+    let server = ServerProcess::start(&["serve"]);
     std::thread::sleep(Duration::from_millis(500));
     let topics: Vec<String> = (0..o.topics).map(topic).collect();
     // Every stream a client opens: (client, topic index or None for all).
