@@ -117,6 +117,7 @@ impl<B> ResponseBody<B> {
 impl<B> Body for ResponseBody<B>
 where
     B: Body,
+    B::Data: 'static,
     B::Error: Into<BoxError>,
 {
     type Data = Bytes;
@@ -157,9 +158,18 @@ where
     }
 }
 
-fn to_bytes(mut data: impl Buf) -> Bytes {
-    // `Bytes` hands itself over without a copy.
-    data.copy_to_bytes(data.remaining())
+/// A data frame's bytes, without a copy for `Bytes` and for what converts
+/// without one (`Vec<u8>`, `&'static [u8]`, `Bytes` inside other `Buf`s).
+#[inline]
+fn to_bytes<D: Buf + 'static>(data: D) -> Bytes {
+    // Most bodies' data is `Bytes` already: handed over as it is (the check is
+    // on types, decided at compile time), where `copy_to_bytes` would split it
+    // and drop the empty rest.
+    let mut slot = Some(data);
+    match (&mut slot as &mut dyn std::any::Any).downcast_mut::<Option<Bytes>>() {
+        Some(bytes) => bytes.take().unwrap_or_default(),
+        None => slot.map_or_else(Bytes::new, |mut data| data.copy_to_bytes(data.remaining())),
+    }
 }
 
 /// Out of line: the plain path of `poll_frame` stays small enough to inline.
@@ -171,6 +181,7 @@ fn poll_stream<B>(
 ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>>
 where
     B: Body,
+    B::Data: 'static,
     B::Error: Into<BoxError>,
 {
     let State {
@@ -435,6 +446,22 @@ mod tests {
 
     fn ready(bytes: &[u8]) -> Poll<Option<Result<Bytes, String>>> {
         Poll::Ready(Some(Ok(Bytes::copy_from_slice(bytes))))
+    }
+
+    #[test]
+    fn data_frames_come_out_as_bytes_without_a_copy_when_they_were_bytes() {
+        let bytes = Bytes::from(vec![b'x'; 64]);
+        let out = to_bytes(bytes.clone());
+        assert_eq!(out.as_ptr(), bytes.as_ptr(), "the same allocation");
+        assert_eq!(out, bytes);
+        // Other `Buf`s are copied out whole, wherever they stand.
+        assert_eq!(to_bytes(&b"static"[..]), Bytes::from_static(b"static"));
+        let mut partly_read = std::io::Cursor::new(b"skip-rest".to_vec());
+        partly_read.advance(5);
+        assert_eq!(to_bytes(partly_read), Bytes::from_static(b"rest"));
+        let chained = Bytes::from_static(b"ab").chain(Bytes::from_static(b"cd"));
+        assert_eq!(to_bytes(chained), Bytes::from_static(b"abcd"));
+        assert_eq!(to_bytes(Bytes::new()), Bytes::new());
     }
 
     #[test]

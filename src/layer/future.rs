@@ -188,7 +188,10 @@ where
 {
     type Output = Result<Response<ResponseBody<B>>, E>;
 
-    #[inline]
+    // Always inlined into its caller (hyper's, `Oneshot`'s): the response of
+    // a plain request is then built where the caller keeps it, not moved
+    // there (`tools/layer_cost.sh`: 32 fewer instructions per request).
+    #[inline(always)]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
             KindProj::Called {
