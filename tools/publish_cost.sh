@@ -10,7 +10,8 @@ count() {
 }
 for topics in ${TOPICS:-1 16 1024}; do
     hub=$(( ($(count hub "$topics" 30000) - $(count hub "$topics" 10000)) / 20000 ))
+    pb=$(( ($(count publisher "$topics" 30000) - $(count publisher "$topics" 10000)) / 20000 ))
     bc=$(( ($(count broadcast "$topics" 30000) - $(count broadcast "$topics" 10000)) / 20000 ))
-    awk -v t="$topics" -v h="$hub" -v b="$bc" \
-        'BEGIN { printf "%5d topics: hub %5d, broadcast %5d instructions per publish: %.2fx\n", t, h, b, h / b }'
+    awk -v t="$topics" -v h="$hub" -v p="$pb" -v b="$bc" \
+        'BEGIN { printf "%5d topics: hub %5d (%.2fx), publisher %5d (%.2fx), broadcast %5d instructions per publish\n", t, h, h / b, p, p / b, b }'
 done

@@ -12,6 +12,9 @@
 //!
 //! - `tower-sse Hub`: `Hub::publish` (per-topic locks, the event encoded once,
 //!   history kept).
+//! - `tower-sse Publisher`: the same through a `Publisher` per topic and
+//!   thread (`Hub::publisher`), which finds its topic once, as each
+//!   broadcast sender is its channel.
 //! - `tokio broadcast` (the anchor): one `tokio::sync::broadcast` channel of
 //!   capacity 1 024 per topic, sending the same event encoded by tower-sse (so
 //!   both sides pay the same encoding).
@@ -112,13 +115,24 @@ fn fanout(c: &mut Criterion) {
 
 /// Runs `iters` publishes split over two threads and returns the wall time.
 fn two_threads(iters: u64, publish: impl Fn(usize, u64) + Sync) -> Duration {
+    two_threads_with(iters, |_| (), |(), thread, i| publish(thread, i))
+}
+
+/// [`two_threads`] with state of each thread's own (its publishers), made by
+/// `make` on that thread.
+fn two_threads_with<S>(
+    iters: u64,
+    make: impl Fn(usize) -> S + Sync,
+    publish: impl Fn(&mut S, usize, u64) + Sync,
+) -> Duration {
     let start = Instant::now();
     std::thread::scope(|scope| {
         for thread in 0..2 {
-            let publish = &publish;
+            let (make, publish) = (&make, &publish);
             scope.spawn(move || {
+                let mut state = make(thread);
                 for i in 0..iters / 2 {
-                    publish(thread, i);
+                    publish(&mut state, thread, i);
                 }
             });
         }
@@ -146,6 +160,24 @@ fn throughput(c: &mut Criterion) {
                         let published = hub.publish(topic, Event::message(DATA)).now_or_never();
                         black_box(published.unwrap().unwrap());
                     })
+                })
+            },
+        );
+
+        group.bench_with_input(
+            BenchmarkId::new("tower-sse Publisher", topics),
+            &topics,
+            |b, _| {
+                b.iter_custom(|iters| {
+                    two_threads_with(
+                        iters,
+                        |_| names.iter().map(|t| hub.publisher(t)).collect::<Vec<_>>(),
+                        |publishers, thread, i| {
+                            let publisher = &mut publishers[(i as usize * 2 + thread) % topics];
+                            let published = publisher.publish(Event::message(DATA)).now_or_never();
+                            black_box(published.unwrap().unwrap());
+                        },
+                    )
                 })
             },
         );

@@ -145,62 +145,54 @@ impl fmt::Display for EventId {
 }
 
 /// The text of a topic's latest id, kept so that the next one is written by
-/// counting up its last digits (as an odometer) rather than from scratch: a
-/// topic publishes offsets one after another, and the text is what every
-/// published frame carries.
+/// counting up its last digits in place (as an odometer) rather than from
+/// scratch: a topic publishes offsets one after another, and the text is what
+/// every published frame carries.
 #[derive(Debug, Default)]
 pub(crate) struct IdText {
-    text: String,
-    /// `-` and the epoch's characters: what follows the digits in `text`.
-    suffix: String,
-    /// The id `text` spells, `None` before the first.
+    /// The id's characters in `ascii[at..]`, as [`EventId::ascii`] lays them
+    /// out: the digits end at 20, `-` and the epoch follow.
+    ascii: [u8; 29],
+    at: usize,
+    /// The id `ascii` spells, `None` before the first.
     of: Option<EventId>,
 }
 
 impl IdText {
     /// The text of `id`.
     pub(crate) fn of(&mut self, id: EventId) -> &str {
-        match self.of {
-            Some(last) if last == id => {}
-            Some(last)
-                if last.epoch == id.epoch && last.offset.checked_add(1) == Some(id.offset) =>
-            {
-                self.count_up();
-            }
-            _ => {
-                self.text = id.with_text(str::to_owned);
-                let digits = self.text.find('-').unwrap_or(0);
-                self.suffix = self.text[digits..].to_owned();
-            }
+        let next = self.of.is_some_and(|last| {
+            last.epoch == id.epoch && last.offset.checked_add(1) == Some(id.offset)
+        });
+        if !(next && self.count_up()) && self.of != Some(id) {
+            (self.ascii, self.at) = id.ascii();
         }
         self.of = Some(id);
-        &self.text
+        // Always ASCII, so never the empty fallback.
+        std::str::from_utf8(&self.ascii[self.at..]).unwrap_or_default()
     }
 
-    /// Adds one to the offset: the trailing nines become zeros and the digit
-    /// before them goes up (a `1` in front when every digit was a nine).
-    fn count_up(&mut self) {
-        let digits = self.text.len() - self.suffix.len();
-        let nines = self.text.as_bytes()[..digits]
-            .iter()
-            .rev()
-            .take_while(|&&b| b == b'9')
-            .count();
-        let at = digits - nines;
-        let up = match at.checked_sub(1) {
-            Some(before) => {
-                let digit = self.text.as_bytes()[before];
-                self.text.truncate(before);
-                char::from(digit + 1)
+    /// Adds one to the offset in place: the trailing nines become zeros and
+    /// the digit before them goes up (a `1` in front when every digit was a
+    /// nine). `false` if there was no room in front (never for a `u64`).
+    fn count_up(&mut self) -> bool {
+        let mut digit = 20;
+        while digit > self.at {
+            digit -= 1;
+            if self.ascii[digit] != b'9' {
+                self.ascii[digit] += 1;
+                return true;
             }
-            None => {
-                self.text.clear();
-                '1'
+            self.ascii[digit] = b'0';
+        }
+        match self.at.checked_sub(1) {
+            Some(at) => {
+                self.at = at;
+                self.ascii[at] = b'1';
+                true
             }
-        };
-        self.text.push(up);
-        (0..nines).for_each(|_| self.text.push('0'));
-        self.text.push_str(&self.suffix);
+            None => false,
+        }
     }
 }
 

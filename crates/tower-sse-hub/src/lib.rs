@@ -9,7 +9,8 @@
 //!
 //! - [`Hub`] is the handle an application holds: `publish`, `publish_once`,
 //!   `subscribe`, and `subscribe_many` for one stream of several topics
-//!   ([`MultiSubscriber`]), whose ids are a [`Cursor`] over all of them.
+//!   ([`MultiSubscriber`]), whose ids are a [`Cursor`] over all of them. A
+//!   [`Publisher`] publishes to one topic found once.
 //! - A [`Store`] keeps each topic's history and delivers live events, and keeps
 //!   the [store contract](Store#the-contract). [`MemoryStore`] is the one in
 //!   this process (the default).
@@ -54,6 +55,7 @@ mod memory;
 pub mod metrics;
 mod multi_subscriber;
 mod presence;
+mod publisher;
 #[cfg(feature = "remote")]
 #[cfg_attr(docsrs, doc(cfg(feature = "remote")))]
 pub mod remote;
@@ -68,6 +70,7 @@ pub use id::{Epoch, EventId, ParseEventIdError};
 pub use memory::MemoryStore;
 pub use multi_subscriber::MultiSubscriber;
 pub use presence::{MemoryPresence, Presence, Roster};
+pub use publisher::Publisher;
 pub use store::{HubError, MakeEvent, Store, StoreFuture, MAX_KEY_LEN};
 pub use subscriber::Subscriber;
 
@@ -300,6 +303,13 @@ impl Hub {
         self.store
             .publish(topic, None, Box::new(move |_| event))
             .await
+    }
+
+    /// A [`Publisher`] for `topic`: [`publish`](Self::publish) to it without
+    /// looking the topic up on every call, for a task that publishes to one
+    /// topic often.
+    pub fn publisher(&self, topic: &str) -> Publisher {
+        Publisher::new(self.clone(), topic)
     }
 
     /// Publishes the event `make` builds from its id, **at most once per

@@ -155,6 +155,10 @@ struct Inner {
     next_sweep: AtomicU64,
     /// Held by the one sweeper running, with `try_lock`.
     sweeping: Mutex<()>,
+    /// The sweeper task is alive: publishes leave the sweeps to it, and do
+    /// not read the clock against `next_sweep`. Cleared when the task ends
+    /// for any reason (its runtime shut down, say); publishes sweep again.
+    swept_by_task: AtomicBool,
     /// Until when new topics are refused (nanoseconds since `started`): a
     /// scan at the bound found nothing to evict.
     full_until: AtomicU64,
@@ -180,12 +184,19 @@ impl MemoryStore {
             started: now(),
             next_sweep: AtomicU64::new(0),
             sweeping: Mutex::new(()),
+            swept_by_task: AtomicBool::new(false),
             full_until: AtomicU64::new(0),
             closed: AtomicBool::new(false),
         });
         #[cfg(feature = "tokio")]
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(sweeper(Arc::downgrade(&inner)));
+            // Made here, not in the task: a task dropped before its first
+            // poll clears the flag too.
+            let alive = SweeperAlive::new(&inner);
+            runtime.spawn(async move {
+                let alive = alive;
+                sweeper(alive.inner.clone()).await;
+            });
         }
         Self { inner }
     }
@@ -214,7 +225,20 @@ impl MemoryStore {
     /// [`Hub::publish`](super::Hub::publish) on this store: an event built
     /// before the publish is stored in one critical section of its topic.
     pub(crate) fn publish_event(&self, topic: &str, event: Event) -> Result<EventId, HubError> {
-        self.inner.publish_event(topic, event)
+        self.inner.publish_event(&mut None, topic, event)
+    }
+
+    /// [`publish_event`](Self::publish_event) through `found`, the topic
+    /// found by an earlier publish (a [`Publisher`](crate::Publisher)'s):
+    /// no look-up while it is live; looked up again (and kept in `found`) when
+    /// it is `None` or was freed since.
+    pub(crate) fn publish_event_to(
+        &self,
+        found: &mut Option<Arc<Topic>>,
+        topic: &str,
+        event: Event,
+    ) -> Result<EventId, HubError> {
+        self.inner.publish_event(found, topic, event)
     }
 
     /// Frees now the topics without subscribers whose retention has expired
@@ -244,6 +268,31 @@ impl fmt::Debug for MemoryStore {
 /// second and one minute.
 fn sweep_interval(config: &HubConfig) -> Duration {
     (config.get_history_ttl() / 8).clamp(Duration::from_secs(1), Duration::from_secs(60))
+}
+
+/// Marks the sweeper task alive while it is held (by the task's future).
+#[cfg(feature = "tokio")]
+struct SweeperAlive {
+    inner: std::sync::Weak<Inner>,
+}
+
+#[cfg(feature = "tokio")]
+impl SweeperAlive {
+    fn new(inner: &Arc<Inner>) -> Self {
+        inner.swept_by_task.store(true, Ordering::Relaxed);
+        Self {
+            inner: Arc::downgrade(inner),
+        }
+    }
+}
+
+#[cfg(feature = "tokio")]
+impl Drop for SweeperAlive {
+    fn drop(&mut self) {
+        if let Some(inner) = self.inner.upgrade() {
+            inner.swept_by_task.store(false, Ordering::Relaxed);
+        }
+    }
 }
 
 #[cfg(feature = "tokio")]
@@ -334,8 +383,17 @@ impl Inner {
             .cloned()
     }
 
-    /// Runs a sweep when the last one is older than the sweep interval.
+    /// Runs a sweep when the last one is older than the sweep interval, and
+    /// the sweeper task is not there to do it.
+    #[inline]
     fn maybe_sweep(&self, now: Instant) {
+        if self.swept_by_task.load(Ordering::Relaxed) {
+            return;
+        }
+        self.sweep_if_due(now);
+    }
+
+    fn sweep_if_due(&self, now: Instant) {
         let nanos = |d: Duration| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
         let at = nanos(now.saturating_duration_since(self.started));
         if at < self.next_sweep.load(Ordering::Relaxed) {
@@ -477,21 +535,35 @@ impl Inner {
 
     /// Publishes an event built before the publish (no key, no closure) in
     /// one critical section of its topic ([`Topic::append`]).
-    fn publish_event(&self, name: &str, event: Event) -> Result<EventId, HubError> {
+    /// Publishes `event` to the topic `name`, which is `found` when that
+    /// is `Some` (looked up, and left there, otherwise).
+    fn publish_event(
+        &self,
+        found: &mut Option<Arc<Topic>>,
+        name: &str,
+        event: Event,
+    ) -> Result<EventId, HubError> {
         if self.closed.load(Ordering::Relaxed) {
             return Err(HubError::Closed);
         }
         let now = now();
-        let (topic, id, wakers) = loop {
-            let topic = self.topic(name)?;
-            // `None`: freed between the look-up and now; look it up again.
-            if let Some((id, wakers)) = topic.append(&event, &self.config, now, Some(&self.bytes)) {
-                break (topic, id, wakers);
+        let (id, wakers) = loop {
+            let topic = match found {
+                Some(topic) => topic,
+                None => found.insert(self.topic(name)?),
+            };
+            if let Some(appended) = topic.append(&event, &self.config, now, Some(&self.bytes)) {
+                break appended;
             }
+            // Freed since it was found (idle, or the topic bound): look it
+            // up again, which makes it anew.
+            *found = None;
         };
         wakers.into_iter().flatten().for_each(Waker::wake);
         crate::metrics::published();
-        self.enforce_bytes(&topic);
+        if let Some(topic) = found {
+            self.enforce_bytes(topic);
+        }
         self.maybe_sweep(now);
         Ok(id)
     }
@@ -573,5 +645,46 @@ impl Store for MemoryStore {
             }
         }
         wakers.into_iter().flatten().for_each(Waker::wake);
+    }
+}
+
+#[cfg(all(test, feature = "tokio", not(tower_sse_loom)))]
+mod tests {
+    use super::*;
+
+    fn topics(store: &MemoryStore) -> usize {
+        store.inner.topics.load(Ordering::Relaxed)
+    }
+
+    const TTL: Duration = Duration::from_secs(60);
+
+    #[test]
+    fn publishes_sweep_when_no_task_does() {
+        // Outside a runtime: no sweeper task.
+        let store = MemoryStore::new(HubConfig::new().history_ttl(TTL));
+        assert!(!store.inner.swept_by_task.load(Ordering::Relaxed));
+        store.publish_event("t", Event::message("x")).unwrap();
+        assert_eq!(topics(&store), 1);
+        store.inner.maybe_sweep(now() + TTL * 2);
+        assert_eq!(topics(&store), 0, "swept by the publish");
+    }
+
+    #[test]
+    fn publishes_leave_the_sweeps_to_the_task_while_it_lives() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let store = runtime.block_on(async { MemoryStore::new(HubConfig::new().history_ttl(TTL)) });
+        assert!(store.inner.swept_by_task.load(Ordering::Relaxed));
+        store.publish_event("t", Event::message("x")).unwrap();
+        store.inner.maybe_sweep(now() + TTL * 2);
+        assert_eq!(topics(&store), 1, "left to the task");
+        // The task goes with its runtime (here before it ever ran): the
+        // publishes sweep again.
+        drop(runtime);
+        assert!(!store.inner.swept_by_task.load(Ordering::Relaxed));
+        store.inner.maybe_sweep(now() + TTL * 2);
+        assert_eq!(topics(&store), 0, "swept by the publish");
     }
 }

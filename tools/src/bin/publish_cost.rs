@@ -5,13 +5,15 @@
 //!
 //! ```sh
 //! cargo build --release -p tower-sse-tools --bin publish_cost
-//! tools/publish_cost.sh      # counts both sides at 1, 16 and 1 024 topics
+//! tools/publish_cost.sh      # counts the three at 1, 16 and 1 024 topics
 //! ```
 //!
 //! `publish_cost hub TOPICS N` publishes N chat messages round robin over
 //! TOPICS topics of one `Hub`, each topic with a subscriber that does not
 //! read (so every publish past the history's length evicts the oldest
-//! event); `publish_cost broadcast TOPICS N` sends the same event, encoded by
+//! event); `publish_cost publisher TOPICS N` does the same through one
+//! `Publisher` per topic (`Hub::publisher`: the topic found once);
+//! `publish_cost broadcast TOPICS N` sends the same event, encoded by
 //! tower-sse, to one `broadcast` channel of capacity 1 024 per topic, as the
 //! criterion bench's anchor does. Two counts per side, N = 10 000 and 30 000,
 //! cancel the start-up and the filling of the histories: the difference
@@ -29,7 +31,7 @@ const DATA: &str = r#"{"id":1,"room":"lobby","name":"alice","text":"hello everyo
 fn main() {
     let mut args = std::env::args().skip(1);
     let (Some(kind), Some(topics), Some(n)) = (args.next(), args.next(), args.next()) else {
-        eprintln!("usage: publish_cost hub|broadcast TOPICS N");
+        eprintln!("usage: publish_cost hub|publisher|broadcast TOPICS N");
         std::process::exit(2);
     };
     let topics: usize = topics.parse().expect("TOPICS: a number");
@@ -52,6 +54,18 @@ fn main() {
                 black_box(published.now_or_never().unwrap().unwrap());
             }
         }
+        "publisher" => {
+            let hub = Hub::new();
+            let _subs: Vec<_> = names
+                .iter()
+                .map(|t| hub.subscribe(t, None).now_or_never().unwrap().unwrap())
+                .collect();
+            let mut publishers: Vec<_> = names.iter().map(|t| hub.publisher(t)).collect();
+            for i in 0..n {
+                let published = publishers[i % topics].publish(Event::message(DATA));
+                black_box(published.now_or_never().unwrap().unwrap());
+            }
+        }
         "broadcast" => {
             let channels: Vec<_> = (0..topics)
                 .map(|_| tokio::sync::broadcast::channel::<tower_sse::EncodedEvent>(1_024))
@@ -62,7 +76,7 @@ fn main() {
             }
         }
         other => {
-            eprintln!("unknown kind {other}: hub or broadcast");
+            eprintln!("unknown kind {other}: hub, publisher or broadcast");
             std::process::exit(2);
         }
     }
