@@ -52,6 +52,8 @@ pub(super) struct Watch {
     /// deadline is later, need not wake it).
     armed: AtomicBool,
     notify: Notify,
+    /// Whether the connection has sent a complete request head.
+    seen: AtomicBool,
 }
 
 /// What the watchdog sees of a response body.
@@ -67,6 +69,16 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Watch {
+    /// The connection has sent a complete request head.
+    pub(super) fn saw_request(&self) {
+        self.seen.store(true, Ordering::Release);
+    }
+
+    /// Whether the connection has sent a complete request head.
+    pub(super) fn request_seen(&self) -> bool {
+        self.seen.load(Ordering::Acquire)
+    }
+
     /// A stall started now: wake the watchdog unless it is already waiting for
     /// an earlier deadline.
     fn stalled(&self) {
