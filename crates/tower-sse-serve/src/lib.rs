@@ -102,7 +102,7 @@ use tokio::{
 };
 use tower_service::Service;
 
-use self::stall::{Progress, Watch, Watched};
+use self::stall::{Cut, Progress, Watch, Watched};
 pub use self::tcp::{bind, TcpOptions, BACKLOG};
 use tower_sse::{BoxError, Shutdown};
 
@@ -496,19 +496,18 @@ impl Guard {
     /// Serves `conn` (pinned in the connection's task, so that it is stored
     /// once) until it ends or the server cuts it off.
     async fn serve<C: Future>(&self, conn: Pin<&mut C>) {
-        let stalled = async {
-            match self.write_timeout {
-                Some(timeout) => self.watch.watchdog(timeout).await,
-                None => std::future::pending().await,
-            }
-        };
         tokio::select! {
             _ = conn => {}
-            // hyper's own timeout starts once the connection is served, and
-            // again for each request after the first; this one, from the
-            // connection's start, also covers a client that sends nothing.
-            () = no_request_by(&self.watch, self.request_by) => {}
-            () = stalled => self.watch.cut_all(),
+            // hyper's own header timeout starts once the connection is
+            // served, and again for each request after the first; this one,
+            // from the connection's start, also covers a client that sends
+            // nothing. One timer for both deadlines.
+            cut = self.watch.guard(self.request_by, self.write_timeout) => {
+                if cut == Cut::Stalled {
+                    // Its streams are reported as stalled.
+                    self.watch.cut_all();
+                }
+            }
         }
     }
 }
@@ -548,14 +547,6 @@ async fn sniff(tcp: &TcpStream) -> io::Result<Protocol> {
 impl Default for Server {
     fn default() -> Self {
         Self::new()
-    }
-}
-
-/// Completes if no request arrived by `deadline`.
-async fn no_request_by(watch: &Watch, deadline: Instant) {
-    tokio::time::sleep_until(deadline).await;
-    if watch.request_seen() {
-        std::future::pending::<()>().await;
     }
 }
 
