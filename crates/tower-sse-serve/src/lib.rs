@@ -91,7 +91,6 @@ use hyper_util::{
         conn::auto,
         graceful::{GracefulShutdown, Watcher},
     },
-    service::TowerToHyperService,
 };
 use tokio::{
     io::{AsyncRead, AsyncWrite, Interest, ReadBuf},
@@ -284,30 +283,29 @@ impl Server {
         self.accept(listener, service, move |tcp, accepted| {
             let builders = builders.clone();
             async move {
-                let Accepted {
-                    service,
-                    watcher,
-                    guard,
-                } = accepted;
                 let protocol = match http1_only {
                     true => Protocol::Http1,
-                    false => match guard.by_deadline(sniff(&tcp)).await {
+                    false => match accepted.guard.by_deadline(sniff(&tcp)).await {
                         Some(protocol) => protocol,
                         None => return,
                     },
                 };
                 let (http1, http2) = &*builders;
-                let io = guard.io(tcp);
+                let Accepted {
+                    service,
+                    watcher,
+                    guard,
+                } = accepted;
                 match protocol {
                     Protocol::Http1 => {
-                        let conn = pin!(watcher.watch(http1.serve_connection(io, service)));
-                        guard.serve(conn).await;
+                        let conn = watcher.watch(http1.serve_connection(guard.io(tcp), service));
+                        guard.serve(pin!(conn)).await
                     }
                     // Boxed: an HTTP/1.1 connection's task does not hold the
                     // room of an HTTP/2 one.
                     Protocol::Http2 => {
-                        let mut conn = Box::pin(watcher.watch(http2.serve_connection(io, service)));
-                        guard.serve(conn.as_mut()).await;
+                        let conn = watcher.watch(http2.serve_connection(guard.io(tcp), service));
+                        guard.serve(Box::pin(conn).as_mut()).await
                     }
                 }
             }
@@ -432,10 +430,10 @@ impl Server {
             let _ = self.tcp.apply(&tcp);
             let watch = Arc::new(Watch::default());
             let accepted = Accepted {
-                service: TowerToHyperService::new(FirstRequest {
+                service: FirstRequest {
                     inner: service.clone(),
                     watch: watch.clone(),
-                }),
+                },
                 watcher: graceful.watcher(),
                 guard: Guard {
                     watch,
@@ -462,7 +460,7 @@ impl Server {
 /// An accepted connection, before it speaks HTTP: its service, its share of
 /// the graceful shutdown, and what cuts it off.
 struct Accepted<S> {
-    service: TowerToHyperService<FirstRequest<S>>,
+    service: FirstRequest<S>,
     watcher: Watcher,
     guard: Guard,
 }
@@ -550,17 +548,19 @@ impl Default for Server {
     }
 }
 
-/// Marks that a connection has sent a complete request head, and puts the
-/// response bodies under the connection's watch.
-#[derive(Clone)]
+/// The connection's service, as hyper calls it: marks that the connection has
+/// sent a complete request head, and puts the response bodies under the
+/// connection's watch. Calls the Tower service at the first poll, as
+/// hyper-util's `TowerToHyperService` does, in one boxed future: hyper then
+/// keeps a pointer, not the room of that future, for the connection's life.
 struct FirstRequest<S> {
     inner: S,
     watch: Arc<Watch>,
 }
 
-impl<S, R, B> Service<R> for FirstRequest<S>
+impl<S, B> hyper::service::Service<Request<Incoming>> for FirstRequest<S>
 where
-    S: Service<R, Response = Response<B>>,
+    S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
     S::Future: Send + 'static,
     B: Send + 'static,
 {
@@ -568,16 +568,13 @@ where
     type Error = S::Error;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, S::Error>> + Send>>;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: R) -> Self::Future {
+    fn call(&self, req: Request<Incoming>) -> Self::Future {
         self.watch.saw_request();
-        let response = self.inner.call(req);
+        let mut inner = self.inner.clone();
         let watch = self.watch.clone();
         Box::pin(async move {
-            let response = response.await?;
+            std::future::poll_fn(|cx| inner.poll_ready(cx)).await?;
+            let response = inner.call(req).await?;
             Ok(response.map(|body| Watched::new(body, &watch)))
         })
     }

@@ -25,7 +25,7 @@
 use std::{
     error::Error,
     fmt, io,
-    pin::Pin,
+    pin::{pin, Pin},
     sync::{
         atomic::{AtomicBool, Ordering},
         Arc, Mutex, PoisonError, TryLockError, Weak,
@@ -125,8 +125,9 @@ impl Watch {
     /// not asked for its next frame for `write_timeout`.
     pub(super) async fn guard(&self, request_by: Instant, write_timeout: Option<Duration>) -> Cut {
         let mut request_by = Some(request_by);
-        let timer = tokio::time::sleep_until(request_by.unwrap_or_else(Instant::now));
-        tokio::pin!(timer);
+        let mut timer = pin!(tokio::time::sleep_until(
+            request_by.unwrap_or_else(Instant::now)
+        ));
         loop {
             self.armed.store(false, Ordering::SeqCst);
             let now = Instant::now();
@@ -325,6 +326,9 @@ impl<B: Send + 'static> Watched<B> {
         if streams.len() >= 32 {
             streams.retain(|s| s.strong_count() > 0);
         }
+        // Room for one (an HTTP/1.1 connection's): `push` would make room
+        // for four.
+        streams.reserve_exact(1);
         streams.push(weak);
         drop(streams);
         watch.stalled();
