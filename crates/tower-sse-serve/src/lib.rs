@@ -87,15 +87,12 @@ use hyper::{
 };
 use hyper_util::{
     rt::{TokioExecutor, TokioIo, TokioTimer},
-    server::{
-        conn::auto,
-        graceful::{GracefulShutdown, Watcher},
-    },
+    server::{conn::auto, graceful::GracefulConnection},
 };
 use tokio::{
     io::{AsyncRead, AsyncWrite, Interest, ReadBuf},
     net::{TcpListener, TcpStream},
-    sync::{OwnedSemaphorePermit, Semaphore},
+    sync::{watch, OwnedSemaphorePermit, Semaphore},
     task::JoinSet,
     time::Instant,
 };
@@ -280,7 +277,7 @@ impl Server {
         settings!(self, http1: http1; http2: http2);
         let builders = Arc::new((http1, http2));
         let http1_only = self.http1_only;
-        self.accept(listener, service, move |tcp, accepted| {
+        self.accept(listener, service, move |tcp, mut accepted| {
             let builders = builders.clone();
             async move {
                 let protocol = match http1_only {
@@ -291,21 +288,18 @@ impl Server {
                     },
                 };
                 let (http1, http2) = &*builders;
-                let Accepted {
-                    service,
-                    watcher,
-                    guard,
-                } = accepted;
                 match protocol {
                     Protocol::Http1 => {
-                        let conn = watcher.watch(http1.serve_connection(guard.io(tcp), service));
-                        guard.serve(pin!(conn)).await
+                        let io = accepted.guard.io(tcp);
+                        let conn = http1.serve_connection(io, accepted.service);
+                        accepted.guard.serve(pin!(conn)).await;
                     }
                     // Boxed: an HTTP/1.1 connection's task does not hold the
                     // room of an HTTP/2 one.
                     Protocol::Http2 => {
-                        let conn = watcher.watch(http2.serve_connection(guard.io(tcp), service));
-                        guard.serve(Box::pin(conn).as_mut()).await
+                        let io = accepted.guard.io(tcp);
+                        let conn = http2.serve_connection(io, accepted.service);
+                        accepted.guard.serve(Box::pin(conn).as_mut()).await;
                     }
                 }
             }
@@ -363,20 +357,16 @@ impl Server {
             builder = builder.http1_only();
         }
         let builder = Arc::new(builder);
-        self.accept(listener, service, move |tcp, accepted| {
+        self.accept(listener, service, move |tcp, mut accepted| {
             let builder = builder.clone();
             let handshake = handshake(tcp);
             async move {
-                let Accepted {
-                    service,
-                    watcher,
-                    guard,
-                } = accepted;
-                let Some(io) = guard.by_deadline(handshake).await else {
+                let Some(io) = accepted.guard.by_deadline(handshake).await else {
                     return;
                 };
-                let conn = pin!(watcher.watch(builder.serve_connection(guard.io(io), service)));
-                guard.serve(conn).await;
+                let io = accepted.guard.io(io);
+                let conn = builder.serve_connection(io, accepted.service);
+                accepted.guard.serve(pin!(conn)).await;
             }
         })
         .await
@@ -395,7 +385,9 @@ impl Server {
         C: Fn(TcpStream, Accepted<S>) -> F,
         F: Future<Output = ()> + Send + 'static,
     {
-        let graceful = GracefulShutdown::new();
+        // Told to each connection, which then finishes its response and closes;
+        // the sender learns when every connection has.
+        let (graceful, _) = watch::channel(());
         let mut connections = JoinSet::new();
         let limit = self.max_connections.map(|n| Arc::new(Semaphore::new(n)));
         let stopped = async {
@@ -434,8 +426,8 @@ impl Server {
                     inner: service.clone(),
                     watch: watch.clone(),
                 },
-                watcher: graceful.watcher(),
                 guard: Guard {
+                    stop: graceful.subscribe(),
                     watch,
                     request_by: Instant::now() + self.header_read_timeout,
                     write_timeout: self.write_timeout,
@@ -451,24 +443,26 @@ impl Server {
             .map_or(Duration::ZERO, Shutdown::grace_period);
         // Connections finish their response and close; those that cannot (a
         // frozen reader) are dropped after the grace period.
-        let _ = tokio::time::timeout(grace, graceful.shutdown()).await;
+        let _ = graceful.send(());
+        let _ = tokio::time::timeout(grace, graceful.closed()).await;
         connections.shutdown().await;
         Ok(())
     }
 }
 
-/// An accepted connection, before it speaks HTTP: its service, its share of
-/// the graceful shutdown, and what cuts it off.
+/// An accepted connection, before it speaks HTTP: its service, and what ends
+/// it.
 struct Accepted<S> {
     service: FirstRequest<S>,
-    watcher: Watcher,
     guard: Guard,
 }
 
-/// What closes a connection the client does not use: no request by the
-/// header deadline, writes that make no progress. Holds the connection's slot
-/// under the connection cap.
+/// What ends a connection besides its client: no request by the header
+/// deadline, writes that make no progress, the server's shutdown. Holds the
+/// connection's slot under the connection cap.
 struct Guard {
+    /// Changes when the server shuts down.
+    stop: watch::Receiver<()>,
     watch: Arc<Watch>,
     /// The header read deadline, from the connection's start.
     request_by: Instant,
@@ -492,18 +486,28 @@ impl Guard {
     }
 
     /// Serves `conn` (pinned in the connection's task, so that it is stored
-    /// once) until it ends or the server cuts it off.
-    async fn serve<C: Future>(&self, conn: Pin<&mut C>) {
-        tokio::select! {
-            _ = conn => {}
-            // hyper's own header timeout starts once the connection is
-            // served, and again for each request after the first; this one,
-            // from the connection's start, also covers a client that sends
-            // nothing. One timer for both deadlines.
-            cut = self.watch.guard(self.request_by, self.write_timeout) => {
-                if cut == Cut::Stalled {
-                    // Its streams are reported as stalled.
-                    self.watch.cut_all();
+    /// once) until it ends or the server cuts it off; at the server's
+    /// shutdown, tells it to finish its responses and close.
+    async fn serve<C: GracefulConnection>(&mut self, mut conn: Pin<&mut C>) {
+        // hyper's own header timeout starts once the connection is served,
+        // and again for each request after the first; this one, from the
+        // connection's start, also covers a client that sends nothing. One
+        // timer for both deadlines.
+        let mut cut = pin!(self.watch.guard(self.request_by, self.write_timeout));
+        let mut stopping = false;
+        loop {
+            tokio::select! {
+                _ = conn.as_mut() => return,
+                cut = &mut cut => {
+                    if cut == Cut::Stalled {
+                        // Its streams are reported as stalled.
+                        self.watch.cut_all();
+                    }
+                    return;
+                }
+                _ = self.stop.changed(), if !stopping => {
+                    stopping = true;
+                    conn.as_mut().graceful_shutdown();
                 }
             }
         }

@@ -57,6 +57,10 @@ pub(super) struct Watch {
     seen: AtomicBool,
 }
 
+/// How long [`Watch::guard`] sleeps when no deadline is set (one timer, always
+/// set, instead of a second way to wait).
+const IDLE_WAKE: Duration = Duration::from_secs(24 * 60 * 60);
+
 /// Why [`Watch::guard`] gives up on a connection.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) enum Cut {
@@ -148,20 +152,16 @@ impl Watch {
                     None => {}
                 }
             }
-            match next {
-                Some(at) => {
-                    // A stall that starts from now on is due no earlier than
-                    // `now + timeout`: if the timer goes off by then, such a
-                    // stall need not wake it.
-                    let early = write_timeout.is_none_or(|timeout| at <= now + timeout);
-                    self.armed.store(early, Ordering::SeqCst);
-                    timer.as_mut().reset(at);
-                    tokio::select! {
-                        () = &mut timer => {}
-                        () = self.notify.notified() => {}
-                    }
-                }
-                None => self.notify.notified().await,
+            // A stall that starts from now on is due no earlier than
+            // `now + timeout`: if the timer goes off by then, such a stall
+            // need not wake it.
+            let early = next.is_some_and(|at| write_timeout.is_none_or(|t| at <= now + t));
+            self.armed.store(early, Ordering::SeqCst);
+            // Nothing due: a wake-up a day from now, with nothing to do.
+            timer.as_mut().reset(next.unwrap_or(now + IDLE_WAKE));
+            tokio::select! {
+                () = &mut timer => {}
+                () = self.notify.notified() => {}
             }
         }
     }

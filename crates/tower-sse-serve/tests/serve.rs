@@ -579,6 +579,43 @@ async fn the_first_bytes_tell_http1_from_h2c_even_when_they_come_in_pieces() {
 }
 
 #[tokio::test]
+async fn at_shutdown_idle_and_streaming_connections_close_without_waiting_for_the_grace_period() {
+    // A grace period no test waits for: serve returns only if every
+    // connection closes when told to.
+    let shutdown = Shutdown::new().grace(Duration::from_secs(3600));
+    let (addr, server, _) = start(Server::new(), shutdown.clone()).await;
+    // An HTTP/1.1 connection kept alive after its answer, idle.
+    let mut idle = TcpStream::connect(addr).await.unwrap();
+    idle.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    while !answer.ends_with(b"ok") {
+        let mut buf = [0u8; 256];
+        let n = guard("the answer", idle.read(&mut buf)).await.unwrap();
+        assert!(n > 0, "closed before its answer");
+        answer.extend_from_slice(&buf[..n]);
+    }
+    // An HTTP/1.1 stream read by its client, and an idle h2c connection.
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET /big HTTP/1.1\r\nhost: x\r\naccept: text/event-stream\r\n\r\n")
+        .await
+        .unwrap();
+    let stream = tokio::spawn(closed_after(stream, Instant::now()));
+    let mut h2 = h2_client(addr, None).await;
+    let res = guard("the h2c answer", h2.send_request(sse_get("/")))
+        .await
+        .unwrap();
+    assert!(res.status().is_success());
+    drop(res);
+    shutdown.trigger();
+    guard("serve returns", server).await.unwrap().unwrap();
+    closed_after(idle, Instant::now()).await;
+    stream.await.unwrap();
+}
+
+#[tokio::test]
 async fn http1_only_serves_http1_and_refuses_h2c() {
     let shutdown = Shutdown::new();
     let (addr, server, _) = start(Server::new().http1_only(true), shutdown.clone()).await;
