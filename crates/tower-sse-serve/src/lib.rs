@@ -2,22 +2,26 @@
 //!
 //! An SSE server holds connections open for hours, mostly idle, to clients that
 //! come and go without warning. hyper's defaults are made for short requests;
-//! [`Server`] sets what streams need, on hyper-util's HTTP/1.1 + h2c server:
+//! [`Server`] sets what streams need, on hyper's HTTP/1.1 and HTTP/2 (h2c)
+//! servers:
 //!
 //! | setting | default here | hyper's default | why |
 //! |---|---|---|---|
 //! | [`TcpOptions`] | `TCP_USER_TIMEOUT` 30 s, keepalive 30 s + 10 s × 3, `TCP_NODELAY` | none | a peer that vanishes is reported within heartbeat + 30 s, not ~15 min |
 //! | header read timeout | 10 s, from the connection's start | none without a timer | a half-sent request head cannot hold a descriptor and memory forever |
 //! | `writev` | off | auto | one buffer per connection: less idle memory |
-//! | buffer size cap | 8 KiB | ~400 KiB | a client that stops reading holds at most this much of the server's memory; above 8 KiB + 24 B hyper-util's protocol sniffing doubles the read buffer of every connection (request heads must fit in it) |
+//! | buffer size cap | 8 KiB | ~400 KiB | a client that stops reading holds at most this much of the server's memory; over [`serve_with`](Server::serve_with), above 8 KiB + 24 B hyper-util's protocol sniffing doubles the read buffer of every connection (request heads must fit in it) |
 //! | [write timeout](Server::write_timeout) | 30 s | none | a client that stops reading (a full TCP window, a closed HTTP/2 stream window) is cut off and its stream reported as [`Stalled`](tower_sse::EndReason::Stalled), whether or not it ever reads again |
 //! | HTTP/2 streams per connection | 100 | 200 | one connection cannot hold an unbounded share of the streams |
 //! | connection cap | none ([`max_connections`](Server::max_connections)) | none | past it, the server stops accepting until a connection closes |
+//! | protocol | HTTP/1.1 or h2c (HTTP/2 with prior knowledge), told by the client's first bytes, peeked, under the header read timeout | one per server | each connection's task holds its own protocol's state only: less memory per idle connection |
 //! | graceful shutdown | [`with_shutdown`](Server::with_shutdown): stop accepting, end streams, close the connections still open after the grace period | waits forever | a frozen reader or a stalled stream cannot hold shutdown |
 //!
 //! Over TLS, [`Server::serve_with`] runs a handshake (a `tokio_rustls`
 //! acceptor, say) on each connection first, under the same settings: the
-//! header read timeout also bounds the handshake.
+//! header read timeout also bounds the handshake. Its stream then goes to
+//! hyper-util's `auto` server, which reads the first bytes to tell HTTP/1.1
+//! from HTTP/2 and holds the state of both in each connection's task.
 //!
 //! With `axum::serve`, the socket options apply through
 //! `ListenerExt::tap_io` (see [`TcpOptions`]); the other settings need this
@@ -70,34 +74,48 @@ use std::{
     error::Error,
     future::Future,
     io,
-    pin::Pin,
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        Arc,
-    },
-    task::{Context, Poll},
+    pin::{pin, Pin},
+    sync::Arc,
+    task::{Context, Poll, Waker},
     time::Duration,
 };
 
 use http::{Request, Response};
-use hyper::body::Incoming;
+use hyper::{
+    body::Incoming,
+    server::conn::{http1, http2},
+};
 use hyper_util::{
     rt::{TokioExecutor, TokioIo, TokioTimer},
-    server::{conn::auto, graceful::GracefulShutdown},
-    service::TowerToHyperService,
+    server::{conn::auto, graceful::GracefulConnection},
 };
 use tokio::{
-    io::{AsyncRead, AsyncWrite},
+    io::{AsyncRead, AsyncWrite, Interest, ReadBuf},
     net::{TcpListener, TcpStream},
-    sync::Semaphore,
+    sync::{watch, OwnedSemaphorePermit, Semaphore},
     task::JoinSet,
     time::Instant,
 };
 use tower_service::Service;
 
-use self::stall::{Progress, Watch, Watched};
+use self::stall::{Cut, Progress, Watch, Watched};
 pub use self::tcp::{bind, TcpOptions, BACKLOG};
 use tower_sse::{BoxError, Shutdown};
+
+/// Applies a server's settings to hyper's HTTP/1.1 and HTTP/2 builders (hyper's
+/// own, or those of hyper-util's `auto` builder: same methods, other types).
+macro_rules! settings {
+    ($server:expr, http1: $http1:expr; http2: $http2:expr) => {
+        $http1
+            .timer(TokioTimer::new())
+            .header_read_timeout($server.header_read_timeout)
+            .writev($server.writev)
+            .max_buf_size($server.max_buf_size);
+        $http2
+            .timer(TokioTimer::new())
+            .max_concurrent_streams($server.max_streams_per_connection);
+    };
+}
 
 /// An HTTP/1.1 and h2c server with the defaults long-lived streams need; see
 /// the [module docs](self) for each setting and why.
@@ -192,7 +210,7 @@ impl Server {
     }
 
     /// Serves HTTP/1.1 only (`true`), without h2c (HTTP/2 over plain TCP):
-    /// a connection's first bytes are then not read ahead to tell the
+    /// a connection's first bytes are then not looked at to tell the
     /// protocol. Off by default; over TLS with ALPN, HTTP/2 is negotiated
     /// before this server sees the connection, and refused with this set.
     pub fn http1_only(mut self, http1_only: bool) -> Self {
@@ -254,8 +272,39 @@ impl Server {
         B::Data: Send,
         B::Error: Into<Box<dyn Error + Send + Sync>>,
     {
-        self.serve_with(listener, service, |tcp| std::future::ready(Ok(tcp)))
-            .await
+        let mut http1 = http1::Builder::new();
+        let mut http2 = http2::Builder::new(TokioExecutor::new());
+        settings!(self, http1: http1; http2: http2);
+        let builders = Arc::new((http1, http2));
+        let http1_only = self.http1_only;
+        self.accept(listener, service, move |tcp, mut accepted| {
+            let builders = builders.clone();
+            async move {
+                let protocol = match http1_only {
+                    true => Protocol::Http1,
+                    false => match accepted.guard.by_deadline(sniff(&tcp)).await {
+                        Some(protocol) => protocol,
+                        None => return,
+                    },
+                };
+                let (http1, http2) = &*builders;
+                match protocol {
+                    Protocol::Http1 => {
+                        let io = accepted.guard.io(tcp);
+                        let conn = http1.serve_connection(io, accepted.service);
+                        accepted.guard.serve(pin!(conn)).await;
+                    }
+                    // Boxed: an HTTP/1.1 connection's task does not hold the
+                    // room of an HTTP/2 one.
+                    Protocol::Http2 => {
+                        let io = accepted.guard.io(tcp);
+                        let conn = http2.serve_connection(io, accepted.service);
+                        accepted.guard.serve(Box::pin(conn).as_mut()).await;
+                    }
+                }
+            }
+        })
+        .await
     }
 
     /// Serves `service` on `listener` as [`serve`](Self::serve) does, with each
@@ -303,21 +352,42 @@ impl Server {
         IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder
-            .http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(self.header_read_timeout)
-            .writev(self.writev)
-            .max_buf_size(self.max_buf_size);
-        builder
-            .http2()
-            .timer(TokioTimer::new())
-            .max_concurrent_streams(self.max_streams_per_connection);
+        settings!(self, http1: builder.http1(); http2: builder.http2());
         if self.http1_only {
             builder = builder.http1_only();
         }
         let builder = Arc::new(builder);
-        let graceful = GracefulShutdown::new();
+        self.accept(listener, service, move |tcp, mut accepted| {
+            let builder = builder.clone();
+            let handshake = handshake(tcp);
+            async move {
+                let Some(io) = accepted.guard.by_deadline(handshake).await else {
+                    return;
+                };
+                let io = accepted.guard.io(io);
+                let conn = builder.serve_connection(io, accepted.service);
+                accepted.guard.serve(pin!(conn)).await;
+            }
+        })
+        .await
+    }
+
+    /// Accepts connections until the shutdown, each served by the task
+    /// `connection` makes of it; then lets them finish, for the grace period.
+    async fn accept<S, C, F>(
+        self,
+        listener: TcpListener,
+        service: S,
+        connection: C,
+    ) -> io::Result<()>
+    where
+        S: Clone,
+        C: Fn(TcpStream, Accepted<S>) -> F,
+        F: Future<Output = ()> + Send + 'static,
+    {
+        // Told to each connection, which then finishes its response and closes;
+        // the sender learns when every connection has.
+        let (graceful, _) = watch::channel(());
         let mut connections = JoinSet::new();
         let limit = self.max_connections.map(|n| Arc::new(Semaphore::new(n)));
         let stopped = async {
@@ -350,49 +420,21 @@ impl Server {
             };
             // Best effort: a refused option must not refuse the client.
             let _ = self.tcp.apply(&tcp);
-            let seen = Arc::new(AtomicBool::new(false));
             let watch = Arc::new(Watch::default());
-            let svc = TowerToHyperService::new(FirstRequest {
-                inner: service.clone(),
-                seen: seen.clone(),
-                watch: watch.clone(),
-            });
-            let builder = builder.clone();
-            let watcher = graceful.watcher();
-            let timeout = self.header_read_timeout;
-            let write_timeout = self.write_timeout;
-            let handshake = handshake(tcp);
-            connections.spawn(async move {
-                let _permit = permit;
-                let deadline = Instant::now() + timeout;
-                let io = tokio::select! {
-                    io = handshake => match io {
-                        Ok(io) => io,
-                        Err(_) => return,
-                    },
-                    () = tokio::time::sleep_until(deadline) => return,
-                };
-                let io = TokioIo::new(Progress::new(io, watch.clone()));
-                let conn = builder.serve_connection(io, svc);
-                let conn = watcher.watch(conn.into_owned());
-                tokio::pin!(conn);
-                let stalled = async {
-                    match write_timeout {
-                        Some(timeout) => watch.watchdog(timeout).await,
-                        None => std::future::pending().await,
-                    }
-                };
-                tokio::select! {
-                    _ = &mut conn => return,
-                    // hyper's own timeout starts after the protocol is known; this
-                    // one also covers a client that sends nothing, or a partial
-                    // HTTP/2 preface.
-                    () = no_request_by(&seen, deadline) => {}
-                    () = stalled => watch.cut_all(),
-                }
-                // Closed by the server: its streams are reported as stalled.
-                tower_sse::drop_stalled(conn);
-            });
+            let accepted = Accepted {
+                service: FirstRequest {
+                    inner: service.clone(),
+                    watch: watch.clone(),
+                },
+                guard: Guard {
+                    stop: graceful.subscribe(),
+                    watch,
+                    request_by: Instant::now() + self.header_read_timeout,
+                    write_timeout: self.write_timeout,
+                    _permit: permit,
+                },
+            };
+            connections.spawn(connection(tcp, accepted));
         }
         drop(listener);
         let grace = self
@@ -401,10 +443,107 @@ impl Server {
             .map_or(Duration::ZERO, Shutdown::grace_period);
         // Connections finish their response and close; those that cannot (a
         // frozen reader) are dropped after the grace period.
-        let _ = tokio::time::timeout(grace, graceful.shutdown()).await;
+        let _ = graceful.send(());
+        let _ = tokio::time::timeout(grace, graceful.closed()).await;
         connections.shutdown().await;
         Ok(())
     }
+}
+
+/// An accepted connection, before it speaks HTTP: its service, and what ends
+/// it.
+struct Accepted<S> {
+    service: FirstRequest<S>,
+    guard: Guard,
+}
+
+/// What ends a connection besides its client: no request by the header
+/// deadline, writes that make no progress, the server's shutdown. Holds the
+/// connection's slot under the connection cap.
+struct Guard {
+    /// Changes when the server shuts down.
+    stop: watch::Receiver<()>,
+    watch: Arc<Watch>,
+    /// The header read deadline, from the connection's start.
+    request_by: Instant,
+    write_timeout: Option<Duration>,
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Guard {
+    /// What `opening` (a TLS handshake, telling the protocol) yields, unless it
+    /// fails or the header read deadline comes first.
+    async fn by_deadline<T>(&self, opening: impl Future<Output = io::Result<T>>) -> Option<T> {
+        tokio::select! {
+            opened = opening => opened.ok(),
+            () = tokio::time::sleep_until(self.request_by) => None,
+        }
+    }
+
+    /// The connection's stream, watched for write progress.
+    fn io<IO>(&self, io: IO) -> TokioIo<Progress<IO>> {
+        TokioIo::new(Progress::new(io, self.watch.clone()))
+    }
+
+    /// Serves `conn` (pinned in the connection's task, so that it is stored
+    /// once) until it ends or the server cuts it off; at the server's
+    /// shutdown, tells it to finish its responses and close.
+    async fn serve<C: GracefulConnection>(&mut self, mut conn: Pin<&mut C>) {
+        // hyper's own header timeout starts once the connection is served,
+        // and again for each request after the first; this one, from the
+        // connection's start, also covers a client that sends nothing. One
+        // timer for both deadlines.
+        let mut cut = pin!(self.watch.guard(self.request_by, self.write_timeout));
+        let mut stopping = false;
+        loop {
+            tokio::select! {
+                _ = conn.as_mut() => return,
+                cut = &mut cut => {
+                    if cut == Cut::Stalled {
+                        // Its streams are reported as stalled.
+                        self.watch.cut_all();
+                    }
+                    return;
+                }
+                _ = self.stop.changed(), if !stopping => {
+                    stopping = true;
+                    conn.as_mut().graceful_shutdown();
+                }
+            }
+        }
+    }
+}
+
+/// The protocol a plain TCP client speaks.
+enum Protocol {
+    Http1,
+    /// HTTP/2 with prior knowledge (h2c): the client opened with the preface.
+    Http2,
+}
+
+/// The HTTP/2 connection preface (RFC 9113, section 3.4).
+const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Tells the protocol by the client's first bytes, left in the socket for
+/// hyper: HTTP/2 if they are the preface, HTTP/1.1 as soon as they are not a
+/// prefix of it. Waits for more bytes while they are a strict prefix; fails if
+/// the client closes first.
+async fn sniff(tcp: &TcpStream) -> io::Result<Protocol> {
+    let mut buf = [0; H2_PREFACE.len()];
+    tcp.async_io(Interest::READABLE, || {
+        let mut peeked = ReadBuf::new(&mut buf);
+        // Without waiting: ready now, or `WouldBlock` (then `async_io` waits
+        // for the socket to be readable again, a new segment at the least).
+        match tcp.poll_peek(&mut Context::from_waker(Waker::noop()), &mut peeked) {
+            Poll::Ready(Ok(0)) => Err(io::ErrorKind::UnexpectedEof.into()),
+            Poll::Ready(Ok(n)) if buf[..n] != H2_PREFACE[..n] => Ok(Protocol::Http1),
+            Poll::Ready(Ok(n)) if n == H2_PREFACE.len() => Ok(Protocol::Http2),
+            // A strict prefix of the preface: wait for more.
+            Poll::Ready(Ok(_)) | Poll::Pending => Err(io::ErrorKind::WouldBlock.into()),
+            Poll::Ready(Err(err)) => Err(err),
+        }
+    })
+    .await
 }
 
 impl Default for Server {
@@ -413,26 +552,19 @@ impl Default for Server {
     }
 }
 
-/// Completes if no request arrived by `deadline`.
-async fn no_request_by(seen: &AtomicBool, deadline: Instant) {
-    tokio::time::sleep_until(deadline).await;
-    if seen.load(Ordering::Acquire) {
-        std::future::pending::<()>().await;
-    }
-}
-
-/// Marks that a connection has sent a complete request head, and puts the
-/// response bodies under the connection's watch.
-#[derive(Clone)]
+/// The connection's service, as hyper calls it: marks that the connection has
+/// sent a complete request head, and puts the response bodies under the
+/// connection's watch. Calls the Tower service at the first poll, as
+/// hyper-util's `TowerToHyperService` does, in one boxed future: hyper then
+/// keeps a pointer, not the room of that future, for the connection's life.
 struct FirstRequest<S> {
     inner: S,
-    seen: Arc<AtomicBool>,
     watch: Arc<Watch>,
 }
 
-impl<S, R, B> Service<R> for FirstRequest<S>
+impl<S, B> hyper::service::Service<Request<Incoming>> for FirstRequest<S>
 where
-    S: Service<R, Response = Response<B>>,
+    S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
     S::Future: Send + 'static,
     B: Send + 'static,
 {
@@ -440,16 +572,13 @@ where
     type Error = S::Error;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, S::Error>> + Send>>;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: R) -> Self::Future {
-        self.seen.store(true, Ordering::Release);
-        let response = self.inner.call(req);
+    fn call(&self, req: Request<Incoming>) -> Self::Future {
+        self.watch.saw_request();
+        let mut inner = self.inner.clone();
         let watch = self.watch.clone();
         Box::pin(async move {
-            let response = response.await?;
+            std::future::poll_fn(|cx| inner.poll_ready(cx)).await?;
+            let response = inner.call(req).await?;
             Ok(response.map(|body| Watched::new(body, &watch)))
         })
     }

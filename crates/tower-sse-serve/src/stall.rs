@@ -6,7 +6,8 @@
 //! connection's write buffer is full; HTTP/2: the stream holds a chunk its
 //! flow-control window does not let out), so a body cannot notice by itself
 //! that its client stopped reading. Two watches run beside the connection
-//! instead, in one watchdog per connection:
+//! instead, in one guard per connection (on one timer, shared with the
+//! connection's header read deadline):
 //!
 //! - the socket: [`Progress`] notes when a write to it returned `Pending` and
 //!   clears that when a write succeeds. Stuck for the timeout, the whole
@@ -24,7 +25,7 @@
 use std::{
     error::Error,
     fmt, io,
-    pin::Pin,
+    pin::{pin, Pin},
     sync::{
         atomic::{AtomicBool, Ordering},
         Arc, Mutex, PoisonError, TryLockError, Weak,
@@ -48,10 +49,33 @@ use tower_sse::{drop_stalled, BoxError};
 pub(super) struct Watch {
     io_stuck_since: Mutex<Option<Instant>>,
     streams: Mutex<Vec<Weak<dyn Stream>>>,
-    /// Whether the watchdog sleeps until a deadline (then a new stall, whose
-    /// deadline is later, need not wake it).
+    /// Whether the guard sleeps until a deadline no later than any new stall's
+    /// (then a new stall need not wake it).
     armed: AtomicBool,
     notify: Notify,
+    /// Whether the connection has sent a complete request head.
+    seen: AtomicBool,
+}
+
+/// How long [`Watch::guard`] sleeps when no deadline is set (one timer, always
+/// set, instead of a second way to wait).
+const IDLE_WAKE: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// Why [`Watch::guard`] gives up on a connection.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Cut {
+    /// No complete request head by the deadline.
+    NoRequest,
+    /// The socket took no write for the write timeout.
+    Stalled,
+}
+
+/// What [`Watch::scan`] found.
+enum Scan {
+    /// The socket has taken no write for the timeout.
+    IoStuck,
+    /// The next deadline to look again at.
+    Until(Instant),
 }
 
 /// What the watchdog sees of a response body.
@@ -67,7 +91,17 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Watch {
-    /// A stall started now: wake the watchdog unless it is already waiting for
+    /// The connection has sent a complete request head.
+    pub(super) fn saw_request(&self) {
+        self.seen.store(true, Ordering::Release);
+    }
+
+    /// Whether the connection has sent a complete request head.
+    pub(super) fn request_seen(&self) -> bool {
+        self.seen.load(Ordering::Acquire)
+    }
+
+    /// A stall started now: wake the guard unless it is already waiting for
     /// an earlier deadline.
     fn stalled(&self) {
         if !self.armed.load(Ordering::SeqCst) {
@@ -88,56 +122,88 @@ impl Watch {
         *lock(&self.io_stuck_since) = None;
     }
 
-    /// Runs until the connection's socket has taken no write for `timeout`;
-    /// meanwhile drops each body not asked for its next frame for `timeout`.
-    pub(super) async fn watchdog(&self, timeout: Duration) {
+    /// Runs beside a connection, on one timer, until the server must close
+    /// it: it has sent no complete request head by `request_by`
+    /// ([`Cut::NoRequest`]), or (with a `write_timeout`) its socket has taken
+    /// no write for that long ([`Cut::Stalled`]). Meanwhile, drops each body
+    /// not asked for its next frame for `write_timeout`.
+    pub(super) async fn guard(&self, request_by: Instant, write_timeout: Option<Duration>) -> Cut {
+        let mut request_by = Some(request_by);
+        let mut timer = pin!(tokio::time::sleep_until(
+            request_by.unwrap_or_else(Instant::now)
+        ));
         loop {
             self.armed.store(false, Ordering::SeqCst);
             let now = Instant::now();
-            let mut next: Option<Instant> = None;
-            // Whether a deadline is past; a later one is the next wake-up.
-            let mut due = |at: Instant| {
-                if at <= now {
-                    true
+            let mut next = None;
+            if let Some(at) = request_by {
+                if self.request_seen() {
+                    request_by = None;
+                } else if at <= now {
+                    return Cut::NoRequest;
                 } else {
-                    next = Some(next.map_or(at, |n| n.min(at)));
-                    false
-                }
-            };
-            if let Some(since) = *lock(&self.io_stuck_since) {
-                if due(since + timeout) {
-                    return;
+                    next = Some(at);
                 }
             }
-            let streams: Vec<_> = {
-                let mut streams = lock(&self.streams);
-                streams.retain(|s| s.strong_count() > 0);
-                streams.iter().filter_map(Weak::upgrade).collect()
-            };
-            for stream in streams {
-                if stream
-                    .owed_since()
-                    .is_some_and(|since| due(since + timeout))
-                    && !stream.cut()
-                {
-                    // Being polled right now: that poll either leaves nothing
-                    // owed, or owes the next poll from a time no earlier than
-                    // now, which no stall wakes the watchdog for. Look again
-                    // when that deadline can be due at the earliest.
-                    due(now + timeout.max(Duration::from_millis(1)));
+            if let Some(timeout) = write_timeout {
+                match self.scan(now, timeout) {
+                    Some(Scan::IoStuck) => return Cut::Stalled,
+                    Some(Scan::Until(at)) => next = Some(next.map_or(at, |n: Instant| n.min(at))),
+                    None => {}
                 }
             }
-            match next {
-                Some(at) => {
-                    self.armed.store(true, Ordering::SeqCst);
-                    tokio::select! {
-                        () = tokio::time::sleep_until(at) => {}
-                        () = self.notify.notified() => {}
-                    }
-                }
-                None => self.notify.notified().await,
+            // A stall that starts from now on is due no earlier than
+            // `now + timeout`: if the timer goes off by then, such a stall
+            // need not wake it.
+            let early = next.is_some_and(|at| write_timeout.is_none_or(|t| at <= now + t));
+            self.armed.store(early, Ordering::SeqCst);
+            // Nothing due: a wake-up a day from now, with nothing to do.
+            timer.as_mut().reset(next.unwrap_or(now + IDLE_WAKE));
+            tokio::select! {
+                () = &mut timer => {}
+                () = self.notify.notified() => {}
             }
         }
+    }
+
+    /// Drops each body not asked for its next frame for `timeout`, as of
+    /// `now`; tells whether the socket has been stuck that long, or else the
+    /// next deadline (if any).
+    fn scan(&self, now: Instant, timeout: Duration) -> Option<Scan> {
+        let mut next: Option<Instant> = None;
+        // Whether a deadline is past; a later one is the next wake-up.
+        let mut due = |at: Instant| {
+            if at <= now {
+                true
+            } else {
+                next = Some(next.map_or(at, |n| n.min(at)));
+                false
+            }
+        };
+        if let Some(since) = *lock(&self.io_stuck_since) {
+            if due(since + timeout) {
+                return Some(Scan::IoStuck);
+            }
+        }
+        let streams: Vec<_> = {
+            let mut streams = lock(&self.streams);
+            streams.retain(|s| s.strong_count() > 0);
+            streams.iter().filter_map(Weak::upgrade).collect()
+        };
+        for stream in streams {
+            if stream
+                .owed_since()
+                .is_some_and(|since| due(since + timeout))
+                && !stream.cut()
+            {
+                // Being polled right now: that poll either leaves nothing
+                // owed, or owes the next poll from a time no earlier than
+                // now, which no stall wakes the guard for. Look again when
+                // that deadline can be due at the earliest.
+                due(now + timeout.max(Duration::from_millis(1)));
+            }
+        }
+        next.map(Scan::Until)
     }
 
     /// Drops every body of the connection, as stalled (before the connection
@@ -260,6 +326,9 @@ impl<B: Send + 'static> Watched<B> {
         if streams.len() >= 32 {
             streams.retain(|s| s.strong_count() > 0);
         }
+        // Room for one (an HTTP/1.1 connection's): `push` would make room
+        // for four.
+        streams.reserve_exact(1);
         streams.push(weak);
         drop(streams);
         watch.stalled();
@@ -357,6 +426,16 @@ mod tests {
         Repeat(event)
     }
 
+    impl Watch {
+        /// The guard of a connection that has sent a request: ends when its
+        /// socket has taken no write for `timeout`.
+        async fn watchdog(&self, timeout: Duration) {
+            self.saw_request();
+            let cut = self.guard(Instant::now(), Some(timeout)).await;
+            assert_eq!(cut, Cut::Stalled);
+        }
+    }
+
     /// A watched body whose connection took one frame, its end handle, and the
     /// watchdog (30 s write timeout) running beside it.
     async fn one_frame_taken() -> (
@@ -436,5 +515,60 @@ mod tests {
             .expect("the watchdog ends 30 s into the stall");
         watch.cut_all();
         assert_eq!(handle.report().unwrap().reason, EndReason::Stalled);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_without_a_request_by_the_deadline_is_cut() {
+        let watch = Watch::default();
+        let started = Instant::now();
+        let timeout = Duration::from_secs(10);
+        let cut = watch.guard(started + timeout, Some(Duration::from_secs(30)));
+        assert_eq!(cut.await, Cut::NoRequest);
+        assert_eq!(started.elapsed(), timeout);
+        // Without a write timeout as well.
+        let cut = watch.guard(Instant::now() + timeout, None).await;
+        assert_eq!(cut, Cut::NoRequest);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_with_a_request_outlives_the_header_deadline() {
+        let watch = Arc::new(Watch::default());
+        let guard = {
+            let watch = watch.clone();
+            tokio::spawn(async move {
+                let request_by = Instant::now() + Duration::from_secs(10);
+                watch.guard(request_by, Some(Duration::from_secs(30))).await
+            })
+        };
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        watch.saw_request();
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        assert!(!guard.is_finished());
+        guard.abort();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_header_deadline_after_the_write_timeout_does_not_delay_a_cut() {
+        // The guard sleeps until the header deadline (10 s) when the request
+        // and its body come; the body's connection then takes one frame and
+        // no more: it is cut at the write timeout (1 s), not at 10 s.
+        let watch = Arc::new(Watch::default());
+        let guard = {
+            let watch = watch.clone();
+            let request_by = Instant::now() + Duration::from_secs(10);
+            tokio::spawn(async move { watch.guard(request_by, Some(Duration::from_secs(1))).await })
+        };
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        watch.saw_request();
+        let (inner, handle) = body();
+        let mut watched = Box::pin(Watched::new(inner, &watch));
+        let frame = poll_fn(|cx| watched.as_mut().poll_frame(cx)).await;
+        assert!(matches!(frame, Some(Ok(_))));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(!handle.is_ended(), "not before the write timeout");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(handle.report().map(|r| r.reason), Some(EndReason::Stalled));
+        assert!(!guard.is_finished(), "the socket is fine");
+        guard.abort();
     }
 }

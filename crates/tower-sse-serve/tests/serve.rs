@@ -161,11 +161,15 @@ async fn half_sent_heads_are_closed_and_the_server_keeps_serving() {
         start(Server::new().header_read_timeout(timeout), shutdown.clone()).await;
     let started = Instant::now();
     let mut waits = Vec::new();
-    // Half a request head, nothing at all, and half an HTTP/2 preface.
+    // Half a request head, nothing at all, half an HTTP/2 preface, and one
+    // byte: the start of a preface (the protocol is not known yet), or of a
+    // request head (HTTP/1.1).
     for (n, bytes) in [
         (40, &b"GET /big HTTP/1.1\r\nhost: x\r\n"[..]),
         (5, &b""[..]),
         (5, &b"PRI * HTTP/2"[..]),
+        (5, &b"P"[..]),
+        (5, &b"G"[..]),
     ] {
         for _ in 0..n {
             let mut tcp = TcpStream::connect(addr).await.unwrap();
@@ -179,7 +183,7 @@ async fn half_sent_heads_are_closed_and_the_server_keeps_serving() {
     for wait in waits {
         longest = longest.max(wait.await.unwrap());
     }
-    println!("50 half-sent heads, timeout {timeout:?}: the last closed after {longest:?}");
+    println!("60 half-sent heads, timeout {timeout:?}: the last closed after {longest:?}");
     // Still serving afterwards.
     assert!(get(addr, "/").await.ends_with("ok"));
     shutdown.trigger();
@@ -519,6 +523,96 @@ async fn unfinished_and_failed_tls_handshakes_cost_only_their_connection() {
     assert!(String::from_utf8_lossy(&answer).ends_with("ok"));
     shutdown.trigger();
     guard("serve returns", server).await.unwrap().unwrap();
+}
+
+/// Writes `first`, pauses (so that the server is likely to have looked at it
+/// alone), then writes `rest`.
+async fn in_two_pieces(addr: SocketAddr, first: &[u8], rest: &[u8]) -> TcpStream {
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(first).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    tcp.write_all(rest).await.unwrap();
+    tcp
+}
+
+#[tokio::test]
+async fn the_first_bytes_tell_http1_from_h2c_even_when_they_come_in_pieces() {
+    let shutdown = Shutdown::new();
+    let (addr, server, _) = start(Server::new(), shutdown.clone()).await;
+    // An h2c (prior knowledge) client and an HTTP/1.1 one, on one server.
+    let mut h2 = h2_client(addr, None).await;
+    let res = guard("the h2c answer", h2.send_request(sse_get("/")))
+        .await
+        .unwrap();
+    assert_eq!(res.version(), http::Version::HTTP_2);
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], b"ok");
+    assert!(get(addr, "/").await.ends_with("ok"));
+    // The preface in two pieces, then an empty SETTINGS frame: the server
+    // answers with its own SETTINGS frame (type 4), as HTTP/2.
+    const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    const SETTINGS: &[u8] = &[0, 0, 0, 4, 0, 0, 0, 0, 0];
+    let mut tcp = in_two_pieces(addr, &PREFACE[..7], &[&PREFACE[7..], SETTINGS].concat()).await;
+    let mut frame_head = [0u8; 9];
+    guard("the server's SETTINGS", tcp.read_exact(&mut frame_head))
+        .await
+        .unwrap();
+    assert_eq!(frame_head[3], 4, "{frame_head:?}");
+    // A request head whose first byte comes alone: HTTP/1.1.
+    let mut tcp = in_two_pieces(
+        addr,
+        b"G",
+        b"ET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    let mut out = Vec::new();
+    guard("the answer", tcp.read_to_end(&mut out))
+        .await
+        .unwrap();
+    let out = String::from_utf8_lossy(&out);
+    assert!(
+        out.starts_with("HTTP/1.1 200") && out.ends_with("ok"),
+        "{out}"
+    );
+    shutdown.trigger();
+    guard("serve returns", server).await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn at_shutdown_idle_and_streaming_connections_close_without_waiting_for_the_grace_period() {
+    // A grace period no test waits for: serve returns only if every
+    // connection closes when told to.
+    let shutdown = Shutdown::new().grace(Duration::from_secs(3600));
+    let (addr, server, _) = start(Server::new(), shutdown.clone()).await;
+    // An HTTP/1.1 connection kept alive after its answer, idle.
+    let mut idle = TcpStream::connect(addr).await.unwrap();
+    idle.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    while !answer.ends_with(b"ok") {
+        let mut buf = [0u8; 256];
+        let n = guard("the answer", idle.read(&mut buf)).await.unwrap();
+        assert!(n > 0, "closed before its answer");
+        answer.extend_from_slice(&buf[..n]);
+    }
+    // An HTTP/1.1 stream read by its client, and an idle h2c connection.
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET /big HTTP/1.1\r\nhost: x\r\naccept: text/event-stream\r\n\r\n")
+        .await
+        .unwrap();
+    let stream = tokio::spawn(closed_after(stream, Instant::now()));
+    let mut h2 = h2_client(addr, None).await;
+    let res = guard("the h2c answer", h2.send_request(sse_get("/")))
+        .await
+        .unwrap();
+    assert!(res.status().is_success());
+    drop(res);
+    shutdown.trigger();
+    guard("serve returns", server).await.unwrap().unwrap();
+    closed_after(idle, Instant::now()).await;
+    stream.await.unwrap();
 }
 
 #[tokio::test]
