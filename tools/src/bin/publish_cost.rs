@@ -44,22 +44,14 @@ fn main() {
     let _guard = rt.enter();
     match kind.as_str() {
         "hub" => {
-            let hub = Hub::new();
-            let _subs: Vec<_> = names
-                .iter()
-                .map(|t| hub.subscribe(t, None).now_or_never().unwrap().unwrap())
-                .collect();
+            let (hub, _subs) = subscribed_hub(&names);
             for i in 0..n {
                 let published = hub.publish(&names[i % topics], Event::message(DATA));
                 black_box(published.now_or_never().unwrap().unwrap());
             }
         }
         "publisher" => {
-            let hub = Hub::new();
-            let _subs: Vec<_> = names
-                .iter()
-                .map(|t| hub.subscribe(t, None).now_or_never().unwrap().unwrap())
-                .collect();
+            let (hub, _subs) = subscribed_hub(&names);
             let mut publishers: Vec<_> = names.iter().map(|t| hub.publisher(t)).collect();
             for i in 0..n {
                 let published = publishers[i % topics].publish(Event::message(DATA));
@@ -80,4 +72,14 @@ fn main() {
             std::process::exit(2);
         }
     }
+}
+
+/// A hub whose every topic of `names` has a subscriber that does not read.
+fn subscribed_hub(names: &[String]) -> (Hub, Vec<tower_sse_hub::Subscriber>) {
+    let hub = Hub::new();
+    let subs = names
+        .iter()
+        .map(|t| hub.subscribe(t, None).now_or_never().unwrap().unwrap())
+        .collect();
+    (hub, subs)
 }
