@@ -65,36 +65,30 @@ impl RequestInfo {
 /// Made once: a `&str` name would be parsed on every lookup.
 pub(crate) const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
 
-/// What the layer keeps of every request (clones of shared parts, no
-/// allocation), made into a [`RequestInfo`] only if the answer is a stream.
-#[derive(Debug)]
-pub(crate) struct RequestSeed {
-    method: Method,
-    uri: http::Uri,
-    request_id: Option<HeaderValue>,
-    route: Option<Arc<str>>,
-}
-
-impl RequestSeed {
-    /// What to keep of `req`, whose `x-request-id` (found by the caller's one
-    /// pass over the headers) is `request_id`.
-    pub(crate) fn new<B>(req: &Request<B>, request_id: Option<HeaderValue>) -> Self {
+impl RequestInfo {
+    /// What the layer keeps of a stream request, whose `x-request-id` (found
+    /// by the caller's one pass over the headers, and copied with [`owned`])
+    /// is `request_id`.
+    ///
+    /// Everything is copied out of the request: a server such as hyper parses
+    /// the path and header values as slices of its connection's read buffer,
+    /// and a slice kept while the stream lasts would keep that buffer shared,
+    /// so the server would allocate another one for its next read.
+    pub(crate) fn seed<B>(req: &Request<B>, request_id: Option<HeaderValue>) -> Self {
         Self {
             method: req.method().clone(),
-            uri: req.uri().clone(),
-            request_id,
+            path: req.uri().path().to_owned(),
             route: route(req.extensions()),
+            request_id,
         }
     }
+}
 
-    pub(crate) fn into_info(self) -> RequestInfo {
-        RequestInfo {
-            method: self.method,
-            path: self.uri.path().to_owned(),
-            route: self.route,
-            request_id: self.request_id,
-        }
-    }
+/// A header value in a buffer of its own.
+pub(crate) fn owned(value: &HeaderValue) -> Option<HeaderValue> {
+    let mut copy = HeaderValue::from_bytes(value.as_bytes()).ok()?;
+    copy.set_sensitive(value.is_sensitive());
+    Some(copy)
 }
 
 #[cfg(feature = "axum")]
@@ -124,5 +118,22 @@ mod tests {
         assert_eq!(info.path, "/rooms/7");
         assert_eq!(info.route.as_deref(), Some("/rooms/{id}"));
         assert_eq!(info.request_id.unwrap(), "abc");
+    }
+
+    #[test]
+    fn seed_shares_nothing_with_the_request() {
+        // As hyper parses them: the value is a slice of the connection's buffer.
+        let buffer =
+            bytes::Bytes::from_static(b"GET /rooms/7?x=1 HTTP/1.1\r\nx-request-id: abc\r\n");
+        let mut value = HeaderValue::from_maybe_shared(buffer.slice(41..44)).unwrap();
+        value.set_sensitive(true);
+        let req = Request::get("/rooms/7?x=1").body(()).unwrap();
+        let info = RequestInfo::seed(&req, owned(&value));
+        let copied = info.request_id.unwrap();
+        assert_eq!(copied, "abc");
+        assert!(copied.is_sensitive());
+        assert_ne!(copied.as_bytes().as_ptr(), value.as_bytes().as_ptr());
+        assert_eq!(info.path, "/rooms/7");
+        assert_eq!(info.method, Method::GET);
     }
 }

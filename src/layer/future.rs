@@ -11,7 +11,7 @@ use pin_project_lite::pin_project;
 
 use super::{config::Config, ResponseBody};
 use crate::{
-    request_info::RequestSeed,
+    request_info::RequestInfo,
     stream::end::EndHandle,
     stream::end::Outcome,
     stream::link::{HandleOffer, Link, LinkExt},
@@ -69,7 +69,7 @@ pub(crate) struct StreamRequest {
     /// its handler asked); `Open` while none was asked for; `Closed` once
     /// resolved or handed to the stream's report.
     pub(crate) handle: HandleOffer,
-    seed: Option<Box<RequestSeed>>,
+    request: Option<Arc<RequestInfo>>,
     permit: Option<Permit>,
     pub(crate) link: Option<Arc<Link>>,
 }
@@ -77,13 +77,13 @@ pub(crate) struct StreamRequest {
 impl StreamRequest {
     pub(crate) fn new(
         handle: HandleOffer,
-        seed: Option<Box<RequestSeed>>,
+        request: Option<Arc<RequestInfo>>,
         permit: Option<Permit>,
         link: Option<Arc<Link>>,
     ) -> Self {
         Self {
             handle,
-            seed,
+            request,
             permit,
             link,
         }
@@ -114,8 +114,8 @@ impl StreamRequest {
     /// The response is a stream: its end report starts now.
     fn reporter(&mut self) -> Reporter {
         let mut reporter = Reporter::new(self.take_handle().unwrap_or_default());
-        if let Some(seed) = self.seed.take() {
-            reporter.set_request(Arc::new((*seed).into_info()));
+        if let Some(request) = self.request.take() {
+            reporter.set_request(request);
         }
         reporter
     }

@@ -9,7 +9,7 @@ use tower_service::Service;
 use super::{config::Config, future::StreamRequest, ResponseBody, ResponseFuture, SseLayer};
 use crate::{
     event::LastEventId,
-    request_info::{RequestSeed, X_REQUEST_ID},
+    request_info::{owned, RequestInfo, X_REQUEST_ID},
     stream::end::EndHandle,
     stream::end::Outcome,
     stream::link::{HandleOffer, Link},
@@ -107,8 +107,9 @@ where
         let seen = Seen::scan(req.headers());
         let id = LastEventId::from_header_or_query(seen.last_event_id, seen.repeated_id, req.uri());
         if seen.stream || id.is_some() {
-            let (stream_request, request_id) = (seen.stream, seen.request_id.cloned());
-            return self.call_stream(req, stream_request, id, request_id);
+            // Copied: the request's own value may share the server's read buffer.
+            let (stream, request_id) = (seen.stream, seen.request_id.and_then(owned));
+            return self.call_stream(req, stream, id, request_id);
         }
         // Most requests: plain pages and API calls. No handle is made unless
         // the handler asks (the `EndHandle` extractor, through the thread's
@@ -136,7 +137,7 @@ impl<S> Sse<S> {
     where
         S: Service<Request<ReqBody>, Response = Response<ResBody>>,
     {
-        let seed = Box::new(RequestSeed::new(&req, request_id));
+        let info = Arc::new(RequestInfo::seed(&req, request_id));
         let handle = EndHandle::new();
         req.extensions_mut().insert(handle.clone());
         let handle = HandleOffer::Claimed(handle);
@@ -146,7 +147,7 @@ impl<S> Sse<S> {
         let mut link = None;
         if !stream_request {
             // Resuming without asking for a stream: the answer may be one.
-            let mut stream = StreamRequest::new(handle, Some(seed), None, None);
+            let mut stream = StreamRequest::new(handle, Some(info), None, None);
             let future = Link::listen(&mut link, &mut stream.handle, || self.inner.call(req));
             stream.link = link;
             return ResponseFuture::called(future, self.config.clone(), stream);
@@ -159,7 +160,7 @@ impl<S> Sse<S> {
             return ResponseFuture::rejected(&self.config);
         };
         req.headers_mut().remove(header::ACCEPT_ENCODING);
-        let mut stream = StreamRequest::new(handle, Some(seed), Some(permit), None);
+        let mut stream = StreamRequest::new(handle, Some(info), Some(permit), None);
         let future = Link::listen(&mut link, &mut stream.handle, || self.inner.call(req));
         stream.link = link;
         ResponseFuture::called(future, self.config.clone(), stream)
