@@ -435,7 +435,12 @@ impl Topic {
         }
         if state.settled != settled {
             self.version.fetch_add(1, Ordering::Release);
-            wakers = state.take_waiters();
+            // No waker left: nothing to take, and the round need not change
+            // (every waker left in a round is pushed, so no reader's index
+            // points into an empty list).
+            if !state.waiters.is_empty() {
+                wakers = state.take_waiters();
+            }
         }
         state.evict(config.get_history_len(), config.get_history_bytes());
         if let Some(total) = total {
