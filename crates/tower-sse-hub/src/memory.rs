@@ -310,10 +310,14 @@ async fn sweeper(inner: std::sync::Weak<Inner>) {
 }
 
 impl Inner {
-    /// `name` with its hash, computed once for the shard and its map.
+    /// `name` with its hash, computed once for the shard and its map: the
+    /// name's bytes in one write (no `str` terminator: the hasher hashes
+    /// nothing else, so it needs no separator).
     fn probe<'a>(&self, name: &'a str) -> Probe<'a> {
+        let mut hasher = self.hasher.build_hasher();
+        hasher.write(name.as_bytes());
         Probe {
-            hash: self.hasher.hash_one(name),
+            hash: hasher.finish(),
             name,
         }
     }
