@@ -380,7 +380,8 @@ impl Topic {
             }
         };
         state.touched = now;
-        self.settle(state, before, config, total)
+        let advanced = state.advance();
+        self.settle(state, advanced, before, config, total)
     }
 
     /// Stores `event`, built before the publish, at the next offset with its
@@ -412,28 +413,29 @@ impl Topic {
         state.bytes += encoded.len();
         state.slots.push_back(Slot::Event(encoded, stored()));
         state.touched = now;
-        Some((id, self.settle(state, before, config, total)))
+        // Nothing reserved before it (the usual case): it alone settles.
+        let advanced = if state.settled.checked_add(1) == Some(offset) {
+            state.settled = offset;
+            true
+        } else {
+            state.advance()
+        };
+        Some((id, self.settle(state, advanced, before, config, total)))
     }
 
-    /// After a slot was filled: settles what is now contiguous (bumping the
-    /// version and taking the waiters if anything was), evicts beyond the
+    /// After a slot was filled and the settled prefix `advanced` (or not):
+    /// bumps the version and takes the waiters if it did, evicts beyond the
     /// bounds, and adds the change in history bytes since `before` to `total`.
     fn settle(
         &self,
         state: &mut State,
+        advanced: bool,
         before: usize,
         config: &HubConfig,
         total: Option<&AtomicUsize>,
     ) -> Vec<Option<Waker>> {
         let mut wakers = Vec::new();
-        let settled = state.settled;
-        while let Some(slot) = state.slots.get((state.settled - state.floor) as usize) {
-            if matches!(slot, Slot::Reserved) {
-                break;
-            }
-            state.settled += 1;
-        }
-        if state.settled != settled {
+        if advanced {
             self.version.fetch_add(1, Ordering::Release);
             // No waker left: nothing to take, and the round need not change
             // (every waker left in a round is pushed, so no reader's index
@@ -725,6 +727,19 @@ impl Topic {
 impl State {
     fn id(&self, offset: u64) -> EventId {
         EventId::new(offset, self.epoch)
+    }
+
+    /// Settles what is now contiguous after the settled prefix; whether
+    /// anything was.
+    fn advance(&mut self) -> bool {
+        let settled = self.settled;
+        while let Some(slot) = self.slots.get((self.settled - self.floor) as usize) {
+            if matches!(slot, Slot::Reserved) {
+                break;
+            }
+            self.settled += 1;
+        }
+        self.settled != settled
     }
 
     /// Where a replay after `from` starts so that it holds at most `max`
