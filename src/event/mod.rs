@@ -226,10 +226,10 @@ impl Event {
             write_lines(buf, b": ", comment, find_line_break(comment));
         }
         if let Some(event) = &self.event {
-            write_field(buf, b"event", event.as_bytes());
+            write_field(buf, b"event: ", event.as_bytes());
         }
         if let Some(id) = id {
-            write_field(buf, b"id", id.as_bytes());
+            write_field(buf, b"id: ", id.as_bytes());
         }
         if let Some(retry) = self.retry {
             buf.put_slice(b"retry: ");
@@ -340,17 +340,17 @@ fn find_line_break(s: &[u8]) -> Option<usize> {
     memchr::memchr2(b'\n', b'\r', s)
 }
 
-/// `name: value\n`, or `name:\n` for an empty value.
-fn write_field(buf: &mut BytesMut, name: &[u8], value: &[u8]) {
-    buf.reserve(name.len() + value.len() + 3);
-    buf.put_slice(name);
+/// `name: value\n`, or `name:\n` for an empty value, given `name: ` as
+/// `prefix` (the name and its separator in one copy).
+fn write_field(buf: &mut BytesMut, prefix: &[u8], value: &[u8]) {
+    buf.reserve(prefix.len() + value.len() + 1);
     if value.is_empty() {
-        buf.put_slice(b":\n");
+        buf.put_slice(&prefix[..prefix.len() - 1]);
     } else {
-        buf.put_slice(b": ");
+        buf.put_slice(prefix);
         buf.put_slice(value);
-        buf.put_u8(b'\n');
     }
+    buf.put_u8(b'\n');
 }
 
 /// One line per line of `value`, each starting with `prefix` (`data: `, or `: `
