@@ -768,16 +768,31 @@ impl State {
         mem::replace(&mut self.waiters, Vec::with_capacity(capacity))
     }
 
+    #[inline]
     fn evict(&mut self, max_len: usize, max_bytes: usize) {
-        while self.slots.len() > 1 && (self.slots.len() > max_len || self.bytes > max_bytes) {
-            // Only settled events leave: a reserved slot is still being built.
-            if self.floor >= self.settled {
-                break;
-            }
+        if self.over(max_len, max_bytes) {
+            self.evict_over(max_len, max_bytes);
+        }
+    }
+
+    /// The history holds more than one event and more than `max_len` events
+    /// or `max_bytes` bytes.
+    #[inline]
+    fn over(&self, max_len: usize, max_bytes: usize) -> bool {
+        self.slots.len() > 1 && (self.slots.len() > max_len || self.bytes > max_bytes)
+    }
+
+    /// [`evict`](Self::evict) once the history is over its bounds.
+    fn evict_over(&mut self, max_len: usize, max_bytes: usize) {
+        // Only settled events leave: a reserved slot is still being built.
+        while self.floor < self.settled {
             if let Some(Slot::Event(event, _)) = self.slots.pop_front() {
                 self.bytes -= event.len();
             }
             self.floor += 1;
+            if !self.over(max_len, max_bytes) {
+                break;
+            }
         }
     }
 
