@@ -224,6 +224,7 @@ impl MemoryStore {
 
     /// [`Hub::publish`](super::Hub::publish) on this store: an event built
     /// before the publish is stored in one critical section of its topic.
+    #[inline]
     pub(crate) fn publish_event(&self, topic: &str, event: Event) -> Result<EventId, HubError> {
         self.inner.publish_event(&mut None, topic, event)
     }
@@ -232,6 +233,7 @@ impl MemoryStore {
     /// found by an earlier publish (a [`Publisher`](crate::Publisher)'s):
     /// no look-up while it is live; looked up again (and kept in `found`) when
     /// it is `None` or was freed since.
+    #[inline]
     pub(crate) fn publish_event_to(
         &self,
         found: &mut Option<Arc<Topic>>,
