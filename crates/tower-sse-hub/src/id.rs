@@ -145,18 +145,25 @@ impl fmt::Display for EventId {
 }
 
 /// The text of a topic's latest id, kept so that the next one is written by
-/// counting up its last digits in place (as an odometer) rather than from
-/// scratch: a topic publishes offsets one after another, and the text is what
-/// every published frame carries.
+/// counting up its last digits (as an odometer) rather than from scratch: a
+/// topic publishes offsets one after another, and the text is what every
+/// published frame carries.
+///
+/// The text is a `String` changed only by `String`'s own methods, with ASCII
+/// characters: it is valid by construction, so handing it out costs no UTF-8
+/// check.
 #[derive(Debug, Default)]
 pub(crate) struct IdText {
-    /// The id's characters in `ascii[at..]`, as [`EventId::ascii`] lays them
-    /// out: the digits end at 20, `-` and the epoch follow.
-    ascii: [u8; 29],
-    at: usize,
-    /// The id `ascii` spells, `None` before the first.
+    /// The id's characters, as `Display` writes them.
+    text: String,
+    /// What follows the offset's digits in `text`: `-` and the epoch.
+    tail: String,
+    /// The id `text` spells, `None` before the first.
     of: Option<EventId>,
 }
+
+/// Enough zeros for every trailing nine of a `u64` that counts up.
+const ZEROS: &str = "00000000000000000000";
 
 impl IdText {
     /// The text of `id`.
@@ -164,35 +171,51 @@ impl IdText {
         let next = self.of.is_some_and(|last| {
             last.epoch == id.epoch && last.offset.checked_add(1) == Some(id.offset)
         });
-        if !(next && self.count_up()) && self.of != Some(id) {
-            (self.ascii, self.at) = id.ascii();
+        if next {
+            self.count_up();
+        } else if self.of != Some(id) {
+            self.write(id);
         }
         self.of = Some(id);
-        // Always ASCII, so never the empty fallback.
-        std::str::from_utf8(&self.ascii[self.at..]).unwrap_or_default()
+        &self.text
     }
 
-    /// Adds one to the offset in place: the trailing nines become zeros and
-    /// the digit before them goes up (a `1` in front when every digit was a
-    /// nine). `false` if there was no room in front (never for a `u64`).
-    fn count_up(&mut self) -> bool {
-        let mut digit = 20;
-        while digit > self.at {
-            digit -= 1;
-            if self.ascii[digit] != b'9' {
-                self.ascii[digit] += 1;
-                return true;
-            }
-            self.ascii[digit] = b'0';
+    /// Writes `id` from scratch.
+    fn write(&mut self, id: EventId) {
+        let (ascii, at) = id.ascii();
+        self.text.clear();
+        self.tail.clear();
+        for &b in &ascii[at..20] {
+            self.text.push(char::from(b));
         }
-        match self.at.checked_sub(1) {
-            Some(at) => {
-                self.at = at;
-                self.ascii[at] = b'1';
-                true
-            }
-            None => false,
+        for &b in &ascii[20..] {
+            self.tail.push(char::from(b));
         }
+        self.text.push_str(&self.tail);
+    }
+
+    /// Adds one to the offset: the trailing nines become zeros and the digit
+    /// before them goes up (a `1` in front when every digit was a nine).
+    fn count_up(&mut self) {
+        let digits = self.text.len() - self.tail.len();
+        let bytes = self.text.as_bytes();
+        let mut at = digits;
+        while at > 0 && bytes[at - 1] == b'9' {
+            at -= 1;
+        }
+        let nines = digits - at;
+        if at == 0 {
+            self.text.clear();
+            self.text.push('1');
+        } else {
+            let up = char::from(bytes[at - 1] + 1);
+            self.text.truncate(at - 1);
+            self.text.push(up);
+        }
+        if nines > 0 {
+            self.text.push_str(&ZEROS[..nines]);
+        }
+        self.text.push_str(&self.tail);
     }
 }
 

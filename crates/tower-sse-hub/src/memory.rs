@@ -224,6 +224,7 @@ impl MemoryStore {
 
     /// [`Hub::publish`](super::Hub::publish) on this store: an event built
     /// before the publish is stored in one critical section of its topic.
+    #[inline]
     pub(crate) fn publish_event(&self, topic: &str, event: Event) -> Result<EventId, HubError> {
         self.inner.publish_event(&mut None, topic, event)
     }
@@ -232,6 +233,7 @@ impl MemoryStore {
     /// found by an earlier publish (a [`Publisher`](crate::Publisher)'s):
     /// no look-up while it is live; looked up again (and kept in `found`) when
     /// it is `None` or was freed since.
+    #[inline]
     pub(crate) fn publish_event_to(
         &self,
         found: &mut Option<Arc<Topic>>,
@@ -310,10 +312,14 @@ async fn sweeper(inner: std::sync::Weak<Inner>) {
 }
 
 impl Inner {
-    /// `name` with its hash, computed once for the shard and its map.
+    /// `name` with its hash, computed once for the shard and its map: the
+    /// name's bytes in one write (no `str` terminator: the hasher hashes
+    /// nothing else, so it needs no separator).
     fn probe<'a>(&self, name: &'a str) -> Probe<'a> {
+        let mut hasher = self.hasher.build_hasher();
+        hasher.write(name.as_bytes());
         Probe {
-            hash: self.hasher.hash_one(name),
+            hash: hasher.finish(),
             name,
         }
     }
@@ -559,7 +565,7 @@ impl Inner {
             // up again, which makes it anew.
             *found = None;
         };
-        wakers.into_iter().flatten().for_each(Waker::wake);
+        wake(wakers);
         crate::metrics::published();
         if let Some(topic) = found {
             self.enforce_bytes(topic);
@@ -583,6 +589,15 @@ impl Inner {
     }
 }
 
+/// Wakes the readers `wakers` holds (a publish that woke nobody, the usual
+/// turnover of a history no one waits on, returns an empty list: no iterator).
+#[inline]
+fn wake(wakers: Vec<Option<Waker>>) {
+    if !wakers.is_empty() {
+        wakers.into_iter().flatten().for_each(Waker::wake);
+    }
+}
+
 /// Commits a reserved offset when dropped: with the event, or empty when the
 /// closure building it panicked.
 struct CommitOnDrop<'a> {
@@ -600,7 +615,7 @@ impl Drop for CommitOnDrop<'_> {
         let wakers = self
             .topic
             .commit(self.id, event, self.config, self.now, Some(self.bytes));
-        wakers.into_iter().flatten().for_each(Waker::wake);
+        wake(wakers);
     }
 }
 

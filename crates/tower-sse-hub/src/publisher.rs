@@ -59,7 +59,15 @@ impl Publisher {
     pub async fn publish(&mut self, event: Event) -> Result<EventId, HubError> {
         match &self.hub.memory {
             Some(memory) => memory.publish_event_to(&mut self.found, &self.topic, event),
-            None => self.hub.publish(&self.topic, event).await,
+            // The store's boxed future awaited directly (as `Hub::publish`
+            // does), not `Hub::publish`'s: this future stays small, and every
+            // publish moves it.
+            None => {
+                let store = &self.hub.store;
+                store
+                    .publish(&self.topic, None, Box::new(move |_| event))
+                    .await
+            }
         }
     }
 

@@ -103,6 +103,7 @@ pub(crate) fn encode_with_id(event: &Event, id: &EventId) -> tower_sse::EncodedE
 
 /// As [`encode_with_id`], with the id's text at hand (a topic keeps its
 /// latest id's text).
+#[inline]
 pub(crate) fn encode_with_id_text(event: &Event, id: &str) -> tower_sse::EncodedEvent {
     // An `EventId` is digits, `-` and lowercase letters: always a valid id.
     event

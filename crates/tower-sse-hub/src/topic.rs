@@ -380,7 +380,8 @@ impl Topic {
             }
         };
         state.touched = now;
-        self.settle(state, before, config, total)
+        let advanced = state.advance();
+        self.settle(state, advanced, before, config, total)
     }
 
     /// Stores `event`, built before the publish, at the next offset with its
@@ -412,30 +413,36 @@ impl Topic {
         state.bytes += encoded.len();
         state.slots.push_back(Slot::Event(encoded, stored()));
         state.touched = now;
-        Some((id, self.settle(state, before, config, total)))
+        // Nothing reserved before it (the usual case): it alone settles.
+        let advanced = if state.settled.checked_add(1) == Some(offset) {
+            state.settled = offset;
+            true
+        } else {
+            state.advance()
+        };
+        Some((id, self.settle(state, advanced, before, config, total)))
     }
 
-    /// After a slot was filled: settles what is now contiguous (bumping the
-    /// version and taking the waiters if anything was), evicts beyond the
+    /// After a slot was filled and the settled prefix `advanced` (or not):
+    /// bumps the version and takes the waiters if it did, evicts beyond the
     /// bounds, and adds the change in history bytes since `before` to `total`.
     fn settle(
         &self,
         state: &mut State,
+        advanced: bool,
         before: usize,
         config: &HubConfig,
         total: Option<&AtomicUsize>,
     ) -> Vec<Option<Waker>> {
         let mut wakers = Vec::new();
-        let settled = state.settled;
-        while let Some(slot) = state.slots.get((state.settled - state.floor) as usize) {
-            if matches!(slot, Slot::Reserved) {
-                break;
-            }
-            state.settled += 1;
-        }
-        if state.settled != settled {
+        if advanced {
             self.version.fetch_add(1, Ordering::Release);
-            wakers = state.take_waiters();
+            // No waker left: nothing to take, and the round need not change
+            // (every waker left in a round is pushed, so no reader's index
+            // points into an empty list).
+            if !state.waiters.is_empty() {
+                wakers = state.take_waiters();
+            }
         }
         state.evict(config.get_history_len(), config.get_history_bytes());
         if let Some(total) = total {
@@ -722,6 +729,19 @@ impl State {
         EventId::new(offset, self.epoch)
     }
 
+    /// Settles what is now contiguous after the settled prefix; whether
+    /// anything was.
+    fn advance(&mut self) -> bool {
+        let settled = self.settled;
+        while let Some(slot) = self.slots.get((self.settled - self.floor) as usize) {
+            if matches!(slot, Slot::Reserved) {
+                break;
+            }
+            self.settled += 1;
+        }
+        self.settled != settled
+    }
+
     /// Where a replay after `from` starts so that it holds at most `max`
     /// bytes: `from` itself, or the offset before the oldest event that fits.
     fn replay_start(&self, from: u64, max: usize) -> u64 {
@@ -748,16 +768,31 @@ impl State {
         mem::replace(&mut self.waiters, Vec::with_capacity(capacity))
     }
 
+    #[inline]
     fn evict(&mut self, max_len: usize, max_bytes: usize) {
-        while self.slots.len() > 1 && (self.slots.len() > max_len || self.bytes > max_bytes) {
-            // Only settled events leave: a reserved slot is still being built.
-            if self.floor >= self.settled {
-                break;
-            }
+        if self.over(max_len, max_bytes) {
+            self.evict_over(max_len, max_bytes);
+        }
+    }
+
+    /// The history holds more than one event and more than `max_len` events
+    /// or `max_bytes` bytes.
+    #[inline]
+    fn over(&self, max_len: usize, max_bytes: usize) -> bool {
+        self.slots.len() > 1 && (self.slots.len() > max_len || self.bytes > max_bytes)
+    }
+
+    /// [`evict`](Self::evict) once the history is over its bounds.
+    fn evict_over(&mut self, max_len: usize, max_bytes: usize) {
+        // Only settled events leave: a reserved slot is still being built.
+        while self.floor < self.settled {
             if let Some(Slot::Event(event, _)) = self.slots.pop_front() {
                 self.bytes -= event.len();
             }
             self.floor += 1;
+            if !self.over(max_len, max_bytes) {
+                break;
+            }
         }
     }
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use tower_sse::Event;
-use tower_sse_hub::{Hub, HubConfig};
+use tower_sse_hub::{Hub, HubConfig, Store};
 
 /// The data of the next `n` events a subscriber receives.
 async fn next_data(sub: &mut tower_sse_hub::Subscriber, n: usize) -> Vec<String> {
@@ -126,4 +126,62 @@ fn publishers_on_two_threads_lose_nothing() {
         }
         assert_eq!(hub.position("t").unwrap().offset(), 2 * EACH as u64);
     });
+}
+
+/// A store that is not the hub's `MemoryStore` (one wrapped), so the hub and
+/// its publishers go through the `Store` seam, as on a networked store.
+#[derive(Debug, Default)]
+struct Wrapped(tower_sse_hub::MemoryStore);
+
+impl Store for Wrapped {
+    fn publish<'a>(
+        &'a self,
+        topic: &'a str,
+        key: Option<&'a str>,
+        make: tower_sse_hub::MakeEvent<'a>,
+    ) -> tower_sse_hub::StoreFuture<'a, Result<tower_sse_hub::EventId, tower_sse_hub::HubError>>
+    {
+        self.0.publish(topic, key, make)
+    }
+
+    fn subscribe<'a>(
+        &'a self,
+        topic: &'a str,
+        last_event_id: Option<&'a str>,
+    ) -> tower_sse_hub::StoreFuture<'a, Result<tower_sse_hub::Subscriber, tower_sse_hub::HubError>>
+    {
+        self.0.subscribe(topic, last_event_id)
+    }
+
+    fn subscriber_count(&self, topic: &str) -> usize {
+        self.0.subscriber_count(topic)
+    }
+
+    fn topic_count(&self) -> usize {
+        self.0.topic_count()
+    }
+
+    fn position(&self, topic: &str) -> Option<tower_sse_hub::EventId> {
+        self.0.position(topic)
+    }
+
+    fn close(&self) {
+        self.0.close();
+    }
+}
+
+#[tokio::test]
+async fn a_publisher_on_another_store_publishes_through_it_by_name() {
+    let hub = Hub::with_store(Wrapped::default());
+    let mut sub = hub.subscribe("room", None).await.unwrap();
+    let mut room = hub.publisher("room");
+    let a = room.publish(Event::message("a")).await.unwrap();
+    let b = hub.publish("room", Event::message("b")).await.unwrap();
+    let c = room.publish(Event::message("c")).await.unwrap();
+    let offsets: Vec<u64> = [&a, &b, &c].iter().map(|id| id.offset()).collect();
+    assert_eq!(offsets, [1, 2, 3]);
+    assert_eq!(hub.position("room"), Some(c));
+    assert_eq!(next_data(&mut sub, 3).await, ["a", "b", "c"]);
+    let mut resumed = hub.subscribe("room", Some(&a.to_string())).await.unwrap();
+    assert_eq!(next_data(&mut resumed, 2).await, ["b", "c"]);
 }
