@@ -17,7 +17,6 @@ use std::{
         atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
         Arc,
     },
-    task::Waker,
     time::{Duration, Instant},
 };
 
@@ -25,7 +24,7 @@ use crate::sync::{lock, now, Mutex};
 
 use super::{
     store::{self, HubError, MakeEvent, Store, StoreFuture},
-    topic::{Reservation, Topic},
+    topic::{wake, Reservation, Topic},
     EventId, HubConfig, Subscriber,
 };
 use tower_sse::Event;
@@ -589,15 +588,6 @@ impl Inner {
     }
 }
 
-/// Wakes the readers `wakers` holds (a publish that woke nobody, the usual
-/// turnover of a history no one waits on, returns an empty list: no iterator).
-#[inline]
-fn wake(wakers: Vec<Option<Waker>>) {
-    if !wakers.is_empty() {
-        wakers.into_iter().flatten().for_each(Waker::wake);
-    }
-}
-
 /// Commits a reserved offset when dropped: with the event, or empty when the
 /// closure building it panicked.
 struct CommitOnDrop<'a> {
@@ -659,7 +649,7 @@ impl Store for MemoryStore {
                 wakers.extend(topic.close());
             }
         }
-        wakers.into_iter().flatten().for_each(Waker::wake);
+        wake(wakers);
     }
 }
 

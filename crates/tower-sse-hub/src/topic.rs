@@ -41,6 +41,16 @@ fn stored() -> u64 {
     STORED.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1
 }
 
+/// Wakes the readers `wakers` holds, as a topic's commit, close or rebase
+/// returns them (a publish that woke nobody, the usual turnover of a history
+/// no one waits on, returns an empty list: no iterator).
+#[inline]
+pub(crate) fn wake(wakers: Vec<Option<Waker>>) {
+    if !wakers.is_empty() {
+        wakers.into_iter().flatten().for_each(Waker::wake);
+    }
+}
+
 /// How many events a subscriber takes from the history per lock.
 const BATCH: usize = 16;
 

@@ -20,7 +20,6 @@ use std::{
         atomic::{AtomicBool, AtomicU64, Ordering},
         Arc, Weak,
     },
-    task::Waker,
     time::{Duration, Instant},
 };
 
@@ -30,7 +29,11 @@ use tokio::sync::{mpsc, watch};
 use tower_sse::EncodedEvent;
 
 use super::{Broker, Entry, Feed, FeedSender, Inner, Range};
-use crate::{sync::now, topic::Topic, Epoch, EventId};
+use crate::{
+    sync::now,
+    topic::{wake, Topic},
+    Epoch, EventId,
+};
 
 /// How often a feeder checks whether its topic still has subscribers, and
 /// retries a failed read of the stream.
@@ -294,10 +297,6 @@ impl<B: Broker> Feeder<B> {
         let event = EncodedEvent::from_raw(render(entry, id)).ok();
         wake(topic.commit(id, event, &store.hub, now(), None));
     }
-}
-
-fn wake(wakers: Vec<Option<Waker>>) {
-    wakers.into_iter().flatten().for_each(Waker::wake);
 }
 
 /// The event's bytes with every occurrence of its stand-in id replaced by `id`.
