@@ -31,7 +31,8 @@ pub struct RequestInfo {
 }
 
 impl RequestInfo {
-    /// The context of `req`.
+    /// The context of `req`, copied out of it (nothing shares the request's
+    /// buffers).
     pub fn new<B>(req: &Request<B>) -> Self {
         Self::from_parts_ref(req.method(), req.uri(), req.headers(), req.extensions())
     }
@@ -47,11 +48,25 @@ impl RequestInfo {
         headers: &http::HeaderMap,
         extensions: &http::Extensions,
     ) -> Self {
+        let request_id = headers.get(X_REQUEST_ID).and_then(owned);
+        Self::of(method, uri, extensions, request_id)
+    }
+
+    /// Everything is copied out of the request: a server such as hyper parses
+    /// the path and header values as slices of its connection's read buffer,
+    /// and a slice kept while the stream lasts would keep that buffer shared,
+    /// so the server would allocate another one for its next read.
+    fn of(
+        method: &Method,
+        uri: &http::Uri,
+        extensions: &http::Extensions,
+        request_id: Option<HeaderValue>,
+    ) -> Self {
         Self {
             method: method.clone(),
             path: uri.path().to_owned(),
             route: route(extensions),
-            request_id: headers.get(X_REQUEST_ID).cloned(),
+            request_id,
         }
     }
 
@@ -69,18 +84,8 @@ impl RequestInfo {
     /// What the layer keeps of a stream request, whose `x-request-id` (found
     /// by the caller's one pass over the headers, and copied with [`owned`])
     /// is `request_id`.
-    ///
-    /// Everything is copied out of the request: a server such as hyper parses
-    /// the path and header values as slices of its connection's read buffer,
-    /// and a slice kept while the stream lasts would keep that buffer shared,
-    /// so the server would allocate another one for its next read.
     pub(crate) fn seed<B>(req: &Request<B>, request_id: Option<HeaderValue>) -> Self {
-        Self {
-            method: req.method().clone(),
-            path: req.uri().path().to_owned(),
-            route: route(req.extensions()),
-            request_id,
-        }
+        Self::of(req.method(), req.uri(), req.extensions(), request_id)
     }
 }
 
@@ -118,6 +123,19 @@ mod tests {
         assert_eq!(info.path, "/rooms/7");
         assert_eq!(info.route.as_deref(), Some("/rooms/{id}"));
         assert_eq!(info.request_id.unwrap(), "abc");
+    }
+
+    #[test]
+    fn new_copies_the_request_id_too() {
+        let buffer = bytes::Bytes::from_static(b"x-request-id: abc\r\n");
+        let value = HeaderValue::from_maybe_shared(buffer.slice(14..17)).unwrap();
+        let req = Request::get("/")
+            .header(X_REQUEST_ID, value.clone())
+            .body(())
+            .unwrap();
+        let copied = RequestInfo::new(&req).request_id.unwrap();
+        assert_eq!(copied, "abc");
+        assert_ne!(copied.as_bytes().as_ptr(), value.as_bytes().as_ptr());
     }
 
     #[test]
