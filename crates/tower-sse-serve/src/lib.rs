@@ -67,6 +67,7 @@
     rust_2018_idioms
 )]
 
+mod handoff;
 mod stall;
 mod tcp;
 
@@ -75,7 +76,7 @@ use std::{
     future::Future,
     io,
     pin::{pin, Pin},
-    sync::Arc,
+    sync::{atomic::Ordering, Arc},
     task::{Context, Poll, Waker},
     time::Duration,
 };
@@ -98,6 +99,7 @@ use tokio::{
 };
 use tower_service::Service;
 
+use self::handoff::Handoff;
 use self::stall::{Cut, Progress, Watch, Watched};
 pub use self::tcp::{bind, TcpOptions, BACKLOG};
 use tower_sse::{BoxError, Shutdown};
@@ -269,7 +271,7 @@ impl Server {
         S::Future: Send + 'static,
         S::Error: Into<BoxError>,
         B: http_body::Body + Send + 'static,
-        B::Data: Send,
+        B::Data: Send + Unpin,
         B::Error: Into<Box<dyn Error + Send + Sync>>,
     {
         let mut http1 = http1::Builder::new();
@@ -290,16 +292,18 @@ impl Server {
                 let (http1, http2) = &*builders;
                 match protocol {
                     Protocol::Http1 => {
-                        let io = accepted.guard.io(tcp);
-                        let conn = http1.serve_connection(io, accepted.service);
-                        accepted.guard.serve(pin!(conn)).await;
+                        let Accepted { service, guard } = accepted;
+                        serve_http1(http1, guard, tcp, service).await;
                     }
                     // Boxed: an HTTP/1.1 connection's task does not hold the
                     // room of an HTTP/2 one.
                     Protocol::Http2 => {
                         let io = accepted.guard.io(tcp);
                         let conn = http2.serve_connection(io, accepted.service);
-                        accepted.guard.serve(Box::pin(conn).as_mut()).await;
+                        accepted
+                            .guard
+                            .serve(Box::pin(conn).as_mut(), || None::<()>)
+                            .await;
                     }
                 }
             }
@@ -366,7 +370,7 @@ impl Server {
                 };
                 let io = accepted.guard.io(io);
                 let conn = builder.serve_connection(io, accepted.service);
-                accepted.guard.serve(pin!(conn)).await;
+                accepted.guard.serve(pin!(conn), || None::<()>).await;
             }
         })
         .await
@@ -374,7 +378,7 @@ impl Server {
 
     /// Accepts connections until the shutdown, each served by the task
     /// `connection` makes of it; then lets them finish, for the grace period.
-    async fn accept<S, C, F>(
+    async fn accept<S, B, C, F>(
         self,
         listener: TcpListener,
         service: S,
@@ -382,7 +386,7 @@ impl Server {
     ) -> io::Result<()>
     where
         S: Clone,
-        C: Fn(TcpStream, Accepted<S>) -> F,
+        C: Fn(TcpStream, Accepted<S, B>) -> F,
         F: Future<Output = ()> + Send + 'static,
     {
         // Told to each connection, which then finishes its response and closes;
@@ -425,9 +429,11 @@ impl Server {
                 service: FirstRequest {
                     inner: service.clone(),
                     watch: watch.clone(),
+                    handoff: None,
                 },
                 guard: Guard {
                     stop: graceful.subscribe(),
+                    stopping: false,
                     watch,
                     request_by: Instant::now() + self.header_read_timeout,
                     write_timeout: self.write_timeout,
@@ -452,8 +458,8 @@ impl Server {
 
 /// An accepted connection, before it speaks HTTP: its service, and what ends
 /// it.
-struct Accepted<S> {
-    service: FirstRequest<S>,
+struct Accepted<S, B> {
+    service: FirstRequest<S, B>,
     guard: Guard,
 }
 
@@ -463,6 +469,8 @@ struct Accepted<S> {
 struct Guard {
     /// Changes when the server shuts down.
     stop: watch::Receiver<()>,
+    /// Whether the server is shutting down.
+    stopping: bool,
     watch: Arc<Watch>,
     /// The header read deadline, from the connection's start.
     request_by: Instant,
@@ -485,32 +493,93 @@ impl Guard {
         TokioIo::new(Progress::new(io, self.watch.clone()))
     }
 
-    /// Serves `conn` (pinned in the connection's task, so that it is stored
-    /// once) until it ends or the server cuts it off; at the server's
-    /// shutdown, tells it to finish its responses and close.
-    async fn serve<C: GracefulConnection>(&mut self, mut conn: Pin<&mut C>) {
+    /// Serves `conn` until it ends or the server cuts it off (`None`), or
+    /// until `taken` yields what the connection's service parked (looked at
+    /// after each poll of the connection); at the server's shutdown, tells it
+    /// to finish its responses and close.
+    async fn serve<C: GracefulConnection, T>(
+        &mut self,
+        mut conn: Pin<&mut C>,
+        mut taken: impl FnMut() -> Option<T>,
+    ) -> Option<T> {
         // hyper's own header timeout starts once the connection is served,
         // and again for each request after the first; this one, from the
         // connection's start, also covers a client that sends nothing. One
         // timer for both deadlines.
         let mut cut = pin!(self.watch.guard(self.request_by, self.write_timeout));
-        let mut stopping = false;
-        loop {
+        // Set by the shutdown's arm, read by the connection's.
+        let stopping = std::sync::atomic::AtomicBool::new(self.stopping);
+        let mut told = false;
+        let mut run = std::future::poll_fn(|cx| {
+            if stopping.load(Ordering::Relaxed) && !told {
+                told = true;
+                conn.as_mut().graceful_shutdown();
+            }
+            match conn.as_mut().poll(cx) {
+                Poll::Ready(_) => Poll::Ready(None),
+                Poll::Pending => taken().map_or(Poll::Pending, |t| Poll::Ready(Some(t))),
+            }
+        });
+        let served = loop {
             tokio::select! {
-                _ = conn.as_mut() => return,
+                served = &mut run => break served,
                 cut = &mut cut => {
                     if cut == Cut::Stalled {
                         // Its streams are reported as stalled.
                         self.watch.cut_all();
                     }
-                    return;
+                    break None;
                 }
-                _ = self.stop.changed(), if !stopping => {
-                    stopping = true;
-                    conn.as_mut().graceful_shutdown();
+                _ = self.stop.changed(), if !stopping.load(Ordering::Relaxed) => {
+                    stopping.store(true, Ordering::Relaxed);
                 }
             }
+        };
+        self.stopping = stopping.into_inner();
+        served
+    }
+
+    /// Writes an event stream taken over from hyper ([`handoff`]) on `io`
+    /// until it ends or the server cuts it off; then the socket, if the
+    /// connection is kept alive for hyper to serve again. `read_ahead`:
+    /// hyper had read bytes past the stream's request (they are lost with its
+    /// buffer: the connection closes after the stream).
+    async fn stream<B>(
+        &mut self,
+        mut io: Progress<TcpStream>,
+        parked: handoff::Parked<B>,
+        read_ahead: bool,
+    ) -> Option<Progress<TcpStream>>
+    where
+        B: http_body::Body + Unpin,
+    {
+        let (head, body, keep_alive) = parked.into_head(!read_ahead && !self.stopping);
+        let written = {
+            let mut cut = pin!(self.watch.guard(self.request_by, self.write_timeout));
+            let mut write = pin!(handoff::write(&mut io, head, body));
+            loop {
+                tokio::select! {
+                    written = &mut write => break written,
+                    cut = &mut cut => {
+                        if cut == Cut::Stalled {
+                            self.watch.cut_all();
+                        }
+                        return None;
+                    }
+                    _ = self.stop.changed(), if !self.stopping => self.stopping = true,
+                }
+            }
+        };
+        if written.is_err() {
+            return None;
         }
+        if keep_alive && !self.stopping {
+            return Some(io);
+        }
+        // Closed after its last chunk, as the head said (or the server is
+        // shutting down); the FIN does not wait for the client.
+        let _ = std::future::poll_fn(|cx| Pin::new(&mut io).poll_shutdown(cx)).await;
+        None
     }
 }
 
@@ -552,34 +621,95 @@ impl Default for Server {
     }
 }
 
+/// Serves a plain HTTP/1.1 connection with hyper, and each event stream on it
+/// with [`handoff`]: hyper's connection (and its buffers) is dropped while the
+/// stream lasts, and made again for the requests after it.
+async fn serve_http1<S, B>(
+    http1: &http1::Builder,
+    mut guard: Guard,
+    tcp: TcpStream,
+    mut service: FirstRequest<S, B>,
+) where
+    S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send + Unpin,
+    B::Error: Into<Box<dyn Error + Send + Sync>>,
+{
+    let handoff = Arc::new(Handoff::new());
+    service.handoff = Some(handoff.clone());
+    let mut io = guard.io(tcp);
+    loop {
+        // Boxed: the task's own room does not hold hyper's connection while
+        // a stream is written without it.
+        let mut conn = Box::new(http1.serve_connection(io, service));
+        let Some(parked) = guard.serve(Pin::new(&mut *conn), || handoff.take()).await else {
+            return;
+        };
+        let parts = conn.into_parts();
+        service = parts.service;
+        let stream = guard.stream(parts.io.into_inner(), parked, !parts.read_buf.is_empty());
+        match stream.await {
+            Some(socket) => io = TokioIo::new(socket),
+            None => return,
+        }
+    }
+}
+
 /// The connection's service, as hyper calls it: marks that the connection has
 /// sent a complete request head, and puts the response bodies under the
 /// connection's watch. Calls the Tower service at the first poll, as
 /// hyper-util's `TowerToHyperService` does, in one boxed future: hyper then
 /// keeps a pointer, not the room of that future, for the connection's life.
-struct FirstRequest<S> {
+/// With a [`Handoff`] (plain HTTP/1.1), parks each event stream there instead
+/// of answering hyper.
+struct FirstRequest<S, B> {
     inner: S,
     watch: Arc<Watch>,
+    handoff: Option<Arc<Handoff<Watched<B>>>>,
 }
 
-impl<S, B> hyper::service::Service<Request<Incoming>> for FirstRequest<S>
+// The service is only ever used through `&self`, never pinned.
+impl<S, B> Unpin for FirstRequest<S, B> {}
+
+impl<S, B> hyper::service::Service<Request<Incoming>> for FirstRequest<S, B>
 where
     S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
     S::Future: Send + 'static,
-    B: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: http_body::Body + Send + 'static,
 {
     type Response = Response<Watched<B>>;
-    type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, S::Error>> + Send>>;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
         self.watch.saw_request();
         let mut inner = self.inner.clone();
         let watch = self.watch.clone();
+        let handoff = self
+            .handoff
+            .as_ref()
+            .filter(|_| handoff::request_qualifies(&req))
+            .map(|handoff| (handoff.clone(), handoff::asks_to_close(req.headers())));
         Box::pin(async move {
-            std::future::poll_fn(|cx| inner.poll_ready(cx)).await?;
-            let response = inner.call(req).await?;
-            Ok(response.map(|body| Watched::new(body, &watch)))
+            std::future::poll_fn(|cx| inner.poll_ready(cx))
+                .await
+                .map_err(Into::into)?;
+            let response = inner.call(req).await.map_err(Into::into)?;
+            // Bytes of an earlier response still in hyper's write buffer
+            // would be lost with it: then hyper writes this one too.
+            let handoff =
+                handoff.filter(|_| handoff::response_qualifies(&response) && !watch.io_stuck());
+            let response = response.map(|body| Watched::new(body, &watch));
+            if let Some((handoff, close)) = handoff {
+                handoff.park(response, close);
+                // The connection's task takes it from here, and drops this
+                // future with hyper's connection.
+                return std::future::pending().await;
+            }
+            Ok(response)
         })
     }
 }

@@ -122,6 +122,12 @@ impl Watch {
         *lock(&self.io_stuck_since) = None;
     }
 
+    /// Whether the socket's last write did not go through (bytes wait in the
+    /// connection's write buffer).
+    pub(super) fn io_stuck(&self) -> bool {
+        lock(&self.io_stuck_since).is_some()
+    }
+
     /// Runs beside a connection, on one timer, until the server must close
     /// it: it has sent no complete request head by `request_by`
     /// ([`Cut::NoRequest`]), or (with a `write_timeout`) its socket has taken
@@ -225,6 +231,11 @@ pub(super) struct Progress<IO> {
 impl<IO> Progress<IO> {
     pub(super) fn new(io: IO, watch: Arc<Watch>) -> Self {
         Self { io, watch }
+    }
+
+    /// The socket.
+    pub(super) fn get_ref(&self) -> &IO {
+        &self.io
     }
 
     fn note(&self, poll: Poll<io::Result<usize>>) -> Poll<io::Result<usize>> {
