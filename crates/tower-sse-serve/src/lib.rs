@@ -667,7 +667,17 @@ async fn serve_http1<S, B>(
         // Boxed: the task's own room does not hold hyper's connection while
         // a stream is written without it.
         let mut conn = Box::new(http1.serve_connection(io, service));
-        let Some(parked) = guard.serve(Pin::new(&mut *conn), || handoff.take()).await else {
+        // hyper flushes its write buffer at the end of each poll: a socket
+        // whose last write went through holds nothing of an earlier response
+        // there (a pipelined request's stream can be parked while the
+        // response before it is flushed). Otherwise hyper is polled on until
+        // it is (or the write timeout cuts the connection).
+        let watch = guard.watch.clone();
+        let taken = || match watch.io_stuck() {
+            true => None,
+            false => handoff.take(),
+        };
+        let Some(parked) = guard.serve(Pin::new(&mut *conn), taken).await else {
             return;
         };
         let parts = conn.into_parts();
@@ -721,10 +731,7 @@ where
                 .await
                 .map_err(Into::into)?;
             let response = inner.call(req).await.map_err(Into::into)?;
-            // Bytes of an earlier response still in hyper's write buffer
-            // would be lost with it: then hyper writes this one too.
-            let handoff =
-                handoff.filter(|_| handoff::response_qualifies(&response) && !watch.io_stuck());
+            let handoff = handoff.filter(|_| handoff::response_qualifies(&response));
             let response = response.map(|body| Watched::new(body, &watch));
             if let Some((handoff, close)) = handoff {
                 handoff.park(response, close);

@@ -20,6 +20,8 @@ use tower_sse_serve::Server;
 
 type Body = UnsyncBoxBody<Bytes, tower_sse::BoxError>;
 
+const LARGE: usize = 16 << 20;
+
 /// A hang guard: generous, never a timing assertion.
 async fn guard<F: std::future::Future>(what: &str, f: F) -> F::Output {
     tokio::time::timeout(Duration::from_secs(30), f)
@@ -28,7 +30,8 @@ async fn guard<F: std::future::Future>(what: &str, f: F) -> F::Output {
 }
 
 /// `/three`: three events with ids, then the end; `/endless`: no events,
-/// ever; `/fail`: one event, then a body error; anything else: `ok`.
+/// ever; `/fail`: one event, then a body error; `/large`: 16 MiB of `x` (more than a socket buffer takes);
+/// anything else: `ok`.
 async fn handler(req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
     fn sse<S>(body: SseBody<tower_sse::OkEvents<S>>) -> Response<Body>
     where
@@ -54,6 +57,11 @@ async fn handler(req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
             ]);
             tower_sse::response(http_body_util::StreamBody::new(frames)).map(|b| b.boxed_unsync())
         }
+        "/large" => Response::new(
+            Full::new(Bytes::from(vec![b'x'; LARGE]))
+                .map_err(|e| match e {})
+                .boxed_unsync(),
+        ),
         _ => Response::new(
             Full::new(Bytes::from_static(b"ok"))
                 .map_err(|e| match e {})
@@ -245,4 +253,41 @@ async fn http_1_0_head_and_request_bodies_are_left_to_hyper() {
     .await;
     let (_, body) = answer.split_once("\r\n\r\n").unwrap();
     assert!(body.ends_with("\r\n0\r\n\r\n"), "{body:?}");
+}
+
+#[tokio::test]
+async fn a_stream_pipelined_behind_a_response_still_being_flushed_follows_all_of_it() {
+    let (addr, _shutdown, _reports) = start().await;
+    // A small receive buffer, read late: the large response waits in the
+    // socket and in hyper's write buffer while the stream's request behind
+    // it is read. The stream is taken over only once hyper's buffer is
+    // flushed (a write that went through last), so nothing of the large
+    // response is lost with it.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut tcp = socket.connect(addr).await.unwrap();
+    tcp.write_all(
+        b"GET /large HTTP/1.1\r\nhost: x\r\n\r\nGET /three HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut out = Vec::new();
+    guard("the server closing", tcp.read_to_end(&mut out))
+        .await
+        .unwrap();
+    let end = out.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let head = String::from_utf8_lossy(&out[..end]);
+    assert!(head.contains(&format!("content-length: {LARGE}")), "{head}");
+    let body = &out[end..end + LARGE];
+    assert!(body.iter().all(|&b| b == b'x'));
+    let rest = String::from_utf8(out[end + LARGE..].to_vec()).unwrap();
+    assert!(rest.starts_with("HTTP/1.1 200 OK\r\n"), "{rest:.200}");
+    let (head, stream) = rest.split_once("\r\n\r\n").unwrap();
+    // Taken over from hyper (which writes `date` last).
+    assert!(
+        head.contains("GMT\r\ntransfer-encoding: chunked\r\n"),
+        "{head}"
+    );
+    assert!(stream.ends_with("\r\n0\r\n\r\n"), "{stream:?}");
 }
