@@ -516,6 +516,35 @@ impl Guard {
         TokioIo::new(Progress::new(io, self.watch.clone()))
     }
 
+    /// Runs `work` beside the connection's guard: its output, or `None` when
+    /// the server cuts the connection off first (no request by the header
+    /// deadline, or writes that made no progress for the write timeout: then
+    /// its streams are reported as stalled). `on_stop` is told once of the
+    /// server's shutdown.
+    async fn run<F: Future>(&mut self, work: F, mut on_stop: impl FnMut()) -> Option<F::Output> {
+        // hyper's own header timeout starts once the connection is served,
+        // and again for each request after the first; this one, from the
+        // connection's start, also covers a client that sends nothing. One
+        // timer for both deadlines.
+        let mut cut = pin!(self.watch.guard(self.request_by, self.write_timeout));
+        let mut work = pin!(work);
+        loop {
+            tokio::select! {
+                done = &mut work => return Some(done),
+                cut = &mut cut => {
+                    if cut == Cut::Stalled {
+                        self.watch.cut_all();
+                    }
+                    return None;
+                }
+                _ = self.stop.changed(), if !self.stopping => {
+                    self.stopping = true;
+                    on_stop();
+                }
+            }
+        }
+    }
+
     /// Serves `conn` until it ends or the server cuts it off (`None`), or
     /// until `taken` yields what the connection's service parked (looked at
     /// after each poll of the connection); at the server's shutdown, tells it
@@ -525,15 +554,10 @@ impl Guard {
         mut conn: Pin<&mut C>,
         mut taken: impl FnMut() -> Option<T>,
     ) -> Option<T> {
-        // hyper's own header timeout starts once the connection is served,
-        // and again for each request after the first; this one, from the
-        // connection's start, also covers a client that sends nothing. One
-        // timer for both deadlines.
-        let mut cut = pin!(self.watch.guard(self.request_by, self.write_timeout));
-        // Set by the shutdown's arm, read by the connection's.
+        // Set by the shutdown, read by the connection's next poll.
         let stopping = std::sync::atomic::AtomicBool::new(self.stopping);
         let mut told = false;
-        let mut run = std::future::poll_fn(|cx| {
+        let served = std::future::poll_fn(|cx| {
             if stopping.load(Ordering::Relaxed) && !told {
                 told = true;
                 conn.as_mut().graceful_shutdown();
@@ -543,23 +567,9 @@ impl Guard {
                 Poll::Pending => taken().map_or(Poll::Pending, |t| Poll::Ready(Some(t))),
             }
         });
-        let served = loop {
-            tokio::select! {
-                served = &mut run => break served,
-                cut = &mut cut => {
-                    if cut == Cut::Stalled {
-                        // Its streams are reported as stalled.
-                        self.watch.cut_all();
-                    }
-                    break None;
-                }
-                _ = self.stop.changed(), if !stopping.load(Ordering::Relaxed) => {
-                    stopping.store(true, Ordering::Relaxed);
-                }
-            }
-        };
-        self.stopping = stopping.into_inner();
-        served
+        self.run(served, || stopping.store(true, Ordering::Relaxed))
+            .await
+            .flatten()
     }
 
     /// Writes an event stream taken over from hyper ([`handoff`]) on `io`
@@ -577,23 +587,8 @@ impl Guard {
         B: http_body::Body + Unpin,
     {
         let (head, body, keep_alive) = parked.into_head(!read_ahead && !self.stopping);
-        let written = {
-            let mut cut = pin!(self.watch.guard(self.request_by, self.write_timeout));
-            let mut write = pin!(handoff::write(&mut io, head, body));
-            loop {
-                tokio::select! {
-                    written = &mut write => break written,
-                    cut = &mut cut => {
-                        if cut == Cut::Stalled {
-                            self.watch.cut_all();
-                        }
-                        return None;
-                    }
-                    _ = self.stop.changed(), if !self.stopping => self.stopping = true,
-                }
-            }
-        };
-        if written.is_err() {
+        let written = self.run(handoff::write(&mut io, head, body), || {}).await;
+        if written != Some(Ok(())) {
             return None;
         }
         if keep_alive && !self.stopping {
