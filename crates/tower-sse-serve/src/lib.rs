@@ -520,17 +520,21 @@ impl Guard {
     /// the server cuts the connection off first (no request by the header
     /// deadline, or writes that made no progress for the write timeout: then
     /// its streams are reported as stalled). `on_stop` is told once of the
-    /// server's shutdown.
-    async fn run<F: Future>(&mut self, work: F, mut on_stop: impl FnMut()) -> Option<F::Output> {
+    /// server's shutdown. `work` is pinned where the caller made it: moved in
+    /// here, it would take room twice in the connection's task.
+    async fn run<F: Future>(
+        &mut self,
+        mut work: Pin<&mut F>,
+        mut on_stop: impl FnMut(),
+    ) -> Option<F::Output> {
         // hyper's own header timeout starts once the connection is served,
         // and again for each request after the first; this one, from the
         // connection's start, also covers a client that sends nothing. One
         // timer for both deadlines.
         let mut cut = pin!(self.watch.guard(self.request_by, self.write_timeout));
-        let mut work = pin!(work);
         loop {
             tokio::select! {
-                done = &mut work => return Some(done),
+                done = work.as_mut() => return Some(done),
                 cut = &mut cut => {
                     if cut == Cut::Stalled {
                         self.watch.cut_all();
@@ -557,7 +561,7 @@ impl Guard {
         // Set by the shutdown, read by the connection's next poll.
         let stopping = std::sync::atomic::AtomicBool::new(self.stopping);
         let mut told = false;
-        let served = std::future::poll_fn(|cx| {
+        let served = pin!(std::future::poll_fn(|cx| {
             if stopping.load(Ordering::Relaxed) && !told {
                 told = true;
                 conn.as_mut().graceful_shutdown();
@@ -566,7 +570,7 @@ impl Guard {
                 Poll::Ready(_) => Poll::Ready(None),
                 Poll::Pending => taken().map_or(Poll::Pending, |t| Poll::Ready(Some(t))),
             }
-        });
+        }));
         self.run(served, || stopping.store(true, Ordering::Relaxed))
             .await
             .flatten()
@@ -587,7 +591,10 @@ impl Guard {
         B: http_body::Body + Unpin,
     {
         let (head, body, keep_alive) = parked.into_head(!read_ahead && !self.stopping);
-        let written = self.run(handoff::write(&mut io, head, body), || {}).await;
+        let written = {
+            let write = pin!(handoff::write(&mut io, head, body));
+            self.run(write, || {}).await
+        };
         if written != Some(Ok(())) {
             return None;
         }
