@@ -4,17 +4,27 @@
 //! wait for the reply. One task per server drains the queue: it waits for the
 //! first item, takes whatever else is queued behind it (up to
 //! [`Limits::items`] items and [`Limits::bytes`] bytes), sends them as one
-//! call, answers each item from that call's reply, and goes back to the
-//! queue. While a call is in flight, new items wait in the queue and go in the
-//! next call: a lone publisher is sent at once (no timer, no waiting for
-//! company), and many concurrent ones share the calls.
+//! call, and goes back to the queue; each call's items are answered from its
+//! reply. Up to [`Limits::calls`] calls are in flight at once (pipelined on
+//! the connection, so that Redis runs one script while the node prepares the
+//! next and answers the last); while they all are, new items wait in the
+//! queue and go in the next call: a lone publisher is sent at once (no timer,
+//! no waiting for company), and many concurrent ones share the calls. Calls
+//! are sent in the order they were made: each is polled once (and so written
+//! to the connection) before the next is made.
 //!
 //! Built from tokio's channels only (no waker of its own). A publisher that
 //! gave up (timed out, dropped) before its item was taken is not sent; one
 //! that gave up after is still answered into the void, as a single call would
 //! be. The task ends when the server (the queue's sender) is dropped.
 
-use std::{future::Future, time::Duration};
+use std::{
+    collections::VecDeque,
+    future::{poll_fn, Future},
+    pin::Pin,
+    task::Poll,
+    time::Duration,
+};
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -26,6 +36,8 @@ pub(super) struct Limits {
     /// At most this many bytes (as weighed by the batcher) in one call, unless
     /// a single item weighs more: it then goes alone.
     pub(super) bytes: usize,
+    /// At most this many calls in flight at once (at least 1).
+    pub(super) calls: usize,
 }
 
 /// A queued item and where its answer goes.
@@ -92,7 +104,39 @@ impl<T: Send + 'static, R: Send + 'static> Batcher<T, R> {
     }
 }
 
-/// The task: one batch at a time, until every sender is gone.
+/// A call in flight, and where its items' answers go.
+type Call<Fut, R> = (Pin<Box<Fut>>, Vec<oneshot::Sender<R>>);
+
+/// Polls the calls in flight, oldest first; resolves once one or more have
+/// finished (their items answered).
+async fn finished<Fut, R>(calls: &mut VecDeque<Call<Fut, R>>)
+where
+    Fut: Future<Output = Vec<R>>,
+{
+    poll_fn(|cx| {
+        let before = calls.len();
+        calls.retain_mut(|(call, replies)| match call.as_mut().poll(cx) {
+            Poll::Ready(answers) => {
+                // A reply without an answer (there is none when `send` broke
+                // its promise) is dropped: its publisher gets `None`, an error.
+                for (reply, answer) in replies.drain(..).zip(answers) {
+                    let _ = reply.send(answer);
+                }
+                false
+            }
+            Poll::Pending => true,
+        });
+        if calls.len() < before {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    })
+    .await;
+}
+
+/// The task: batches, up to `limits.calls` in flight, until every sender is
+/// gone and every call is answered.
 async fn drain<T, R, F, Fut>(
     mut rx: mpsc::UnboundedReceiver<Queued<T, R>>,
     limits: Limits,
@@ -103,27 +147,47 @@ async fn drain<T, R, F, Fut>(
     F: FnMut(Vec<T>) -> Fut,
     Fut: Future<Output = Vec<R>>,
 {
+    let mut calls: VecDeque<Call<Fut, R>> = VecDeque::new();
     // An item taken from the queue that did not fit in the previous batch.
     let mut carried: Option<Queued<T, R>> = None;
     loop {
+        // Room for another call: wait for one in flight to finish.
+        while calls.len() >= limits.calls.max(1) {
+            finished(&mut calls).await;
+        }
         let first = match carried.take() {
             Some(first) => first,
             None => {
-                let next = match idle {
-                    Some(idle) => match tokio::time::timeout(idle, rx.recv()).await {
-                        Ok(next) => next,
-                        // Idle: no more items; those already queued are
-                        // still taken (then `recv` answers `None`).
-                        Err(_) => {
-                            rx.close();
-                            continue;
+                // The calls in flight are polled first, so that the newest
+                // is written to the connection before the next is made.
+                let quiet = calls.is_empty();
+                let next = tokio::select! {
+                    biased;
+                    () = finished(&mut calls), if !quiet => continue,
+                    next = async {
+                        match idle {
+                            // Idle only with nothing in flight.
+                            Some(idle) if quiet => {
+                                tokio::time::timeout(idle, rx.recv()).await
+                            }
+                            _ => Ok(rx.recv().await),
                         }
-                    },
-                    None => rx.recv().await,
+                    } => next,
                 };
                 match next {
-                    Some(first) => first,
-                    None => return,
+                    Ok(Some(first)) => first,
+                    // Idle: no more items; those already queued are still
+                    // taken (then `recv` answers `None`).
+                    Err(_) => {
+                        rx.close();
+                        continue;
+                    }
+                    Ok(None) => {
+                        while !calls.is_empty() {
+                            finished(&mut calls).await;
+                        }
+                        return;
+                    }
                 }
             }
         };
@@ -145,12 +209,7 @@ async fn drain<T, R, F, Fut>(
             continue;
         }
         let (items, replies): (Vec<T>, Vec<oneshot::Sender<R>>) = batch.into_iter().unzip();
-        let answers = send(items).await;
-        // A reply without an answer (there is none when `send` broke its
-        // promise) is dropped: its publisher gets `None`, an error.
-        for (reply, answer) in replies.into_iter().zip(answers) {
-            let _ = reply.send(answer);
-        }
+        calls.push_back((Box::pin(send(items)), replies));
     }
 }
 
@@ -187,6 +246,7 @@ mod tests {
         let limits = Limits {
             items: 64,
             bytes: 1 << 20,
+            calls: 1,
         };
         let (batcher, batches) = recording(limits, Duration::ZERO);
         for i in 0..3 {
@@ -200,6 +260,7 @@ mod tests {
         let limits = Limits {
             items: 8,
             bytes: 55, // 5 items of 10 bytes
+            calls: 1,
         };
         let (batcher, batches) = recording(limits, Duration::from_millis(5));
         let tasks: Vec<_> = (0..200)
@@ -228,11 +289,59 @@ mod tests {
         assert_eq!(all.len(), 200);
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn calls_overlap_up_to_the_limit_and_go_out_in_the_order_made() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let limits = Limits {
+            items: 4,
+            bytes: 1 << 20,
+            calls: 2,
+        };
+        // Per call: the order it was made in and the order of its first poll;
+        // calls in flight now, and the most at once.
+        let made = Arc::new(AtomicUsize::new(0));
+        let started = Arc::new(Mutex::new(Vec::new()));
+        let (now, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let batcher = Arc::new(Batcher::spawn(limits, |_| 1, {
+            let (started, now, most) = (started.clone(), now.clone(), most.clone());
+            move |items: Vec<u32>| {
+                let index = made.fetch_add(1, Ordering::SeqCst);
+                let (started, now, most) = (started.clone(), now.clone(), most.clone());
+                async move {
+                    started.lock().unwrap().push(index);
+                    let in_flight = now.fetch_add(1, Ordering::SeqCst) + 1;
+                    most.fetch_max(in_flight, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    now.fetch_sub(1, Ordering::SeqCst);
+                    items
+                }
+            }
+        }));
+        let tasks: Vec<_> = (0..40)
+            .map(|i| {
+                let batcher = batcher.clone();
+                tokio::spawn(async move { batcher.submit(i).await })
+            })
+            .collect();
+        for (i, task) in tasks.into_iter().enumerate() {
+            assert_eq!(task.await.unwrap(), Some(i as u32));
+        }
+        assert_eq!(
+            most.load(Ordering::SeqCst),
+            2,
+            "two calls at once, never more"
+        );
+        let started = started.lock().unwrap();
+        assert!(started.len() >= 10, "40 items in batches of at most 4");
+        assert!(started.windows(2).all(|w| w[0] < w[1]), "{started:?}");
+    }
+
     #[tokio::test]
     async fn an_item_whose_publisher_gave_up_is_not_sent() {
         let limits = Limits {
             items: 64,
             bytes: 1 << 20,
+            calls: 1,
         };
         let (batcher, batches) = recording(limits, Duration::from_millis(50));
         let first = tokio::spawn({
@@ -253,6 +362,7 @@ mod tests {
         let limits = Limits {
             items: 64,
             bytes: 1 << 20,
+            calls: 1,
         };
         let batcher = Batcher::spawn_idle(
             limits,
@@ -272,6 +382,7 @@ mod tests {
         let limits = Limits {
             items: 64,
             bytes: 1 << 20,
+            calls: 1,
         };
         let batcher = Arc::new(Batcher::spawn(
             limits,

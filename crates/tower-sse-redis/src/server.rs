@@ -47,6 +47,7 @@ pub(super) type PublishResult = Result<(Published, u64), RedisError>;
 pub(super) const BATCH: Limits = Limits {
     items: 64,
     bytes: 512 * 1024,
+    calls: 2,
 };
 
 /// What this node knows of one Redis server's clock: a publish's deadline is

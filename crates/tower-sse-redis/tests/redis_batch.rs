@@ -55,6 +55,23 @@ async fn renewed(url: &str, publishes: u64) {
     panic!("the subscribed node never renewed its topic");
 }
 
+/// Publishes `data` on `topic` from a task of its own and waits a little: the
+/// node sends it at once as the second call in flight (two are pipelined at
+/// once), stuck while the writes are paused, so that what is queued next goes
+/// in one call after both.
+async fn publish_in_flight(
+    hub: &Hub,
+    topic: &'static str,
+    data: &'static str,
+) -> tokio::task::JoinHandle<Result<EventId, HubError>> {
+    let task = tokio::spawn({
+        let hub = hub.clone();
+        async move { hub.publish(topic, Event::message(data)).await }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    task
+}
+
 /// Pauses the writes of the server at `url` for `ms`: the call in flight
 /// waits in Redis, and the publishes behind it queue up for the next batch.
 async fn pause_writes(url: &str, ms: u64) {
@@ -163,7 +180,8 @@ async fn one_idempotency_key_twice_in_one_batch_is_stored_once() {
         async move { hub.publish("t", Event::message("first")).await }
     });
     tokio::time::sleep(Duration::from_millis(50)).await;
-    // Both queue behind the call in flight: the next call has both.
+    let second = publish_in_flight(&hub, "t", "second").await;
+    // Both queue behind the two calls in flight: the next call has both.
     let retries: Vec<_> = (0..2)
         .map(|_| {
             let hub = hub.clone();
@@ -174,18 +192,19 @@ async fn one_idempotency_key_twice_in_one_batch_is_stored_once() {
         })
         .collect();
     let first = first.await.unwrap().unwrap();
+    let second = second.await.unwrap().unwrap();
     let mut ids = Vec::new();
     for retry in retries {
         ids.push(retry.await.unwrap().unwrap());
     }
-    assert_eq!(first.offset(), 1);
+    assert_eq!((first.offset(), second.offset()), (1, 2));
     assert_eq!(ids[0], ids[1], "the same key gets the same id");
-    assert_eq!(ids[0].offset(), 2);
-    assert_eq!(script_calls(&url).await, 2, "the two retries shared a call");
+    assert_eq!(ids[0].offset(), 3);
+    assert_eq!(script_calls(&url).await, 3, "the two retries shared a call");
     let top: Option<u64> = command(&url, redis::cmd("HGET").arg("idem:{t}:m").arg("t")).await;
-    assert_eq!(top, Some(2), "stored once");
+    assert_eq!(top, Some(3), "stored once");
     let len: u64 = command(&url, redis::cmd("XLEN").arg("idem:{t}:s")).await;
-    assert_eq!(len, 2);
+    assert_eq!(len, 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -206,15 +225,17 @@ async fn an_event_that_fails_in_a_batch_fails_alone() {
         async move { hub.publish("good", Event::message("first")).await }
     });
     tokio::time::sleep(Duration::from_millis(50)).await;
+    let second = publish_in_flight(&hub, "good", "second").await;
     // Polled in this order by one task (`join_all` polls its futures in
     // turn), so they queue in this order: spawned tasks may start in any.
     let batch = ["good", "bad", "good"].map(|topic| hub.publish(topic, Event::message("x")));
-    let (got, first) = tokio::join!(join_all(batch), first);
+    let (got, first, second) = tokio::join!(join_all(batch), first, second);
     assert_eq!(first.unwrap().unwrap().offset(), 1);
+    assert_eq!(second.unwrap().unwrap().offset(), 2);
     assert_eq!(
         script_calls(&url).await,
-        2,
-        "the first, then the three in one call"
+        3,
+        "the first, the second, then the three in one call"
     );
     let err = got[1].as_ref().unwrap_err();
     assert!(
@@ -225,7 +246,7 @@ async fn an_event_that_fails_in_a_batch_fails_alone() {
         .iter()
         .map(|r| r.as_ref().unwrap().offset())
         .collect();
-    assert_eq!(offsets, [2, 3], "the others of the batch are stored");
+    assert_eq!(offsets, [3, 4], "the others of the batch are stored");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -437,7 +458,8 @@ async fn a_message_of_a_batch_with_a_refused_event_carries_the_stored_ones() {
         async move { hub.publish("t", Event::message("second")).await }
     });
     tokio::time::sleep(Duration::from_millis(50)).await;
-    // Queued behind the call in flight: the next call has all four.
+    let third = publish_in_flight(&hub, "t", "third").await;
+    // Queued behind the two calls in flight: the next call has all four.
     let mut queued = Vec::new();
     for (key, data) in [
         (Some("k"), "a"),
@@ -455,19 +477,21 @@ async fn a_message_of_a_batch_with_a_refused_event_carries_the_stored_ones() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let second = in_flight.await.unwrap().unwrap();
+    let third = third.await.unwrap().unwrap();
     let mut ids = Vec::new();
     for task in queued {
         ids.push(task.await.unwrap().unwrap());
     }
     assert_eq!(ids[0], ids[2], "the key's second event is the first's");
-    assert_eq!(script_calls(&url).await, 2, "the four shared a call");
+    assert_eq!(script_calls(&url).await, 3, "the four shared a call");
     let offsets: Vec<u64> = ids.iter().map(EventId::offset).collect();
     assert_eq!(
-        (first.offset(), second.offset(), offsets),
-        (1, 2, vec![3, 4, 3, 5])
+        (first.offset(), second.offset(), third.offset(), offsets),
+        (1, 2, 3, vec![4, 5, 4, 6])
     );
     for (id, data) in [
         (second, "second"),
+        (third, "third"),
         (ids[0], "a"),
         (ids[1], "b"),
         (ids[3], "c"),
