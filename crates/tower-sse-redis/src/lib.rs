@@ -71,12 +71,13 @@ pub use self::{config::RedisConfig, presence::RedisPresence};
 /// topic's channel. It resolves only once the event is stored.
 ///
 /// Concurrent publishes to one server, to any of its topics, are
-/// **batched**: while a call is in flight, the publishes that arrive queue
-/// up, and the next call runs the script once for all of them (up to 64, or
-/// 512 KiB), each with its own offset, idempotency key, deadline and error
-/// (an event Redis refuses fails alone), and each acknowledged only once that
-/// call answered. A lone publisher is sent at once, without waiting for
-/// company. An error of the call itself (the connection lost, no answer)
+/// **batched**: while two calls are in flight (pipelined on the connection:
+/// Redis runs one while the node answers the other and builds the next), the
+/// publishes that arrive queue up, and the next call runs the script once for
+/// all of them (up to 64, or 512 KiB), each with its own offset, idempotency
+/// key, deadline and error (an event Redis refuses fails alone), and each
+/// acknowledged only once that call answered. A lone publisher is sent at
+/// once, without waiting for company. An error of the call itself (the connection lost, no answer)
 /// fails every publish of the batch, with the error each would have got
 /// alone. On Redis Cluster, a call's keys must be in one slot: the publishes
 /// are batched per topic (a topic is one slot).
