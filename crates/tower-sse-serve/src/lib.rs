@@ -225,10 +225,11 @@ impl Server {
     /// them into one buffer per connection (`false`, the default: less memory
     /// per idle connection). An HTTP/1.1 event stream is written without
     /// hyper (see the [module docs](self#http11-event-streams)) and is not
-    /// concerned; HTTP/1.0 streams and other long responses are. When many streams are busy at once (a chat room's
-    /// join storm), queueing holds less: 19.4 KiB per connection instead of
-    /// 42.9 KiB with 5 000 members (`tools/storm.sh`), since a copied frame
-    /// grows the buffer for the connection's life.
+    /// concerned; HTTP/1.0 streams and other long responses are. When many
+    /// streams are busy at once (a chat room's join storm), queueing holds
+    /// less: 19.4 KiB per connection instead of 42.9 KiB with 5 000 members
+    /// (`tools/storm.sh`, before streams were written without hyper), since
+    /// a copied frame grows the buffer for the connection's life.
     pub fn writev(mut self, writev: bool) -> Self {
         self.writev = writev;
         self
