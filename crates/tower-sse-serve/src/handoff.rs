@@ -23,7 +23,7 @@
 
 use std::{
     future::poll_fn,
-    io::IoSlice,
+    io::{IoSlice, Write as _},
     pin::Pin,
     sync::{Mutex, PoisonError},
     task::Poll,
@@ -120,7 +120,8 @@ impl<B> Parked<B> {
     /// `connection: close` unless `keep_alive`; and its body.
     pub(crate) fn into_head(self, keep_alive: bool) -> (Vec<u8>, B, bool) {
         let (parts, body) = self.response.into_parts();
-        let keep_alive = keep_alive && !self.close && !asks_to_close(&parts.headers);
+        let response_closes = asks_to_close(&parts.headers);
+        let keep_alive = keep_alive && !self.close && !response_closes;
         let mut head = Vec::with_capacity(192);
         head.extend_from_slice(b"HTTP/1.1 ");
         head.extend_from_slice(parts.status.as_str().as_bytes());
@@ -140,7 +141,7 @@ impl<B> Parked<B> {
             head.extend_from_slice(b"\r\n");
         }
         head.extend_from_slice(b"transfer-encoding: chunked\r\n");
-        if !keep_alive && !asks_to_close(&parts.headers) {
+        if !keep_alive && !response_closes {
             head.extend_from_slice(b"connection: close\r\n");
         }
         head.extend_from_slice(b"\r\n");
@@ -258,26 +259,14 @@ struct Chunk<D> {
 impl<D: Buf> Chunk<D> {
     fn new(data: D) -> Self {
         let mut size = [0; 18];
-        let mut len = data.remaining();
-        let mut digits = [0; 16];
-        let mut n = 0;
-        loop {
-            digits[n] = b"0123456789abcdef"[len % 16];
-            n += 1;
-            len /= 16;
-            if len == 0 {
-                break;
-            }
-        }
-        for (i, digit) in digits[..n].iter().rev().enumerate() {
-            size[i] = *digit;
-        }
-        size[n] = b'\r';
-        size[n + 1] = b'\n';
+        let mut rest = &mut size[..];
+        // Cannot fail: a `usize` is at most 16 hex digits.
+        let _ = write!(rest, "{:x}\r\n", data.remaining());
+        let size_end = 18 - rest.len();
         Self {
             size,
             size_at: 0,
-            size_end: n + 2,
+            size_end,
             data,
             crlf_at: 0,
         }

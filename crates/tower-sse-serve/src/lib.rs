@@ -666,6 +666,7 @@ async fn serve_http1<S, B>(
     let handoff = Arc::new(Handoff::new());
     service.handoff = Some(handoff.clone());
     let mut io = guard.io(tcp);
+    let watch = guard.watch.clone();
     loop {
         // Boxed: the task's own room does not hold hyper's connection while
         // a stream is written without it.
@@ -675,7 +676,6 @@ async fn serve_http1<S, B>(
         // there (a pipelined request's stream can be parked while the
         // response before it is flushed). Otherwise hyper is polled on until
         // it is (or the write timeout cuts the connection).
-        let watch = guard.watch.clone();
         let taken = || match watch.io_stuck() {
             true => None,
             false => handoff.take(),
