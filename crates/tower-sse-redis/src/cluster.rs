@@ -44,6 +44,7 @@ use super::{
     batch::Batcher,
     channels::{lock, Channels, Control, Routes},
     connection::Conn,
+    renewals::Renewals,
     scripts::Publish,
     server::{self, Clock, PublishResult, BATCH},
 };
@@ -73,6 +74,8 @@ pub(super) struct Cluster {
     /// topic's). A topic's batcher ends after [`PUBLISH_IDLE`] without
     /// publishes, and is made again at the next.
     publishes: Mutex<HashMap<String, Batcher<Publish, PublishResult>>>,
+    /// The topics whose keys this node renewed lately.
+    renewals: Renewals,
 }
 
 /// How long a topic's batcher of publishes waits for one before it ends.
@@ -131,6 +134,7 @@ impl Cluster {
             channels,
             script,
             publishes: Mutex::default(),
+            renewals: Renewals::default(),
         })
     }
 
@@ -183,7 +187,8 @@ impl Cluster {
                         Err(_) => return failed("Redis did not answer in time"),
                     };
                     let mut conn = Conn::Cluster(conn);
-                    server::send(&cluster.script, &mut conn, &batch, timeout, true).await
+                    let renewals = &cluster.renewals;
+                    server::send(&cluster.script, &mut conn, &batch, timeout, true, renewals).await
                 }
             },
         )

@@ -34,6 +34,7 @@ mod cluster;
 mod config;
 mod connection;
 mod presence;
+mod renewals;
 mod scripts;
 mod server;
 
@@ -68,11 +69,15 @@ pub use self::{config::RedisConfig, presence::RedisPresence};
 /// one Lua script creates the epoch if the topic has none, takes the next
 /// offset, appends the event (`XADD`, the stream then trimmed to the history
 /// bound), renews the expiry of both keys and publishes the event on the
-/// topic's channel. It resolves only once the event is stored.
+/// topic's channel. It resolves only once the event is stored. A busy topic's
+/// keys are renewed at most once per window (a sixteenth of the TTL, at most
+/// a second) per node, to the TTL plus that window, so they live at least a
+/// TTL after the last publish and at most a window more; keys Redis lost are
+/// renewed at once.
 ///
 /// Concurrent publishes to one server, to any of its topics, are
-/// **batched**: while two calls are in flight (pipelined on the connection:
-/// Redis runs one while the node answers the other and builds the next), the
+/// **batched**: while up to four calls are in flight (pipelined on the connection:
+/// Redis runs one while the node answers another and builds the next), the
 /// publishes that arrive queue up, and the next call runs the script once for
 /// all of them (up to 64, or 512 KiB), each with its own offset, idempotency
 /// key, deadline and error (an event Redis refuses fails alone), and each

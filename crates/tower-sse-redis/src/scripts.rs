@@ -13,12 +13,15 @@
 //!   `*FIRST EPOCH COUNT LEN STANDIN ...\n` then the events for several (see
 //!   [`live`]).
 
-use std::fmt::Write as _;
+use std::{fmt::Write as _, time::Instant};
 
 use ::redis::{ErrorKind, RedisError, Script, ServerErrorKind, Value};
 use bytes::Bytes;
 
-use super::connection::Conn;
+use super::{
+    connection::Conn,
+    renewals::{self, Renewals},
+};
 
 use tower_sse_hub::{
     remote::{Entry, Range},
@@ -43,7 +46,9 @@ use tower_sse_hub::{
 /// event leaves, as the script runs alone). After the batch's events, each
 /// topic that stored one gets, once: its top offset written, its stream
 /// trimmed (`XTRIM MAXLEN`, exact) unless that last event trimmed it (it was
-/// refused or failed), both keys' retention renewed, and **one message** on its channel with all the events
+/// refused or failed), both keys' retention renewed unless the node says it
+/// renewed them lately (a TTL of `-N`; see [`Renewals`]: a topic created by
+/// the call is renewed whatever the node said), and **one message** on its channel with all the events
 /// it stored in this batch (their offsets are contiguous: nothing else writes
 /// the topic while the script runs): a lone event in the format of one
 /// (`OFFSET EPOCH STANDIN\nEVENT`), several in the format of many
@@ -57,43 +62,50 @@ use tower_sse_hub::{
 /// publish command (`publish`, or `spublish` on Redis Cluster: sharded
 /// Pub/Sub, on the slot's master only); `ARGV[2]`: the epoch of a topic
 /// created by this call; `ARGV[3]`: the number of topics; then four per
-/// topic: max len, TTL in ms, channel, the message's `LEN STANDIN` words for
+/// topic: max len, TTL in ms (`-TTL`: renew only if created), channel, the message's `LEN STANDIN` words for
 /// all the topic's events; then five per event: its topic (1 for
 /// the first), event, stand-in, deadline, key window in ms (`0`: no key).
-/// Returns `{now, offset, epoch, offset, epoch, ...}`, one pair per event:
-/// `{-1, ''}` when past its deadline, `{-2, message}` when it failed.
+/// Returns `{now, offset, epoch, offset, epoch, ..., renewed, ...}`, one pair
+/// per event (`{-1, ''}` when past its deadline, `{-2, message}` when it
+/// failed), then per topic `1` when its keys' retention was renewed, else `0`.
 const PUBLISH: &str = r"
-local t = redis.call('time')
+local call, tonumber, tostring, pcall, type = redis.call, tonumber, tostring, pcall, type
+local argv, keys = ARGV, KEYS
+local t = call('time')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
-local command, new_epoch = ARGV[1], ARGV[2]
-local count = tonumber(ARGV[3])
+local now_text = tostring(now)
+local command, new_epoch = argv[1], argv[2]
+local count = tonumber(argv[3])
 local topics = {}
 local last = {}
 local function topic(i)
   local state = topics[i]
   if not state then
-    local stream, meta = KEYS[2 * i - 1], KEYS[2 * i]
-    local got = redis.call('hmget', meta, 'e', 't')
+    local stream, meta = keys[2 * i - 1], keys[2 * i]
+    local got = call('hmget', meta, 'e', 't')
     local epoch, top = got[1], tonumber(got[2]) or 0
-    if not epoch then
-      redis.call('del', stream)
+    local created = not epoch
+    if created then
+      call('del', stream)
       epoch, top = new_epoch, 0
-      redis.call('hset', meta, 'e', epoch, 't', 0)
+      call('hset', meta, 'e', epoch, 't', 0)
     end
-    state = {stream = stream, epoch = epoch, top = top, n = 0, parts = {false}, stand_ins = {}}
+    state = {stream = stream, epoch = epoch, top = top, n = 0, parts = {false}, stand_ins = {}, created = created}
     topics[i] = state
   end
   return state
 end
-local function append(a, k)
-  local deadline = ARGV[a + 3]
-  if deadline ~= '0' and now > tonumber(deadline) then
+local function append(a, i, k)
+  -- A deadline is digits without leading zeros, as `now_text`: the longer
+  -- is the later, and of the same length, the greater in byte order.
+  local deadline = argv[a + 3]
+  if deadline ~= '0' and (#deadline < #now_text or (#deadline == #now_text and deadline < now_text)) then
     return -1, ''
   end
-  local window = ARGV[a + 4]
+  local window = argv[a + 4]
   local keyed = window ~= '0'
   if keyed then
-    local known = redis.call('get', KEYS[k])
+    local known = call('get', keys[k])
     if known then
       local space = string.find(known, ' ', 1, true)
       if space then
@@ -101,16 +113,15 @@ local function append(a, k)
       end
     end
   end
-  local i = tonumber(ARGV[a])
   local state = topic(i)
-  local data, stand_in = ARGV[a + 1], ARGV[a + 2]
+  local data, stand_in = argv[a + 1], argv[a + 2]
   local top = state.top + 1
   local offset = tostring(top)
   if last[i] == a then
-    redis.call('xadd', state.stream, 'MAXLEN', ARGV[4 * i], offset .. '-0', 'd', data, 'p', stand_in)
+    call('xadd', state.stream, 'MAXLEN', argv[4 * i], offset .. '-0', 'd', data, 'p', stand_in)
     state.trimmed = true
   else
-    redis.call('xadd', state.stream, offset .. '-0', 'd', data, 'p', stand_in)
+    call('xadd', state.stream, offset .. '-0', 'd', data, 'p', stand_in)
   end
   state.top = top
   local n = state.n + 1
@@ -121,45 +132,61 @@ local function append(a, k)
   state.parts[n + 1] = data
   state.stand_ins[n] = stand_in
   if keyed then
-    redis.call('set', KEYS[k], offset .. ' ' .. state.epoch, 'PX', window)
+    call('set', keys[k], offset .. ' ' .. state.epoch, 'PX', window)
   end
   return top, state.epoch
 end
 local first = 4 + 4 * count
 local total = {}
-for a = first, #ARGV, 5 do
-  local i = tonumber(ARGV[a])
+local topic_of = {}
+for a = first, #argv, 5 do
+  local i = tonumber(argv[a])
+  topic_of[a] = i
   last[i] = a
   total[i] = (total[i] or 0) + 1
 end
 local out = {now}
-local a, k = first, 2 * count + 1
-while a <= #ARGV do
-  local ok, offset, epoch = pcall(append, a, k)
+local a, k, size = first, 2 * count + 1, #argv
+while a <= size do
+  local ok, offset, epoch = pcall(append, a, topic_of[a], k)
   if not ok then
     offset, epoch = -2, type(offset) == 'table' and offset.err or tostring(offset)
   end
   out[#out + 1] = offset
   out[#out + 1] = epoch
-  if ARGV[a + 4] ~= '0' then
+  if argv[a + 4] ~= '0' then
     k = k + 1
   end
   a = a + 5
 end
 for i = 1, count do
   local state = topics[i]
-  if state and state.n > 0 then
-    local meta, b = KEYS[2 * i], 4 * i
-    redis.call('hset', meta, 't', tostring(state.top))
+  local stored = state and state.n > 0
+  local meta, b = keys[2 * i], 4 * i
+  if stored then
+    call('hset', meta, 't', tostring(state.top))
     if not state.trimmed then
-      redis.call('xtrim', state.stream, 'MAXLEN', ARGV[b])
+      call('xtrim', state.stream, 'MAXLEN', argv[b])
     end
-    redis.call('pexpire', state.stream, ARGV[b + 1])
-    redis.call('pexpire', meta, ARGV[b + 1])
+  end
+  -- '-TTL': renewed lately by this node; renewed anyway when created here.
+  local ttl = argv[b + 1]
+  local asked = string.byte(ttl) ~= 45
+  local renewed = 0
+  if state and ((asked and stored) or state.created) then
+    if not asked then
+      ttl = string.sub(ttl, 2)
+    end
+    call('pexpire', state.stream, ttl)
+    call('pexpire', meta, ttl)
+    renewed = 1
+  end
+  out[#out + 1] = renewed
+  if stored then
     if state.n == 1 then
-      redis.call(command, ARGV[b + 2], state.first .. ' ' .. state.epoch .. ' ' .. state.stand_in .. '\n' .. state.data)
+      call(command, argv[b + 2], state.first .. ' ' .. state.epoch .. ' ' .. state.stand_in .. '\n' .. state.data)
     else
-      local head = ARGV[b + 3]
+      local head = argv[b + 3]
       if state.n ~= total[i] then
         local words = {}
         for j = 1, state.n do
@@ -169,7 +196,7 @@ for i = 1, count do
       end
       local parts = state.parts
       parts[1] = '*' .. state.first .. ' ' .. state.epoch .. ' ' .. state.n .. ' ' .. head .. '\n'
-      redis.call(command, ARGV[b + 2], table.concat(parts))
+      call(command, argv[b + 2], table.concat(parts))
     end
   end
 end
@@ -299,11 +326,15 @@ fn malformed(what: &'static str) -> RedisError {
 /// topic, published with `SPUBLISH` when `sharded`); returns what it did with
 /// each publish, in order, and Redis's clock (ms). An error is the call's: it
 /// fails every publish of the batch.
+///
+/// Each topic's keys are renewed when `renewals` says they are due, and the
+/// renewal recorded there once the script stored one of the topic's events.
 pub(super) async fn publish(
     script: &Script,
     conn: &mut Conn,
     batch: &[Publish],
     sharded: bool,
+    renewals: &Renewals,
 ) -> Result<(Vec<Result<Published, RedisError>>, u64), RedisError> {
     // The batch's topics, in order of first appearance, each with the words
     // `LEN STANDIN` of its events for their message, and each publish's.
@@ -352,11 +383,18 @@ pub(super) async fn publish(
     cmd.arg(if sharded { "spublish" } else { "publish" })
         .arg(Epoch::random().to_string())
         .arg(topics.len());
+    let decided = Instant::now();
     for (topic, head) in &topics {
-        cmd.arg(topic.max_len)
-            .arg(topic.ttl_ms)
-            .arg(&topic.keys.channel)
-            .arg(head);
+        let window = renewals::window(topic.ttl_ms);
+        let renew = renewals.due(&topic.keys.stream, window, decided);
+        let ttl = topic.ttl_ms.saturating_add(window);
+        cmd.arg(topic.max_len);
+        if renew {
+            cmd.arg(ttl);
+        } else {
+            cmd.arg(format!("-{ttl}"));
+        }
+        cmd.arg(&topic.keys.channel).arg(head);
     }
     for (publish, &topic) in batch.iter().zip(&topic_of) {
         let window = publish
@@ -382,9 +420,10 @@ pub(super) async fn publish(
     let Some((now, pairs)) = items.split_first() else {
         return Err(malformed("publish"));
     };
-    if pairs.len() != 2 * batch.len() {
-        return Err(malformed("publish: one answer per event"));
+    if pairs.len() != 2 * batch.len() + topics.len() {
+        return Err(malformed("publish: one answer per event and topic"));
     }
+    let (pairs, renewed) = pairs.split_at(2 * batch.len());
     let now = integer(now)?;
     // The events of a topic share its epoch: parsed once per topic (an
     // idempotency key's answer may name an older one: compared first).
@@ -419,7 +458,15 @@ pub(super) async fn publish(
             }
             _ => Err(malformed("publish")),
         });
-    Ok((answers.collect(), now))
+    let answers = answers.collect();
+    // Counted from before the call was sent: the script ran later, so the
+    // keys live at least a TTL past any publish within the window.
+    for ((topic, _), renewed) in topics.iter().zip(renewed) {
+        if matches!(renewed, Value::Int(1)) {
+            renewals.renewed(&topic.keys.stream, decided);
+        }
+    }
+    Ok((answers, now))
 }
 
 /// Renews the retention of `keys` to `ttl_ms`.

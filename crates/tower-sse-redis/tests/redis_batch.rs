@@ -55,21 +55,38 @@ async fn renewed(url: &str, publishes: u64) {
     panic!("the subscribed node never renewed its topic");
 }
 
-/// Publishes `data` on `topic` from a task of its own and waits a little: the
-/// node sends it at once as the second call in flight (two are pipelined at
-/// once), stuck while the writes are paused, so that what is queued next goes
-/// in one call after both.
-async fn publish_in_flight(
+/// The calls a node keeps in flight to one server at once.
+const CALLS: usize = 4;
+
+/// Publishes [`CALLS`] events (`in flight 1`, ...) on `topic`, each from a
+/// task of its own, 50 ms apart: the node sends each at once as a call of its
+/// own, stuck while the writes are paused, so that what is queued next goes
+/// in one call after them.
+async fn fill_calls(
     hub: &Hub,
     topic: &'static str,
-    data: &'static str,
-) -> tokio::task::JoinHandle<Result<EventId, HubError>> {
-    let task = tokio::spawn({
-        let hub = hub.clone();
-        async move { hub.publish(topic, Event::message(data)).await }
-    });
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    task
+) -> Vec<tokio::task::JoinHandle<Result<EventId, HubError>>> {
+    let mut tasks = Vec::new();
+    for i in 1..=CALLS {
+        tasks.push(tokio::spawn({
+            let hub = hub.clone();
+            async move {
+                hub.publish(topic, Event::message(format!("in flight {i}")))
+                    .await
+            }
+        }));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tasks
+}
+
+/// The offsets the tasks of [`fill_calls`] got.
+async fn offsets_of(tasks: Vec<tokio::task::JoinHandle<Result<EventId, HubError>>>) -> Vec<u64> {
+    let mut offsets = Vec::new();
+    for task in tasks {
+        offsets.push(task.await.unwrap().unwrap().offset());
+    }
+    offsets
 }
 
 /// Pauses the writes of the server at `url` for `ms`: the call in flight
@@ -174,14 +191,9 @@ async fn one_idempotency_key_twice_in_one_batch_is_stored_once() {
     // Loads the script and learns Redis's clock.
     hub.publish("warm", Event::message("up")).await.unwrap();
     let () = command(&url, redis::cmd("CONFIG").arg("RESETSTAT")).await;
-    pause_writes(&url, 300).await;
-    let first = tokio::spawn({
-        let hub = hub.clone();
-        async move { hub.publish("t", Event::message("first")).await }
-    });
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    let second = publish_in_flight(&hub, "t", "second").await;
-    // Both queue behind the two calls in flight: the next call has both.
+    pause_writes(&url, 500).await;
+    let in_flight = fill_calls(&hub, "t").await;
+    // Both queue behind the calls in flight: the next call has both.
     let retries: Vec<_> = (0..2)
         .map(|_| {
             let hub = hub.clone();
@@ -191,20 +203,22 @@ async fn one_idempotency_key_twice_in_one_batch_is_stored_once() {
             })
         })
         .collect();
-    let first = first.await.unwrap().unwrap();
-    let second = second.await.unwrap().unwrap();
+    assert_eq!(offsets_of(in_flight).await, [1, 2, 3, 4]);
     let mut ids = Vec::new();
     for retry in retries {
         ids.push(retry.await.unwrap().unwrap());
     }
-    assert_eq!((first.offset(), second.offset()), (1, 2));
     assert_eq!(ids[0], ids[1], "the same key gets the same id");
-    assert_eq!(ids[0].offset(), 3);
-    assert_eq!(script_calls(&url).await, 3, "the two retries shared a call");
+    assert_eq!(ids[0].offset(), 5);
+    assert_eq!(
+        script_calls(&url).await,
+        CALLS as u64 + 1,
+        "the two retries shared a call"
+    );
     let top: Option<u64> = command(&url, redis::cmd("HGET").arg("idem:{t}:m").arg("t")).await;
-    assert_eq!(top, Some(3), "stored once");
+    assert_eq!(top, Some(5), "stored once");
     let len: u64 = command(&url, redis::cmd("XLEN").arg("idem:{t}:s")).await;
-    assert_eq!(len, 3);
+    assert_eq!(len, 5);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -219,23 +233,17 @@ async fn an_event_that_fails_in_a_batch_fails_alone() {
     // The topic's stream is no longer a stream: its XADD fails.
     let _: i64 = command(&url, redis::cmd("DEL").arg("err:{bad}:s")).await;
     let () = command(&url, redis::cmd("SET").arg("err:{bad}:s").arg("x")).await;
-    pause_writes(&url, 300).await;
-    let first = tokio::spawn({
-        let hub = hub.clone();
-        async move { hub.publish("good", Event::message("first")).await }
-    });
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    let second = publish_in_flight(&hub, "good", "second").await;
+    pause_writes(&url, 500).await;
+    let in_flight = fill_calls(&hub, "good").await;
     // Polled in this order by one task (`join_all` polls its futures in
     // turn), so they queue in this order: spawned tasks may start in any.
     let batch = ["good", "bad", "good"].map(|topic| hub.publish(topic, Event::message("x")));
-    let (got, first, second) = tokio::join!(join_all(batch), first, second);
-    assert_eq!(first.unwrap().unwrap().offset(), 1);
-    assert_eq!(second.unwrap().unwrap().offset(), 2);
+    let (got, in_flight) = tokio::join!(join_all(batch), offsets_of(in_flight));
+    assert_eq!(in_flight, [1, 2, 3, 4]);
     assert_eq!(
         script_calls(&url).await,
-        3,
-        "the first, the second, then the three in one call"
+        CALLS as u64 + 1,
+        "one call each in flight, then the three in one call"
     );
     let err = got[1].as_ref().unwrap_err();
     assert!(
@@ -246,7 +254,7 @@ async fn an_event_that_fails_in_a_batch_fails_alone() {
         .iter()
         .map(|r| r.as_ref().unwrap().offset())
         .collect();
-    assert_eq!(offsets, [3, 4], "the others of the batch are stored");
+    assert_eq!(offsets, [5, 6], "the others of the batch are stored");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -452,14 +460,9 @@ async fn a_message_of_a_batch_with_a_refused_event_carries_the_stored_ones() {
     // that the calls counted below are the publishes'.
     renewed(&url, 1).await;
     let () = command(&url, redis::cmd("CONFIG").arg("RESETSTAT")).await;
-    pause_writes(&url, 300).await;
-    let in_flight = tokio::spawn({
-        let hub = hub.clone();
-        async move { hub.publish("t", Event::message("second")).await }
-    });
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    let third = publish_in_flight(&hub, "t", "third").await;
-    // Queued behind the two calls in flight: the next call has all four.
+    pause_writes(&url, 500).await;
+    let in_flight = fill_calls(&hub, "t").await;
+    // Queued behind the calls in flight: the next call has all four.
     let mut queued = Vec::new();
     for (key, data) in [
         (Some("k"), "a"),
@@ -476,26 +479,33 @@ async fn a_message_of_a_batch_with_a_refused_event_carries_the_stored_ones() {
         }));
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let second = in_flight.await.unwrap().unwrap();
-    let third = third.await.unwrap().unwrap();
+    let mut in_flight_ids = Vec::new();
+    for task in in_flight {
+        in_flight_ids.push(task.await.unwrap().unwrap());
+    }
     let mut ids = Vec::new();
     for task in queued {
         ids.push(task.await.unwrap().unwrap());
     }
     assert_eq!(ids[0], ids[2], "the key's second event is the first's");
-    assert_eq!(script_calls(&url).await, 3, "the four shared a call");
-    let offsets: Vec<u64> = ids.iter().map(EventId::offset).collect();
     assert_eq!(
-        (first.offset(), second.offset(), third.offset(), offsets),
-        (1, 2, 3, vec![4, 5, 4, 6])
+        script_calls(&url).await,
+        CALLS as u64 + 1,
+        "the four shared a call"
     );
-    for (id, data) in [
-        (second, "second"),
-        (third, "third"),
-        (ids[0], "a"),
-        (ids[1], "b"),
-        (ids[3], "c"),
-    ] {
+    let offsets: Vec<u64> = ids.iter().map(EventId::offset).collect();
+    let in_flight_offsets: Vec<u64> = in_flight_ids.iter().map(EventId::offset).collect();
+    assert_eq!(
+        (first.offset(), in_flight_offsets, offsets),
+        (1, vec![2, 3, 4, 5], vec![6, 7, 6, 8])
+    );
+    let in_flight_data: Vec<String> = (1..=CALLS).map(|i| format!("in flight {i}")).collect();
+    let expected = in_flight_ids
+        .iter()
+        .zip(&in_flight_data)
+        .map(|(id, data)| (*id, data.as_str()))
+        .chain([(ids[0], "a"), (ids[1], "b"), (ids[3], "c")]);
+    for (id, data) in expected {
         let event = next(&mut sub).await.unwrap();
         assert_eq!(
             (id_of(&event), data_of(&event)),

@@ -373,6 +373,53 @@ async fn an_expired_topic_starts_a_new_epoch() {
     assert_ne!(sub.position().epoch(), first.epoch());
 }
 
+/// A busy topic's keys are renewed once per renewal window (a sixteenth of
+/// the TTL, at most a second), to the TTL plus that window: never less than a
+/// TTL after the last publish. Keys Redis lost meanwhile are renewed at once.
+#[tokio::test]
+async fn a_busy_topic_s_retention_is_renewed_once_per_window_and_never_short() {
+    let Some(url) = shared().await else { return };
+    let prefix = prefix("renew");
+    let ttl = std::time::Duration::from_secs(16);
+    let a = node(&url, &prefix, HubConfig::new().history_ttl(ttl));
+    let (stream, meta) = (format!("{prefix}:{{t}}:s"), format!("{prefix}:{{t}}:m"));
+    let pttls = || async {
+        let s: i64 = command(&url, redis::cmd("PTTL").arg(&stream)).await;
+        let m: i64 = command(&url, redis::cmd("PTTL").arg(&meta)).await;
+        (s, m)
+    };
+    // TTL 16 s: renewed to 17 s, at most once a second.
+    const RENEWED: i64 = 17_000;
+    a.publish("t", Event::message("1")).await.unwrap();
+    let (s, m) = pttls().await;
+    assert!(s > RENEWED - 500 && s <= RENEWED, "{s}");
+    assert!(m > RENEWED - 500 && m <= RENEWED, "{m}");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let before = std::time::Instant::now();
+    a.publish("t", Event::message("2")).await.unwrap();
+    let (s2, m2) = pttls().await;
+    assert!(
+        s2 <= s - 250 && m2 <= m - 250,
+        "not renewed within the window"
+    );
+    // Still at least a TTL past this publish.
+    let floor = i64::try_from(ttl.as_millis()).unwrap()
+        - i64::try_from(before.elapsed().as_millis()).unwrap();
+    assert!(s2 >= floor && m2 >= floor, "{s2} {m2} >= {floor}");
+    // Keys Redis lost (flushed, evicted, restarted empty) come back with
+    // their retention, though the node renewed them within the window.
+    let _: i64 = command(&url, redis::cmd("DEL").arg(&stream).arg(&meta)).await;
+    let id = a.publish("t", Event::message("3")).await.unwrap();
+    assert_eq!(id.offset(), 1, "a new epoch");
+    let (s3, m3) = pttls().await;
+    assert!(s3 > RENEWED - 500 && m3 > RENEWED - 500, "{s3} {m3}");
+    // Past the window, the next publish renews again.
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    a.publish("t", Event::message("4")).await.unwrap();
+    let (s4, m4) = pttls().await;
+    assert!(s4 > RENEWED - 500 && m4 > RENEWED - 500, "{s4} {m4}");
+}
+
 #[tokio::test]
 async fn a_node_listens_only_to_topics_with_local_subscribers() {
     let Some(url) = shared().await else { return };
