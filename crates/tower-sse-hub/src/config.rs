@@ -73,7 +73,7 @@ impl HubConfig {
     pub const DEFAULT_MAX_REPLAY_BYTES: usize = 1024 * 1024;
 
     /// Per topic, a history of 1 024 events and at most 1 MiB, kept for 10
-    /// minutes after the topic's last publish; hub-wide, at most 100 000 topics
+    /// minutes after the topic's last publish or its last subscriber leaving; hub-wide, at most 100 000 topics
     /// and 256 MiB of history; subscribers may fall 1 024 events behind, then
     /// [`Lag::Disconnect`] with a one-second retry; one subscriber's replay is
     /// at most 1 MiB.
@@ -112,9 +112,11 @@ impl HubConfig {
         self
     }
 
-    /// How long a topic's history is kept after its last publish, whether or not
-    /// anyone is subscribed. A topic with no subscribers whose retention has
-    /// expired is freed (and a cursor into it then gets a `reset`). Saturates:
+    /// How long a topic's history is kept once it has no subscribers: after
+    /// its last publish or after its last subscriber left, whichever is later
+    /// (a client that drops off can come back within the TTL and resume). A
+    /// topic with subscribers is never freed; one whose retention has expired
+    /// is (and a cursor into it then gets a `reset`). Saturates:
     /// `Duration::MAX` keeps histories until the hub-wide bounds evict them.
     pub fn history_ttl(mut self, ttl: Duration) -> Self {
         self.history_ttl = ttl;
@@ -122,7 +124,8 @@ impl HubConfig {
     }
 
     /// At most this many topics (at least 1). Creating one more first frees the
-    /// topics without subscribers whose last publish is oldest. Topics with
+    /// topics without subscribers idle longest (since their last publish or
+    /// their last subscriber leaving). Topics with
     /// subscribers are never evicted: when every topic has subscribers, a
     /// publish or subscribe that would create a new topic fails with
     /// [`HubError::Full`](crate::HubError::Full) (for 100 ms after a scan found
@@ -134,7 +137,7 @@ impl HubConfig {
     }
 
     /// At most this many bytes of history across all topics. Beyond it, the
-    /// topics without subscribers whose last publish is oldest are freed first;
+    /// topics without subscribers idle longest are freed first;
     /// if that is not enough, the oldest events of the topic being published to
     /// are dropped from its history.
     pub fn max_total_history_bytes(mut self, bytes: usize) -> Self {
@@ -196,7 +199,8 @@ impl HubConfig {
         self.history_bytes
     }
 
-    /// How long a history is kept after the topic's last publish.
+    /// How long a history is kept once the topic has no subscribers (see
+    /// [`history_ttl`](Self::history_ttl)).
     pub fn get_history_ttl(&self) -> Duration {
         self.history_ttl
     }

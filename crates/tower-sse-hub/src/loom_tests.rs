@@ -30,7 +30,7 @@ fn publish(topic: &Topic, config: &HubConfig, n: u32) {
 /// Publishes in one critical section, as `Hub::publish` does on a memory store.
 fn append(topic: &Topic, config: &HubConfig, n: u32) {
     let (_, wakers) = topic
-        .append(&Event::message(n.to_string()), config, Instant::now(), None)
+        .append(&Event::message(n.to_string()), config, None)
         .expect("not removed");
     wakers.into_iter().flatten().for_each(|w| w.wake());
 }

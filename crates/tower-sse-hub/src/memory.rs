@@ -6,7 +6,8 @@
 //! each other, and those to one topic wait only for that topic's short critical
 //! sections. Expired topics are freed by a sweep, run by a background task when
 //! the hub was created inside a tokio runtime, and otherwise (or also) at most
-//! once per sweep interval by the next publish or subscribe.
+//! once per sweep interval by a later subscribe, or a topic's first publish or
+//! every 64th. A publish reads no clock, except for those.
 
 use std::{
     borrow::Borrow,
@@ -391,6 +392,14 @@ impl Inner {
     /// Runs a sweep when the last one is older than the sweep interval, and
     /// the sweeper task is not there to do it.
     #[inline]
+    /// [`maybe_sweep`](Self::maybe_sweep) now, reading the clock only when
+    /// no task sweeps.
+    fn maybe_sweep_now(&self) {
+        if !self.swept_by_task.load(Ordering::Relaxed) {
+            self.sweep_if_due(now());
+        }
+    }
+
     fn maybe_sweep(&self, now: Instant) {
         if self.swept_by_task.load(Ordering::Relaxed) {
             return;
@@ -438,7 +447,7 @@ impl Inner {
         }
     }
 
-    /// Frees topics without subscribers, oldest last publish first, until
+    /// Frees topics without subscribers, idle longest first, until
     /// `topics` of them are freed and at least `bytes` of history; returns how
     /// many topics it freed and how many were idle when it looked.
     fn evict_idle(&self, topics: usize, bytes: usize) -> (usize, usize) {
@@ -551,13 +560,12 @@ impl Inner {
         if self.closed.load(Ordering::Relaxed) {
             return Err(HubError::Closed);
         }
-        let now = now();
         let (id, wakers) = loop {
             let topic = match found {
                 Some(topic) => topic,
                 None => found.insert(self.topic(name)?),
             };
-            if let Some(appended) = topic.append(&event, &self.config, now, Some(&self.bytes)) {
+            if let Some(appended) = topic.append(&event, &self.config, Some(&self.bytes)) {
                 break appended;
             }
             // Freed since it was found (idle, or the topic bound): look it
@@ -569,7 +577,12 @@ impl Inner {
         if let Some(topic) = found {
             self.enforce_bytes(topic);
         }
-        self.maybe_sweep(now);
+        // Without a sweeper task, a topic's first publish and every 64th
+        // after look (a clock read each): sweeps are due a second apart at
+        // the soonest.
+        if id.offset() % 64 == 1 {
+            self.maybe_sweep_now();
+        }
         Ok(id)
     }
 
@@ -577,7 +590,7 @@ impl Inner {
         if self.closed.load(Ordering::Relaxed) {
             return Err(HubError::Closed);
         }
-        self.maybe_sweep(now());
+        self.maybe_sweep_now();
         loop {
             let topic = self.topic(name)?;
             if let Some(joined) = topic.subscribe_within(cursor, self.config.get_max_replay_bytes())
@@ -662,6 +675,31 @@ mod tests {
     }
 
     const TTL: Duration = Duration::from_secs(60);
+
+    #[test]
+    fn retention_counts_from_the_last_publish_or_the_last_subscriber_leaving() {
+        let store = MemoryStore::new(HubConfig::new().history_ttl(TTL));
+        let sub = store.inner.subscribe("t", None).unwrap();
+        store.publish_event("t", Event::message("x")).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        let leaving = now();
+        drop(sub);
+        let left = now();
+        // A TTL after the publish, but not after the subscriber left: kept.
+        store.inner.sweep(leaving + TTL - Duration::from_millis(1));
+        assert_eq!(topics(&store), 1, "kept a TTL after its subscriber left");
+        store.inner.sweep(left + TTL);
+        assert_eq!(topics(&store), 0, "freed a TTL after");
+        // Without subscribers, a publish counts.
+        store.publish_event("u", Event::message("x")).unwrap();
+        let published = now();
+        store
+            .inner
+            .sweep(published + TTL - Duration::from_millis(1));
+        assert_eq!(topics(&store), 1);
+        store.inner.sweep(published + TTL);
+        assert_eq!(topics(&store), 0);
+    }
 
     #[test]
     fn publishes_sweep_when_no_task_does() {

@@ -43,8 +43,10 @@ pub type MakeEvent<'a> = Box<dyn FnOnce(&EventId) -> Event + Send + 'a>;
 ///    which the history is complete) and then what the history holds. A cursor is
 ///    never replayed from in another epoch.
 /// 4. **Retention.** A topic's history (bounded by count and bytes) outlives its
-///    subscribers for the configured TTL after its last publish, and a publish to
-///    a topic without subscribers is stored.
+///    subscribers for at least the configured TTL after its last publish (the
+///    in-process store counts from its last subscriber leaving when that is
+///    later; the networked ones renew a topic while a node has subscribers),
+///    and a publish to a topic without subscribers is stored.
 /// 5. **Replay, then live, with no gap and no duplicate.** A subscriber with a
 ///    cursor gets every event after it, then live events, with nothing lost and
 ///    nothing twice across the handover, whatever is published meanwhile.

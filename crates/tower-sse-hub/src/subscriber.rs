@@ -24,7 +24,8 @@ use tower_sse::EncodedEvent;
 /// Give it to [`SseBody::from_events`](tower_sse::SseBody::from_events). Dropping it
 /// (which is what happens when the client disconnects and its body is dropped)
 /// unsubscribes at once; the topic's history stays for
-/// [`HubConfig::history_ttl`] after its last publish.
+/// [`HubConfig::history_ttl`] after its last publish or its last subscriber
+/// leaving, whichever is later.
 ///
 /// The stream ends only when the [`Lag::Disconnect`](crate::Lag::Disconnect)
 /// policy cut the subscriber off for falling behind, or when the last

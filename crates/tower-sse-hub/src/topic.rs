@@ -27,7 +27,7 @@ use std::{
 use super::{
     config::{HubConfig, Lag},
     id::{Epoch, EventId, IdText},
-    sync::{lock, AtomicU64, Mutex, Ordering},
+    sync::{lock, now, AtomicU64, Mutex, Ordering},
 };
 use tower_sse::{EncodedEvent, Event};
 
@@ -103,7 +103,9 @@ struct State {
     /// Bumped whenever `waiters` is emptied, so a reader knows whether its waker
     /// is still in it. Starts at 1: 0 means "no waker left".
     round: u64,
-    /// The last publish, or the creation: retention counts from here.
+    /// The last publish while it had no subscriber, the moment its last
+    /// subscriber left, or its creation: retention counts from here. (A topic
+    /// with subscribers is never freed, so a publish to one reads no clock.)
     touched: Instant,
     /// The hub is gone: every stream ends after what it has left to read.
     closed: bool,
@@ -405,7 +407,6 @@ impl Topic {
         &self,
         event: &Event,
         config: &HubConfig,
-        now: Instant,
         total: Option<&AtomicUsize>,
     ) -> Option<(EventId, Vec<Option<Waker>>)> {
         let mut guard = lock(&self.state);
@@ -422,7 +423,9 @@ impl Topic {
         let before = state.bytes;
         state.bytes += encoded.len();
         state.slots.push_back(Slot::Event(encoded, stored()));
-        state.touched = now;
+        if state.subscribed == 0 {
+            state.touched = now();
+        }
         // Nothing reserved before it (the usual case): it alone settles.
         let advanced = if state.settled.checked_add(1) == Some(offset) {
             state.settled = offset;
@@ -557,7 +560,7 @@ impl Topic {
             state.free.push(slot);
             state.forget_waker(reader);
             if !reader.out {
-                state.subscribed -= 1;
+                state.leave();
             }
         }
     }
@@ -577,8 +580,8 @@ impl Topic {
         lock(&self.state).bytes
     }
 
-    /// When the topic was last published to, if it has no subscribers (and so
-    /// may be freed).
+    /// Since when the topic is idle (its last publish or its last subscriber
+    /// leaving), if it has no subscribers (and so may be freed).
     pub(crate) fn idle_since(&self) -> Option<Instant> {
         let state = lock(&self.state);
         (state.subscribed == 0 && !state.removed).then_some(state.touched)
@@ -853,7 +856,16 @@ impl State {
             let left = *reader;
             reader.out = true;
             self.forget_waker(left);
-            self.subscribed -= 1;
+            self.leave();
+        }
+    }
+
+    /// A subscriber no longer counts: when it was the last, retention counts
+    /// from now.
+    fn leave(&mut self) {
+        self.subscribed -= 1;
+        if self.subscribed == 0 {
+            self.touched = now();
         }
     }
 }
