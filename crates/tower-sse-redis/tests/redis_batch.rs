@@ -36,8 +36,9 @@ async fn script_calls(url: &str) -> u64 {
 }
 
 /// Waits (at most 5 s) until the server at `url` has run `PEXPIRE` more than
-/// `publishes` times two: each publish script renews its topic's two keys, and
-/// so does the renewal script of a node with a subscriber.
+/// `publishes` times two: a topic's first publish renews its two keys (later
+/// ones within the renewal window do not), and so does the renewal script of
+/// a node with a subscriber.
 async fn renewed(url: &str, publishes: u64) {
     for _ in 0..500 {
         let info: String = command(url, redis::cmd("INFO").arg("commandstats")).await;
