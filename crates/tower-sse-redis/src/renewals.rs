@@ -14,7 +14,10 @@
 //! that renewed was sent, and only a call that stored one of the topic's
 //! events (so ran the renewal) counts. A topic the script creates (a new
 //! topic, or one Redis lost: restarted empty, flushed, expired) is renewed
-//! whatever the node asked.
+//! whatever the node asked. A call that fails (a lost connection, no answer
+//! in time: Redis may have restarted, perhaps from an older snapshot whose
+//! keys expire sooner) makes the node forget every renewal of that server, so
+//! the next call renews each topic again.
 
 use std::{
     collections::HashMap,
@@ -74,8 +77,8 @@ impl Renewals {
         }
     }
 
-    /// Records that a call decided `at` renewed the keys of `stream` (the
-    /// script stored one of its events).
+    /// Records that a call decided `at` renewed the keys of `stream` (its
+    /// script said so).
     pub(super) fn renewed(&self, stream: &str, at: Instant) {
         let mut state = lock(&self.state);
         match state.renewed.get_mut(stream) {
@@ -90,6 +93,11 @@ impl Renewals {
                 state.renewed.insert(stream.to_owned(), at);
             }
         }
+    }
+
+    /// Forgets every renewal: the next call renews each topic.
+    pub(super) fn forget(&self) {
+        lock(&self.state).renewed.clear();
     }
 }
 
@@ -124,6 +132,9 @@ mod tests {
         renewals.renewed("a", start);
         assert!(!renewals.due("a", 100, start + Duration::from_millis(149)));
         assert!(renewals.due("a", 100, start + Duration::from_millis(150)));
+        // A failed call: everything is due again.
+        renewals.forget();
+        assert!(renewals.due("a", 100, start + Duration::from_millis(60)));
     }
 
     #[test]

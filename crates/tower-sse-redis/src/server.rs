@@ -179,6 +179,7 @@ pub(super) async fn send(
         Ok(Err(err)) => err,
         Err(_) => RedisError::from((ErrorKind::Io, "Redis did not answer in time")),
     };
+    renewals.forget();
     vec![Err(failed); batch.len()]
 }
 

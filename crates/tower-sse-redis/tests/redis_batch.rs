@@ -519,3 +519,56 @@ async fn a_message_of_a_batch_with_a_refused_event_carries_the_stored_ones() {
         "from the messages"
     );
 }
+
+/// A call that fails (here its connection is killed) makes the node renew each
+/// topic at its next call, within the renewal window too: Redis may have come
+/// back from an older snapshot, whose keys expire sooner.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_failed_call_the_next_publish_renews_its_topic() {
+    let Some(redis) = Private::start().await else {
+        return;
+    };
+    let url = redis.url();
+    // A TTL of 16 s: renewed to 17 s, at most once a second.
+    let config = RedisConfig::new(&url)
+        .prefix("lost")
+        .timeout(Duration::from_secs(2))
+        .hub(HubConfig::new().history_ttl(Duration::from_secs(16)));
+    let hub = Hub::with_store(RedisStore::new(config).expect("a store"));
+    let pttl = |key: &'static str| {
+        let url = url.clone();
+        async move {
+            let pttl: i64 = command(&url, redis::cmd("PTTL").arg(key)).await;
+            pttl
+        }
+    };
+    hub.publish("t", Event::message("1")).await.unwrap();
+    // As if restored from an older snapshot: the keys expire sooner.
+    for key in ["lost:{t}:s", "lost:{t}:m"] {
+        let _: i64 = command(&url, redis::cmd("PEXPIRE").arg(key).arg(5_000)).await;
+    }
+    // Within the window, a publish does not renew.
+    hub.publish("t", Event::message("2")).await.unwrap();
+    assert!(pttl("lost:{t}:s").await <= 5_000, "not renewed");
+    // A call lost with its connection.
+    pause_writes(&url, 300).await;
+    let lost = tokio::spawn({
+        let hub = hub.clone();
+        async move { hub.publish("t", Event::message("3")).await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let _: i64 = command(
+        &url,
+        redis::cmd("CLIENT").arg("KILL").arg("TYPE").arg("normal"),
+    )
+    .await;
+    assert!(lost.await.unwrap().is_err(), "its call was lost");
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    // The next publish renews both keys.
+    let id = hub.publish("t", Event::message("4")).await.unwrap();
+    assert_eq!(id.offset(), 3, "the lost one was not stored");
+    for key in ["lost:{t}:s", "lost:{t}:m"] {
+        let left = pttl(key).await;
+        assert!(left > 16_000, "{key} renewed: {left} ms left");
+    }
+}
