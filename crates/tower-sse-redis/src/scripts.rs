@@ -387,14 +387,12 @@ pub(super) async fn publish(
     for (topic, head) in &topics {
         let window = renewals::window(topic.ttl_ms);
         let renew = renewals.due(&topic.keys.stream, window, decided);
-        let ttl = topic.ttl_ms.saturating_add(window);
-        cmd.arg(topic.max_len);
-        if renew {
-            cmd.arg(ttl);
-        } else {
-            cmd.arg(format!("-{ttl}"));
-        }
-        cmd.arg(&topic.keys.channel).arg(head);
+        // At most a century and a second: always an `i64`.
+        let ttl = i64::try_from(topic.ttl_ms.saturating_add(window)).unwrap_or(i64::MAX);
+        cmd.arg(topic.max_len)
+            .arg(if renew { ttl } else { -ttl })
+            .arg(&topic.keys.channel)
+            .arg(head);
     }
     for (publish, &topic) in batch.iter().zip(&topic_of) {
         let window = publish

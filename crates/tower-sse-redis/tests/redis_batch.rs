@@ -81,13 +81,18 @@ async fn fill_calls(
     tasks
 }
 
+/// The ids the tasks of [`fill_calls`] got.
+async fn ids_of(tasks: Vec<tokio::task::JoinHandle<Result<EventId, HubError>>>) -> Vec<EventId> {
+    let mut ids = Vec::new();
+    for task in tasks {
+        ids.push(task.await.unwrap().unwrap());
+    }
+    ids
+}
+
 /// The offsets the tasks of [`fill_calls`] got.
 async fn offsets_of(tasks: Vec<tokio::task::JoinHandle<Result<EventId, HubError>>>) -> Vec<u64> {
-    let mut offsets = Vec::new();
-    for task in tasks {
-        offsets.push(task.await.unwrap().unwrap().offset());
-    }
-    offsets
+    ids_of(tasks).await.iter().map(EventId::offset).collect()
 }
 
 /// Pauses the writes of the server at `url` for `ms`: the call in flight
@@ -205,10 +210,7 @@ async fn one_idempotency_key_twice_in_one_batch_is_stored_once() {
         })
         .collect();
     assert_eq!(offsets_of(in_flight).await, [1, 2, 3, 4]);
-    let mut ids = Vec::new();
-    for retry in retries {
-        ids.push(retry.await.unwrap().unwrap());
-    }
+    let ids = ids_of(retries).await;
     assert_eq!(ids[0], ids[1], "the same key gets the same id");
     assert_eq!(ids[0].offset(), 5);
     assert_eq!(
@@ -480,14 +482,8 @@ async fn a_message_of_a_batch_with_a_refused_event_carries_the_stored_ones() {
         }));
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let mut in_flight_ids = Vec::new();
-    for task in in_flight {
-        in_flight_ids.push(task.await.unwrap().unwrap());
-    }
-    let mut ids = Vec::new();
-    for task in queued {
-        ids.push(task.await.unwrap().unwrap());
-    }
+    let in_flight_ids = ids_of(in_flight).await;
+    let ids = ids_of(queued).await;
     assert_eq!(ids[0], ids[2], "the key's second event is the first's");
     assert_eq!(
         script_calls(&url).await,
