@@ -391,7 +391,9 @@ impl Topic {
                 Slot::Empty
             }
         };
-        state.touched = now;
+        if state.subscribed == 0 {
+            state.touched = now;
+        }
         let advanced = state.advance();
         self.settle(state, advanced, before, config, total)
     }
