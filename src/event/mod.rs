@@ -223,7 +223,7 @@ impl Event {
     fn encode_parts(&self, buf: &mut BytesMut, id: Option<&str>) {
         if let Some(comment) = &self.comment {
             let comment = comment.as_bytes();
-            write_lines(buf, b": ", comment, find_line_break(comment));
+            write_lines(buf, b"\n: ", comment, find_line_break(comment));
         }
         if let Some(event) = &self.event {
             write_field(buf, b"event: ", event.as_bytes());
@@ -237,7 +237,7 @@ impl Event {
             buf.put_u8(b'\n');
         }
         if let Some(data) = &self.data {
-            write_lines(buf, b"data: ", data.as_bytes(), self.data_break);
+            write_lines(buf, b"\ndata: ", data.as_bytes(), self.data_break);
         }
         buf.put_u8(b'\n');
     }
@@ -353,10 +353,18 @@ fn write_field(buf: &mut BytesMut, prefix: &[u8], value: &[u8]) {
     buf.put_u8(b'\n');
 }
 
-/// One line per line of `value`, each starting with `prefix` (`data: `, or `: `
-/// for a comment); CRLF, LF and CR each end one line. `first` is the position of
-/// the first line break in `value`, already known to the caller.
-fn write_lines(buf: &mut BytesMut, prefix: &[u8], value: &[u8], first: Option<usize>) {
+/// One line per line of `value`, each starting with the prefix (`data: `, or
+/// `: ` for a comment) that `separator` holds after its LF; CRLF, LF and CR
+/// each end one line. `first` is the position of the first line break in
+/// `value`, already known to the caller. The separator's size is a constant,
+/// so writing it between two lines is a few moves, not a call to `memcpy`.
+fn write_lines<const N: usize>(
+    buf: &mut BytesMut,
+    separator: &[u8; N],
+    value: &[u8],
+    first: Option<usize>,
+) {
+    let prefix = &separator[1..];
     let Some(mut at) = first else {
         // One line: the usual case, and a plain copy.
         write_line(buf, prefix, value);
@@ -365,9 +373,6 @@ fn write_lines(buf: &mut BytesMut, prefix: &[u8], value: &[u8], first: Option<us
     // Several lines (the caller's size hint made room for the usual case). Each
     // line break and the next line's prefix go out in one copy (`\ndata: `); an
     // empty line then drops the prefix's trailing space (`data:`).
-    let mut separator = [b'\n'; 8];
-    separator[1..=prefix.len()].copy_from_slice(prefix);
-    let separator = &separator[..=prefix.len()];
     buf.put_slice(prefix);
     let mut start = 0;
     loop {
