@@ -223,7 +223,7 @@ impl Event {
     fn encode_parts(&self, buf: &mut BytesMut, id: Option<&str>) {
         if let Some(comment) = &self.comment {
             let comment = comment.as_bytes();
-            write_lines(buf, b"\n: ", comment, find_line_break(comment));
+            write_lines(buf, b": ", b"\n: ", comment, find_line_break(comment));
         }
         if let Some(event) = &self.event {
             write_field(buf, b"event: ", event.as_bytes());
@@ -237,7 +237,13 @@ impl Event {
             buf.put_u8(b'\n');
         }
         if let Some(data) = &self.data {
-            write_lines(buf, b"\ndata: ", data.as_bytes(), self.data_break);
+            write_lines(
+                buf,
+                b"data: ",
+                b"\ndata: ",
+                data.as_bytes(),
+                self.data_break,
+            );
         }
         buf.put_u8(b'\n');
     }
@@ -341,11 +347,13 @@ fn find_line_break(s: &[u8]) -> Option<usize> {
 }
 
 /// `name: value\n`, or `name:\n` for an empty value, given `name: ` as
-/// `prefix` (the name and its separator in one copy).
-fn write_field(buf: &mut BytesMut, prefix: &[u8], value: &[u8]) {
-    buf.reserve(prefix.len() + value.len() + 1);
+/// `prefix` (the name and its separator in one copy): also a line of data
+/// (`data: `) or of a comment (`: `). The prefix's size is a constant, so its
+/// copy is a few moves, not a call to `memcpy`.
+fn write_field<const N: usize>(buf: &mut BytesMut, prefix: &[u8; N], value: &[u8]) {
+    buf.reserve(N + value.len() + 1);
     if value.is_empty() {
-        buf.put_slice(&prefix[..prefix.len() - 1]);
+        buf.put_slice(&prefix[..N - 1]);
     } else {
         buf.put_slice(prefix);
         buf.put_slice(value);
@@ -353,26 +361,26 @@ fn write_field(buf: &mut BytesMut, prefix: &[u8], value: &[u8]) {
     buf.put_u8(b'\n');
 }
 
-/// One line per line of `value`, each starting with the prefix (`data: `, or
-/// `: ` for a comment) that `separator` holds after its LF; CRLF, LF and CR
-/// each end one line. `first` is the position of the first line break in
-/// `value`, already known to the caller. The separator's size is a constant,
-/// so writing it between two lines is a few moves, not a call to `memcpy`.
-fn write_lines<const N: usize>(
+/// One line per line of `value`, each starting with `prefix` (`data: `, or `: `
+/// for a comment); CRLF, LF and CR each end one line. `first` is the position of
+/// the first line break in `value`, already known to the caller. `separator`
+/// is LF and `prefix`: what goes between two lines, in one copy of a constant
+/// size (a few moves, not a call to `memcpy`).
+fn write_lines<const P: usize, const S: usize>(
     buf: &mut BytesMut,
-    separator: &[u8; N],
+    prefix: &[u8; P],
+    separator: &[u8; S],
     value: &[u8],
     first: Option<usize>,
 ) {
-    let prefix = &separator[1..];
+    debug_assert!(separator[0] == b'\n' && separator[1..] == prefix[..]);
     let Some(mut at) = first else {
         // One line: the usual case, and a plain copy.
-        write_line(buf, prefix, value);
+        write_field(buf, prefix, value);
         return;
     };
-    // Several lines (the caller's size hint made room for the usual case). Each
-    // line break and the next line's prefix go out in one copy (`\ndata: `); an
-    // empty line then drops the prefix's trailing space (`data:`).
+    // Several lines (the caller's size hint made room for the usual case). An
+    // empty line drops the prefix's trailing space (`data:`).
     buf.put_slice(prefix);
     let mut start = 0;
     loop {
@@ -396,19 +404,6 @@ fn put_line_text(buf: &mut BytesMut, line: &[u8]) {
     } else {
         buf.put_slice(line);
     }
-}
-
-/// `prefix` then `line` and LF; an empty line is written without the prefix's
-/// trailing space (`data:`, `:`).
-fn write_line(buf: &mut BytesMut, prefix: &[u8], line: &[u8]) {
-    buf.reserve(prefix.len() + line.len() + 1);
-    if line.is_empty() {
-        buf.put_slice(&prefix[..prefix.len() - 1]);
-    } else {
-        buf.put_slice(prefix);
-        buf.put_slice(line);
-    }
-    buf.put_u8(b'\n');
 }
 
 fn write_u128(buf: &mut BytesMut, mut n: u128) {
