@@ -75,7 +75,7 @@ pub(super) struct Cluster {
     /// publishes, and is made again at the next.
     publishes: Mutex<HashMap<String, Batcher<Publish, PublishResult>>>,
     /// The topics whose keys this node renewed lately.
-    renewals: Renewals,
+    renewals: Arc<Renewals>,
 }
 
 /// How long a topic's batcher of publishes waits for one before it ends.
@@ -124,7 +124,15 @@ impl Cluster {
             .push_sender(pushes)
             .build()?;
         let (channels, routes, rx) = Channels::new();
-        tokio::spawn(pubsub(subscriber, routes, rx, push_rx, timeout));
+        let renewals = Arc::new(Renewals::default());
+        tokio::spawn(pubsub(
+            subscriber,
+            routes,
+            rx,
+            push_rx,
+            timeout,
+            renewals.clone(),
+        ));
         Ok(Self {
             name,
             client,
@@ -134,7 +142,7 @@ impl Cluster {
             channels,
             script,
             publishes: Mutex::default(),
-            renewals: Renewals::default(),
+            renewals,
         })
     }
 
@@ -229,12 +237,18 @@ struct Subscriptions {
     backoff: Duration,
     /// When the next attempt (to connect, or to subscribe `todo`) may be made.
     retry_at: Instant,
+    /// The cluster's renewals, forgotten when a connection to a master is
+    /// lost: it may be restarting, or failing over to a replica that missed
+    /// the last renewals, and the commands connection retries within a call
+    /// without failing it.
+    renewals: Arc<Renewals>,
 }
 
 impl Subscriptions {
     /// The state of a task that has subscribed to nothing yet.
-    fn new(routes: Routes) -> Self {
+    fn new(routes: Routes, renewals: Arc<Renewals>) -> Self {
         Self {
+            renewals,
             routes,
             todo: HashSet::new(),
             in_flight: HashSet::new(),
@@ -291,6 +305,7 @@ impl Subscriptions {
                 }
             }
             PushKind::Disconnection => {
+                self.renewals.forget();
                 // The crate reconnects and subscribes again by itself; this is
                 // in case it cannot (the master is still down): every channel
                 // is subscribed again until that is confirmed.
@@ -312,8 +327,9 @@ async fn pubsub(
     mut control: mpsc::UnboundedReceiver<Control>,
     mut pushes: mpsc::UnboundedReceiver<PushInfo>,
     timeout: Duration,
+    renewals: Arc<Renewals>,
 ) {
-    let mut state = Subscriptions::new(routes);
+    let mut state = Subscriptions::new(routes, renewals);
     let mut conn: Option<ClusterConnection> = None;
     let (done_tx, mut done) = mpsc::unbounded_channel::<(String, bool)>();
     let mut audit = tokio::time::interval(AUDIT_EVERY);
@@ -396,7 +412,7 @@ mod tests {
         let (tx, rx) = mpsc::unbounded_channel();
         let routes = Routes::default();
         lock(&routes).insert("p:{room}:c".to_owned(), FeedSender::new(tx));
-        (Subscriptions::new(routes), rx)
+        (Subscriptions::new(routes, Arc::default()), rx)
     }
 
     fn bulk(text: &str) -> Value {
@@ -431,6 +447,21 @@ mod tests {
             data: vec![bulk("p:{other}:c"), Value::Int(0)],
         });
         assert!(state.todo.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_lost_connection_makes_the_node_renew_each_topic_again() {
+        let (mut state, _feed) = state();
+        let now = std::time::Instant::now();
+        state.renewals.renewed("p:{room}:s", now);
+        assert!(!state.renewals.due("p:{room}:s", 1_000, now));
+        state.push(PushInfo {
+            kind: PushKind::Disconnection,
+            data: vec![],
+        });
+        assert!(state.renewals.due("p:{room}:s", 1_000, now));
+        // And every routed channel is subscribed again.
+        assert!(state.todo.contains("p:{room}:c"));
     }
 
     #[tokio::test]

@@ -73,7 +73,8 @@ pub use self::{config::RedisConfig, presence::RedisPresence};
 /// keys are renewed at most once per window (a sixteenth of the TTL, at most
 /// a second) per node, to the TTL plus that window, so they live at least a
 /// TTL after the last publish and at most a window more; keys Redis lost are
-/// renewed at once, and after a failed call the next renews every topic.
+/// renewed at once, and after a failed call or a lost Pub/Sub connection (a
+/// restart, a failover) the next call renews every topic.
 ///
 /// Concurrent publishes to one server, to any of its topics, are
 /// **batched**: while up to four calls are in flight (pipelined on the connection:

@@ -17,7 +17,10 @@
 //! whatever the node asked. A call that fails (a lost connection, no answer
 //! in time: Redis may have restarted, perhaps from an older snapshot whose
 //! keys expire sooner) makes the node forget every renewal of that server, so
-//! the next call renews each topic again.
+//! the next call renews each topic again; so does a lost Pub/Sub connection
+//! (to a standalone server, or to any master of a cluster), because the
+//! commands connection can come back without a call failing: it reconnects
+//! by itself on RESP3, and a cluster's retries a call within its timeout.
 
 use std::{
     collections::HashMap,

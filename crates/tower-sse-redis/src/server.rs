@@ -129,6 +129,7 @@ impl Server {
         let renewals = Arc::new(Renewals::default());
         let publishes = Batcher::spawn(BATCH, Publish::weight, {
             let commands = commands.clone();
+            let renewals = renewals.clone();
             move |batch: Vec<Publish>| {
                 let (script, mut conn) = (script.clone(), Conn::Server(commands.clone()));
                 let renewals = renewals.clone();
@@ -136,7 +137,7 @@ impl Server {
             }
         });
         let (channels, routes, rx) = Channels::new();
-        tokio::spawn(pubsub(client, routes, rx, timeout));
+        tokio::spawn(pubsub(client, routes, rx, timeout, renewals));
         Ok(Self {
             name,
             commands,
@@ -193,12 +194,17 @@ pub(super) fn unanswered() -> RedisError {
 
 /// Keeps the Pub/Sub connection: connects, subscribes to every routed channel,
 /// tells every feeder to resync, then routes messages until the connection
-/// drops; ends when the server is dropped.
+/// drops; ends when the server is dropped. Each connection makes the node
+/// forget its `renewals`: a connection lost may be Redis restarting, perhaps
+/// from an older snapshot whose keys expire sooner, and the commands
+/// connection may come back without a call failing (it reconnects by itself
+/// on RESP3), so this side, which always holds a connection, tells too.
 async fn pubsub(
     client: Client,
     routes: Routes,
     mut control: mpsc::UnboundedReceiver<Control>,
     timeout: Duration,
+    renewals: Arc<Renewals>,
 ) {
     let mut backoff = MIN_BACKOFF;
     // Subscribers waiting for a confirmation while the connection is down.
@@ -208,6 +214,9 @@ async fn pubsub(
             Ok(Ok(conn)) => Some(conn.split()),
             _ => None,
         };
+        if connected.is_some() {
+            renewals.forget();
+        }
         let Some((mut sink, mut stream)) = connected else {
             // Wait for the backoff, taking requests meanwhile: their channels
             // are in the routes and will be subscribed on reconnection.

@@ -568,3 +568,69 @@ async fn after_a_failed_call_the_next_publish_renews_its_topic() {
         assert!(left > 16_000, "{key} renewed: {left} ms left");
     }
 }
+
+/// A Pub/Sub connection lost (here killed; Redis restarting looks the same)
+/// makes the node renew each topic at its next call, within the renewal
+/// window too, although no call failed: the commands connection may come back
+/// by itself (it does on RESP3), onto a Redis restored from an older snapshot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_the_pubsub_connection_is_lost_the_next_publish_renews_its_topic() {
+    let Some(redis) = Private::start().await else {
+        return;
+    };
+    let url = redis.url();
+    // A TTL of 16 s: renewed to 17 s, at most once a second.
+    let config = RedisConfig::new(&url)
+        .prefix("gone")
+        .timeout(Duration::from_secs(2))
+        .hub(HubConfig::new().history_ttl(Duration::from_secs(16)));
+    let hub = Hub::with_store(RedisStore::new(config).expect("a store"));
+    let pttl = |key: &'static str| {
+        let url = url.clone();
+        async move {
+            let pttl: i64 = command(&url, redis::cmd("PTTL").arg(key)).await;
+            pttl
+        }
+    };
+    let numsub = || {
+        let url = url.clone();
+        async move {
+            let counts: Vec<redis::Value> =
+                command(&url, redis::cmd("PUBSUB").arg("NUMSUB").arg("gone:{t}:c")).await;
+            counts.get(1) == Some(&redis::Value::Int(1))
+        }
+    };
+    // A subscriber, so that the node's Pub/Sub connection is in Pub/Sub mode.
+    let _subscriber = hub.subscribe("t", None).await.unwrap();
+    assert!(numsub().await, "subscribed");
+    hub.publish("t", Event::message("1")).await.unwrap();
+    for key in ["gone:{t}:s", "gone:{t}:m"] {
+        let _: i64 = command(&url, redis::cmd("PEXPIRE").arg(key).arg(5_000)).await;
+    }
+    hub.publish("t", Event::message("2")).await.unwrap();
+    assert!(
+        pttl("gone:{t}:s").await <= 5_000,
+        "not renewed within the window"
+    );
+    let _: i64 = command(
+        &url,
+        redis::cmd("CLIENT").arg("KILL").arg("TYPE").arg("pubsub"),
+    )
+    .await;
+    // Back, and subscribed again (bounded: 40 looks, 25 ms apart).
+    let mut back = false;
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(25)).await;
+        if numsub().await {
+            back = true;
+            break;
+        }
+    }
+    assert!(back, "the Pub/Sub connection came back");
+    // No call failed, yet the next publish renews both keys.
+    hub.publish("t", Event::message("3")).await.unwrap();
+    for key in ["gone:{t}:s", "gone:{t}:m"] {
+        let left = pttl(key).await;
+        assert!(left > 16_000, "{key} renewed: {left} ms left");
+    }
+}
