@@ -194,11 +194,11 @@ pub(super) fn unanswered() -> RedisError {
 
 /// Keeps the Pub/Sub connection: connects, subscribes to every routed channel,
 /// tells every feeder to resync, then routes messages until the connection
-/// drops; ends when the server is dropped. Each connection makes the node
-/// forget its `renewals`: a connection lost may be Redis restarting, perhaps
-/// from an older snapshot whose keys expire sooner, and the commands
-/// connection may come back without a call failing (it reconnects by itself
-/// on RESP3), so this side, which always holds a connection, tells too.
+/// drops; ends when the server is dropped. A connection lost makes the node
+/// forget its `renewals`: it may be Redis restarting, perhaps from an older
+/// snapshot whose keys expire sooner, and the commands connection may come
+/// back without a call failing (it reconnects by itself on RESP3), so this
+/// side, which always holds a connection, tells too.
 async fn pubsub(
     client: Client,
     routes: Routes,
@@ -214,9 +214,6 @@ async fn pubsub(
             Ok(Ok(conn)) => Some(conn.split()),
             _ => None,
         };
-        if connected.is_some() {
-            renewals.forget();
-        }
         let Some((mut sink, mut stream)) = connected else {
             // Wait for the backoff, taking requests meanwhile: their channels
             // are in the routes and will be subscribed on reconnection.
@@ -239,6 +236,7 @@ async fn pubsub(
         if !channels.is_empty() {
             let subscribed = tokio::time::timeout(timeout, sink.subscribe(&channels)).await;
             if !matches!(subscribed, Ok(Ok(()))) {
+                renewals.forget();
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(MAX_BACKOFF);
                 continue;
@@ -294,6 +292,8 @@ async fn pubsub(
                 },
             }
         }
+        // The connection was lost.
+        renewals.forget();
     }
 }
 
