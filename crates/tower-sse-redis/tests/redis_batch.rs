@@ -304,8 +304,18 @@ async fn a_lost_connection_fails_every_publish_of_its_batch_and_hangs_none() {
     tokio::time::sleep(Duration::from_millis(2_200).saturating_sub(started.elapsed())).await;
     let top: Option<u64> = command(&url, redis::cmd("HGET").arg("kill:{t0}:m").arg("t")).await;
     assert_eq!(top, Some(1), "nothing stored");
-    let id = hub.publish("t0", Event::message("after")).await.unwrap();
-    assert_eq!(id.offset(), 2);
+    // Publishing works. When the batch of twenty went out before the first
+    // kill (a loaded machine runs the spawned publishers late, and four calls
+    // may be in flight), the second kill closed a connection the node had
+    // just opened and not used yet: a commands connection learns of that on
+    // its next call (RESP2 has no disconnection notice), which fails, unsent
+    // (a broken pipe), and reconnects. So at most one failure, storing nothing.
+    let id = match hub.publish("t0", Event::message("after")).await {
+        Ok(id) => id,
+        Err(HubError::Unavailable(_)) => hub.publish("t0", Event::message("after")).await.unwrap(),
+        Err(other) => panic!("{other}"),
+    };
+    assert_eq!(id.offset(), 2, "the failed one stored nothing");
 }
 
 /// Calls of `command` run on the server at `url` so far (scripts' included).
