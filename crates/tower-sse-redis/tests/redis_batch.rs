@@ -526,6 +526,46 @@ async fn a_message_of_a_batch_with_a_refused_event_carries_the_stored_ones() {
     );
 }
 
+/// A node on `url` whose topics keep their history 16 s: their keys are
+/// renewed to 17 s, at most once a second.
+fn renewing_node(url: &str, prefix: &str) -> Hub {
+    let config = RedisConfig::new(url)
+        .prefix(prefix)
+        .timeout(Duration::from_secs(2))
+        .hub(HubConfig::new().history_ttl(Duration::from_secs(16)));
+    Hub::with_store(RedisStore::new(config).expect("a store"))
+}
+
+/// The two keys of topic `t` under `prefix`.
+fn keys_of_t(prefix: &str) -> [String; 2] {
+    [format!("{prefix}:{{t}}:s"), format!("{prefix}:{{t}}:m")]
+}
+
+/// Publishes to `t` (its keys renewed), then makes both keys expire in 5 s,
+/// as if Redis came back from an older snapshot, and checks that a publish
+/// within the renewal window does not renew them.
+async fn shortened_and_not_renewed(hub: &Hub, url: &str, prefix: &str) {
+    hub.publish("t", Event::message("1")).await.unwrap();
+    for key in keys_of_t(prefix) {
+        let _: i64 = command(url, redis::cmd("PEXPIRE").arg(key).arg(5_000)).await;
+    }
+    hub.publish("t", Event::message("2")).await.unwrap();
+    let [stream, _] = keys_of_t(prefix);
+    let left: i64 = command(url, redis::cmd("PTTL").arg(stream)).await;
+    assert!(
+        left <= 5_000,
+        "not renewed within the window: {left} ms left"
+    );
+}
+
+/// Both keys of `t` were renewed by the last publish: more than the TTL left.
+async fn assert_renewed(url: &str, prefix: &str) {
+    for key in keys_of_t(prefix) {
+        let left: i64 = command(url, redis::cmd("PTTL").arg(&key)).await;
+        assert!(left > 16_000, "{key} renewed: {left} ms left");
+    }
+}
+
 /// A call that fails (here its connection is killed) makes the node renew each
 /// topic at its next call, within the renewal window too: Redis may have come
 /// back from an older snapshot, whose keys expire sooner.
@@ -535,27 +575,8 @@ async fn after_a_failed_call_the_next_publish_renews_its_topic() {
         return;
     };
     let url = redis.url();
-    // A TTL of 16 s: renewed to 17 s, at most once a second.
-    let config = RedisConfig::new(&url)
-        .prefix("lost")
-        .timeout(Duration::from_secs(2))
-        .hub(HubConfig::new().history_ttl(Duration::from_secs(16)));
-    let hub = Hub::with_store(RedisStore::new(config).expect("a store"));
-    let pttl = |key: &'static str| {
-        let url = url.clone();
-        async move {
-            let pttl: i64 = command(&url, redis::cmd("PTTL").arg(key)).await;
-            pttl
-        }
-    };
-    hub.publish("t", Event::message("1")).await.unwrap();
-    // As if restored from an older snapshot: the keys expire sooner.
-    for key in ["lost:{t}:s", "lost:{t}:m"] {
-        let _: i64 = command(&url, redis::cmd("PEXPIRE").arg(key).arg(5_000)).await;
-    }
-    // Within the window, a publish does not renew.
-    hub.publish("t", Event::message("2")).await.unwrap();
-    assert!(pttl("lost:{t}:s").await <= 5_000, "not renewed");
+    let hub = renewing_node(&url, "lost");
+    shortened_and_not_renewed(&hub, &url, "lost").await;
     // A call lost with its connection.
     pause_writes(&url, 300).await;
     let lost = tokio::spawn({
@@ -573,10 +594,7 @@ async fn after_a_failed_call_the_next_publish_renews_its_topic() {
     // The next publish renews both keys.
     let id = hub.publish("t", Event::message("4")).await.unwrap();
     assert_eq!(id.offset(), 3, "the lost one was not stored");
-    for key in ["lost:{t}:s", "lost:{t}:m"] {
-        let left = pttl(key).await;
-        assert!(left > 16_000, "{key} renewed: {left} ms left");
-    }
+    assert_renewed(&url, "lost").await;
 }
 
 /// A Pub/Sub connection lost (here killed; Redis restarting looks the same)
@@ -589,19 +607,7 @@ async fn after_the_pubsub_connection_is_lost_the_next_publish_renews_its_topic()
         return;
     };
     let url = redis.url();
-    // A TTL of 16 s: renewed to 17 s, at most once a second.
-    let config = RedisConfig::new(&url)
-        .prefix("gone")
-        .timeout(Duration::from_secs(2))
-        .hub(HubConfig::new().history_ttl(Duration::from_secs(16)));
-    let hub = Hub::with_store(RedisStore::new(config).expect("a store"));
-    let pttl = |key: &'static str| {
-        let url = url.clone();
-        async move {
-            let pttl: i64 = command(&url, redis::cmd("PTTL").arg(key)).await;
-            pttl
-        }
-    };
+    let hub = renewing_node(&url, "gone");
     let numsub = || {
         let url = url.clone();
         async move {
@@ -613,15 +619,7 @@ async fn after_the_pubsub_connection_is_lost_the_next_publish_renews_its_topic()
     // A subscriber, so that the node's Pub/Sub connection is in Pub/Sub mode.
     let _subscriber = hub.subscribe("t", None).await.unwrap();
     assert!(numsub().await, "subscribed");
-    hub.publish("t", Event::message("1")).await.unwrap();
-    for key in ["gone:{t}:s", "gone:{t}:m"] {
-        let _: i64 = command(&url, redis::cmd("PEXPIRE").arg(key).arg(5_000)).await;
-    }
-    hub.publish("t", Event::message("2")).await.unwrap();
-    assert!(
-        pttl("gone:{t}:s").await <= 5_000,
-        "not renewed within the window"
-    );
+    shortened_and_not_renewed(&hub, &url, "gone").await;
     let _: i64 = command(
         &url,
         redis::cmd("CLIENT").arg("KILL").arg("TYPE").arg("pubsub"),
@@ -639,8 +637,5 @@ async fn after_the_pubsub_connection_is_lost_the_next_publish_renews_its_topic()
     assert!(back, "the Pub/Sub connection came back");
     // No call failed, yet the next publish renews both keys.
     hub.publish("t", Event::message("3")).await.unwrap();
-    for key in ["gone:{t}:s", "gone:{t}:m"] {
-        let left = pttl(key).await;
-        assert!(left > 16_000, "{key} renewed: {left} ms left");
-    }
+    assert_renewed(&url, "gone").await;
 }
