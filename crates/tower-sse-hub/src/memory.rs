@@ -390,21 +390,13 @@ impl Inner {
     }
 
     /// Runs a sweep when the last one is older than the sweep interval, and
-    /// the sweeper task is not there to do it.
+    /// the sweeper task is not there to do it. The time is asked of `now`
+    /// only then: with a sweeper task, this reads no clock.
     #[inline]
-    /// [`maybe_sweep`](Self::maybe_sweep) now, reading the clock only when
-    /// no task sweeps.
-    fn maybe_sweep_now(&self) {
+    fn maybe_sweep(&self, now: impl FnOnce() -> Instant) {
         if !self.swept_by_task.load(Ordering::Relaxed) {
             self.sweep_if_due(now());
         }
-    }
-
-    fn maybe_sweep(&self, now: Instant) {
-        if self.swept_by_task.load(Ordering::Relaxed) {
-            return;
-        }
-        self.sweep_if_due(now);
     }
 
     fn sweep_if_due(&self, now: Instant) {
@@ -543,14 +535,14 @@ impl Inner {
         drop(guard);
         crate::metrics::published();
         self.enforce_bytes(&topic);
-        self.maybe_sweep(now);
+        self.maybe_sweep(|| now);
         Ok(id)
     }
 
-    /// Publishes an event built before the publish (no key, no closure) in
-    /// one critical section of its topic ([`Topic::append`]).
-    /// Publishes `event` to the topic `name`, which is `found` when that
-    /// is `Some` (looked up, and left there, otherwise).
+    /// Publishes `event`, built before the publish (no key, no closure), to
+    /// the topic `name` in one critical section of it ([`Topic::append`]);
+    /// the topic is `found` when that is `Some` (looked up, and left there,
+    /// otherwise).
     fn publish_event(
         &self,
         found: &mut Option<Arc<Topic>>,
@@ -581,7 +573,7 @@ impl Inner {
         // after look (a clock read each): sweeps are due a second apart at
         // the soonest.
         if id.offset() % 64 == 1 {
-            self.maybe_sweep_now();
+            self.maybe_sweep(now);
         }
         Ok(id)
     }
@@ -590,7 +582,7 @@ impl Inner {
         if self.closed.load(Ordering::Relaxed) {
             return Err(HubError::Closed);
         }
-        self.maybe_sweep_now();
+        self.maybe_sweep(now);
         loop {
             let topic = self.topic(name)?;
             if let Some(joined) = topic.subscribe_within(cursor, self.config.get_max_replay_bytes())
@@ -708,7 +700,7 @@ mod tests {
         assert!(!store.inner.swept_by_task.load(Ordering::Relaxed));
         store.publish_event("t", Event::message("x")).unwrap();
         assert_eq!(topics(&store), 1);
-        store.inner.maybe_sweep(now() + TTL * 2);
+        store.inner.maybe_sweep(|| now() + TTL * 2);
         assert_eq!(topics(&store), 0, "swept by the publish");
     }
 
@@ -721,13 +713,13 @@ mod tests {
         let store = runtime.block_on(async { MemoryStore::new(HubConfig::new().history_ttl(TTL)) });
         assert!(store.inner.swept_by_task.load(Ordering::Relaxed));
         store.publish_event("t", Event::message("x")).unwrap();
-        store.inner.maybe_sweep(now() + TTL * 2);
+        store.inner.maybe_sweep(|| now() + TTL * 2);
         assert_eq!(topics(&store), 1, "left to the task");
         // The task goes with its runtime (here before it ever ran): the
         // publishes sweep again.
         drop(runtime);
         assert!(!store.inner.swept_by_task.load(Ordering::Relaxed));
-        store.inner.maybe_sweep(now() + TTL * 2);
+        store.inner.maybe_sweep(|| now() + TTL * 2);
         assert_eq!(topics(&store), 0, "swept by the publish");
     }
 }
