@@ -17,8 +17,11 @@ use crate::{cursor::Cursor, EventId, Subscriber};
 /// ([`Hub::subscribe_many`](crate::Hub::subscribe_many)): a `Stream` that
 /// merges their events, each topic's in its own order, and across topics in
 /// the order this process stored them (of the events ready when it looks: one
-/// stored while it looks may come a step later). A replay is in stored order
-/// too, and a topic's notices and snapshot come as soon as they are due.
+/// stored while it looks may come a step later). That order is the monotonic
+/// clock's as each publish began: publishes made one after the other, by any
+/// threads, come in the order they were made; two made at the same time, in
+/// either. A replay is in stored order too, and a topic's notices and snapshot
+/// come as soon as they are due.
 ///
 /// Every event it yields carries, as its `id:`, a [`Cursor`] over every
 /// topic of the stream (instead of the topic's own id): a client that

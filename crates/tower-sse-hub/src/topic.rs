@@ -17,9 +17,10 @@
 //! are read in offset order even when publishers finish out of order.
 
 use std::{
+    cell::Cell,
     collections::{HashMap, VecDeque},
     mem,
-    sync::{atomic::AtomicUsize, Arc},
+    sync::{atomic::AtomicUsize, Arc, OnceLock},
     task::{Context, Poll, Waker},
     time::{Duration, Instant},
 };
@@ -31,14 +32,33 @@ use super::{
 };
 use tower_sse::{EncodedEvent, Event};
 
-/// The order in which this process stored events, across all topics: each
-/// stored event takes the next number (under its topic's lock), so that a
-/// stream of several topics can yield them in that order.
-static STORED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-
-/// The next [`STORED`] stamp.
-fn stored() -> u64 {
-    STORED.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1
+/// The order in which this process stored events, across all topics: the
+/// stamp a publish takes as it begins to store its event, so that a stream of
+/// several topics can yield them in that order (and replay them in it).
+///
+/// It is the monotonic clock's nanoseconds since the first stamp, made
+/// strictly increasing per thread. Two publishes to different topics made one
+/// after the other, by one thread or by two, are in the order they happened
+/// (by two, to within the clock's resolution: a nanosecond on Linux); two
+/// that overlap in time have no order but their stamps'. A clock rather than
+/// one shared counter: a counter every publish increments is a cache line
+/// that every publishing thread writes in turn (a fifth to a third of a
+/// publish's time from two threads at 16 topics, and more with every core),
+/// where reading the clock shares nothing.
+fn order_stamp() -> u64 {
+    static FIRST: OnceLock<Instant> = OnceLock::new();
+    thread_local! {
+        static LAST: Cell<u64> = const { Cell::new(0) };
+    }
+    let first = *FIRST.get_or_init(Instant::now);
+    let nanos = Instant::now().saturating_duration_since(first).as_nanos();
+    let nanos = u64::try_from(nanos).unwrap_or(u64::MAX);
+    LAST.with(|last| {
+        // Above every stamp this thread took, and never 0 (the notices').
+        let stamp = nanos.max(last.get().saturating_add(1));
+        last.set(stamp);
+        stamp
+    })
 }
 
 /// Wakes the readers `wakers` holds, as a topic's commit, close or rebase
@@ -161,7 +181,7 @@ enum Slot {
     /// Reserved by a publisher whose event is being built.
     Reserved,
     /// An event, and its place in this process's commit order (a
-    /// [`STORED`] stamp).
+    /// stamp of [`order_stamp`]).
     Event(EncodedEvent, u64),
     /// Its publisher's closure panicked: the offset holds no event.
     Empty,
@@ -198,8 +218,8 @@ pub(crate) struct Cursor {
     pub(crate) at: u64,
     /// Where the replay ends: events up to here do not count as lag.
     replay_end: u64,
-    /// Events taken from the topic, not yet yielded, each with its [`STORED`]
-    /// stamp (0 for the hub's notices and greetings).
+    /// Events taken from the topic, not yet yielded, each with its
+    /// [`order_stamp`] (0 for the hub's notices and greetings).
     pub(crate) local: VecDeque<(u64, EncodedEvent)>,
     /// The stamp of the event yielded last.
     pub(crate) stamp: u64,
@@ -370,6 +390,7 @@ impl Topic {
         now: Instant,
         total: Option<&AtomicUsize>,
     ) -> Vec<Option<Waker>> {
+        let stamp = order_stamp();
         let mut guard = lock(&self.state);
         let state = &mut *guard;
         let offset = id.offset();
@@ -383,7 +404,7 @@ impl Topic {
         *slot = match event {
             Some(event) => {
                 state.bytes += event.len();
-                Slot::Event(event, stored())
+                Slot::Event(event, stamp)
             }
             None => {
                 // Nothing is stored at this offset: its key must not answer with it.
@@ -411,6 +432,7 @@ impl Topic {
         config: &HubConfig,
         total: Option<&AtomicUsize>,
     ) -> Option<(EventId, Vec<Option<Waker>>)> {
+        let stamp = order_stamp();
         let mut guard = lock(&self.state);
         let state = &mut *guard;
         if state.removed {
@@ -424,7 +446,7 @@ impl Topic {
         let encoded = crate::store::encode_with_id_text(event, state.id_text.of(id));
         let before = state.bytes;
         state.bytes += encoded.len();
-        state.slots.push_back(Slot::Event(encoded, stored()));
+        state.slots.push_back(Slot::Event(encoded, stamp));
         if state.subscribed == 0 {
             state.touched = now();
         }
@@ -896,6 +918,19 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+
+    #[test]
+    fn order_stamps_rise_within_a_thread_and_from_one_thread_to_the_next() {
+        // Faster than the clock moves: still strictly increasing, never 0.
+        let stamps: Vec<u64> = (0..10_000).map(|_| order_stamp()).collect();
+        assert!(stamps[0] > 0);
+        assert!(stamps.windows(2).all(|w| w[0] < w[1]));
+        // A thread started after the last stamp (with no stamps of its own)
+        // stamps later (once the clock passed the stamps that outran it).
+        std::thread::sleep(Duration::from_millis(1));
+        let later = std::thread::spawn(order_stamp).join().unwrap();
+        assert!(later > stamps[stamps.len() - 1]);
+    }
 
     fn config(capacity: usize, lag: Lag) -> HubConfig {
         HubConfig::new().queue_capacity(capacity).lag(lag)

@@ -259,6 +259,39 @@ async fn across_topics_in_the_order_they_were_stored() {
     }
 }
 
+#[tokio::test]
+async fn across_topics_in_the_order_they_were_stored_by_many_threads() {
+    // Each publish on a thread of its own, made once the one before it has
+    // returned (the thread joined): the stream yields them in the order they
+    // happened, live and in a replay, whichever threads made them.
+    let hub = Hub::new();
+    let topics = ["a", "b", "c", "d"];
+    let order: Vec<&str> = (0..64).map(|n| topics[(n * 7 + n / 5) % 4]).collect();
+    let runtime = tokio::runtime::Handle::current();
+    let publish_each = |prefix: &str| {
+        for (n, topic) in order.iter().enumerate() {
+            let event = Event::message(format!("{prefix}{topic} {n}"));
+            std::thread::scope(|s| {
+                s.spawn(|| runtime.block_on(hub.publish(topic, event)).unwrap())
+                    .join()
+                    .unwrap();
+            });
+        }
+    };
+    let mut stream = hub.subscribe_many(&topics, None).await.unwrap();
+    publish_each("");
+    for (n, topic) in order.iter().enumerate() {
+        assert_eq!(next(&mut stream).await.2, format!("{topic} {n}"));
+    }
+    let (cursor, ..) = next_after_publish(&hub, &mut stream).await;
+    drop(stream);
+    publish_each("again ");
+    let mut stream = hub.subscribe_many(&topics, Some(&cursor)).await.unwrap();
+    for (n, topic) in order.iter().enumerate() {
+        assert_eq!(next(&mut stream).await.2, format!("again {topic} {n}"));
+    }
+}
+
 async fn next_after_publish(hub: &Hub, stream: &mut MultiSubscriber) -> (String, String, String) {
     hub.publish("c", Event::message("mark")).await.unwrap();
     next(stream).await
