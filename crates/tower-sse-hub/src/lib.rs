@@ -298,7 +298,7 @@ impl Hub {
     /// to retry exactly).
     pub async fn publish(&self, topic: &str, event: Event) -> Result<EventId, HubError> {
         if let Some(memory) = &self.memory {
-            return memory.publish_event(topic, event);
+            return memory.publish_event(topic, &event);
         }
         self.store
             .publish(topic, None, Box::new(move |_| event))

@@ -225,7 +225,7 @@ impl MemoryStore {
     /// [`Hub::publish`](super::Hub::publish) on this store: an event built
     /// before the publish is stored in one critical section of its topic.
     #[inline]
-    pub(crate) fn publish_event(&self, topic: &str, event: Event) -> Result<EventId, HubError> {
+    pub(crate) fn publish_event(&self, topic: &str, event: &Event) -> Result<EventId, HubError> {
         self.inner.publish_event(&mut None, topic, event)
     }
 
@@ -238,7 +238,7 @@ impl MemoryStore {
         &self,
         found: &mut Option<Arc<Topic>>,
         topic: &str,
-        event: Event,
+        event: &Event,
     ) -> Result<EventId, HubError> {
         self.inner.publish_event(found, topic, event)
     }
@@ -547,7 +547,7 @@ impl Inner {
         &self,
         found: &mut Option<Arc<Topic>>,
         name: &str,
-        event: Event,
+        event: &Event,
     ) -> Result<EventId, HubError> {
         if self.closed.load(Ordering::Relaxed) {
             return Err(HubError::Closed);
@@ -557,7 +557,7 @@ impl Inner {
                 Some(topic) => topic,
                 None => found.insert(self.topic(name)?),
             };
-            if let Some(appended) = topic.append(&event, &self.config, Some(&self.bytes)) {
+            if let Some(appended) = topic.append(event, &self.config, Some(&self.bytes)) {
                 break appended;
             }
             // Freed since it was found (idle, or the topic bound): look it
@@ -672,7 +672,7 @@ mod tests {
     fn retention_counts_from_the_last_publish_or_the_last_subscriber_leaving() {
         let store = MemoryStore::new(HubConfig::new().history_ttl(TTL));
         let sub = store.inner.subscribe("t", None).unwrap();
-        store.publish_event("t", Event::message("x")).unwrap();
+        store.publish_event("t", &Event::message("x")).unwrap();
         std::thread::sleep(Duration::from_millis(20));
         let leaving = now();
         drop(sub);
@@ -683,7 +683,7 @@ mod tests {
         store.inner.sweep(left + TTL);
         assert_eq!(topics(&store), 0, "freed a TTL after");
         // Without subscribers, a publish counts.
-        store.publish_event("u", Event::message("x")).unwrap();
+        store.publish_event("u", &Event::message("x")).unwrap();
         let published = now();
         store
             .inner
@@ -698,7 +698,7 @@ mod tests {
         // Outside a runtime: no sweeper task.
         let store = MemoryStore::new(HubConfig::new().history_ttl(TTL));
         assert!(!store.inner.swept_by_task.load(Ordering::Relaxed));
-        store.publish_event("t", Event::message("x")).unwrap();
+        store.publish_event("t", &Event::message("x")).unwrap();
         assert_eq!(topics(&store), 1);
         store.inner.maybe_sweep(|| now() + TTL * 2);
         assert_eq!(topics(&store), 0, "swept by the publish");
@@ -712,7 +712,7 @@ mod tests {
             .unwrap();
         let store = runtime.block_on(async { MemoryStore::new(HubConfig::new().history_ttl(TTL)) });
         assert!(store.inner.swept_by_task.load(Ordering::Relaxed));
-        store.publish_event("t", Event::message("x")).unwrap();
+        store.publish_event("t", &Event::message("x")).unwrap();
         store.inner.maybe_sweep(|| now() + TTL * 2);
         assert_eq!(topics(&store), 1, "left to the task");
         // The task goes with its runtime (here before it ever ran): the

@@ -58,7 +58,7 @@ impl Publisher {
     /// As [`Hub::publish`].
     pub async fn publish(&mut self, event: Event) -> Result<EventId, HubError> {
         match &self.hub.memory {
-            Some(memory) => memory.publish_event_to(&mut self.found, &self.topic, event),
+            Some(memory) => memory.publish_event_to(&mut self.found, &self.topic, &event),
             // The store's boxed future awaited directly (as `Hub::publish`
             // does), not `Hub::publish`'s: this future stays small, and every
             // publish moves it.
