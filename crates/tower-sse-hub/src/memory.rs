@@ -7,7 +7,8 @@
 //! sections. Expired topics are freed by a sweep, run by a background task when
 //! the hub was created inside a tokio runtime, and otherwise (or also) at most
 //! once per sweep interval by a later subscribe, or a topic's first publish or
-//! every 64th. A publish reads no clock, except for those.
+//! every 64th. A publish reads the clock once, for its event's order stamp
+//! (see `topic.rs`), and otherwise only for those.
 
 use std::{
     borrow::Borrow,

@@ -125,7 +125,7 @@ struct State {
     round: u64,
     /// The last publish while it had no subscriber, the moment its last
     /// subscriber left, or its creation: retention counts from here. (A topic
-    /// with subscribers is never freed, so a publish to one reads no clock.)
+    /// with subscribers is never freed, so a publish to one does not set it.)
     touched: Instant,
     /// The hub is gone: every stream ends after what it has left to read.
     closed: bool,
