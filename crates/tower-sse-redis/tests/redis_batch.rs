@@ -12,7 +12,7 @@ use std::{
 };
 
 use futures_util::future::join_all;
-use redis_support::{command, data_of, id_of, next, prefix, Private};
+use redis_support::{command, data_of, id_of, kill_clients, next, prefix, Private};
 use tower_sse::Event;
 use tower_sse_hub::{EventId, Hub, HubConfig, HubError};
 use tower_sse_redis::{RedisConfig, RedisStore};
@@ -281,11 +281,7 @@ async fn a_lost_connection_fails_every_publish_of_its_batch_and_hangs_none() {
     // The first call, then the batch of twenty sent on a new connection.
     for _ in 0..2 {
         tokio::time::sleep(Duration::from_millis(150)).await;
-        let _: i64 = command(
-            &url,
-            redis::cmd("CLIENT").arg("KILL").arg("TYPE").arg("normal"),
-        )
-        .await;
+        kill_clients(&url, "normal").await;
     }
     for publish in publishes {
         let done = tokio::time::timeout(Duration::from_secs(5), publish)
@@ -529,11 +525,11 @@ async fn a_message_of_a_batch_with_a_refused_event_carries_the_stored_ones() {
 /// A node on `url` whose topics keep their history 16 s: their keys are
 /// renewed to 17 s, at most once a second.
 fn renewing_node(url: &str, prefix: &str) -> Hub {
-    let config = RedisConfig::new(url)
-        .prefix(prefix)
-        .timeout(Duration::from_secs(2))
-        .hub(HubConfig::new().history_ttl(Duration::from_secs(16)));
-    Hub::with_store(RedisStore::new(config).expect("a store"))
+    redis_support::node(
+        url,
+        prefix,
+        HubConfig::new().history_ttl(Duration::from_secs(16)),
+    )
 }
 
 /// The two keys of topic `t` under `prefix`.
@@ -584,11 +580,7 @@ async fn after_a_failed_call_the_next_publish_renews_its_topic() {
         async move { hub.publish("t", Event::message("3")).await }
     });
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let _: i64 = command(
-        &url,
-        redis::cmd("CLIENT").arg("KILL").arg("TYPE").arg("normal"),
-    )
-    .await;
+    kill_clients(&url, "normal").await;
     assert!(lost.await.unwrap().is_err(), "its call was lost");
     tokio::time::sleep(Duration::from_millis(250)).await;
     // The next publish renews both keys.
@@ -620,11 +612,7 @@ async fn after_the_pubsub_connection_is_lost_the_next_publish_renews_its_topic()
     let _subscriber = hub.subscribe("t", None).await.unwrap();
     assert!(numsub().await, "subscribed");
     shortened_and_not_renewed(&hub, &url, "gone").await;
-    let _: i64 = command(
-        &url,
-        redis::cmd("CLIENT").arg("KILL").arg("TYPE").arg("pubsub"),
-    )
-    .await;
+    kill_clients(&url, "pubsub").await;
     // Back, and subscribed again (bounded: 40 looks, 25 ms apart).
     let mut back = false;
     for _ in 0..40 {

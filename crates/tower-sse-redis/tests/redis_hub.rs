@@ -7,7 +7,7 @@ mod redis_support;
 use std::collections::HashSet;
 
 use futures_util::future::join_all;
-use redis_support::{command, data_of, id_of, next, node, prefix, shared, Private};
+use redis_support::{command, data_of, id_of, kill_clients, next, node, prefix, shared, Private};
 use tower_sse::Event;
 use tower_sse_hub::{EventId, HubConfig, HubError};
 
@@ -230,12 +230,7 @@ async fn killing_the_pubsub_connections_loses_nothing() {
         for i in 0..200 {
             ids.push(a.publish("t", Event::message(i.to_string())).await.unwrap());
             if i % 40 == 20 {
-                let killed: i64 = command(
-                    &url,
-                    redis::cmd("CLIENT").arg("KILL").arg("TYPE").arg("pubsub"),
-                )
-                .await;
-                kills += killed;
+                kills += kill_clients(&url, "pubsub").await;
             }
         }
         // Killed while it was connected, at least once (not always: it may be

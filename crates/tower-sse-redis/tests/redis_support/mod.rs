@@ -84,6 +84,12 @@ pub async fn command<T: redis::FromRedisValue>(url: &str, cmd: &mut redis::Cmd) 
     cmd.query_async(&mut conn).await.unwrap()
 }
 
+/// Closes every client connection of `kind` (`normal`, `pubsub`) on `url`, as
+/// a network fault would; returns how many it closed.
+pub async fn kill_clients(url: &str, kind: &str) -> i64 {
+    command(url, redis::cmd("CLIENT").arg("KILL").arg("TYPE").arg(kind)).await
+}
+
 /// A `redis-server` of this test's own on a free loopback port, killed on drop.
 pub struct Private {
     pub port: u16,
