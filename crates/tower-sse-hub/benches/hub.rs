@@ -201,5 +201,59 @@ fn throughput(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, fanout, throughput);
+/// The chat message of [`DATA`] cut to one of seven lengths (112 to 130
+/// bytes) by `i`: a room's messages are not all one size, so the history's
+/// bytes change with almost every publish.
+fn sized(i: u64) -> &'static str {
+    &DATA[..DATA.len() - (i as usize % 7) * 3]
+}
+
+/// [`throughput`]'s `Publisher` and its anchor with events of several sizes.
+fn throughput_sizes_vary(c: &mut Criterion) {
+    let mut group = c.benchmark_group("publish from 2 threads, sizes vary");
+    group.throughput(Throughput::Elements(1));
+    for topics in [1usize, 16, 1_024] {
+        let names: Vec<String> = (0..topics).map(|t| format!("topic-{t}")).collect();
+        let hub = Hub::new();
+        let _subs: Vec<_> = names
+            .iter()
+            .map(|t| hub.subscribe(t, None).now_or_never().unwrap().unwrap())
+            .collect();
+        group.bench_with_input(
+            BenchmarkId::new("tower-sse Publisher", topics),
+            &topics,
+            |b, _| {
+                b.iter_custom(|iters| {
+                    two_threads_with(
+                        iters,
+                        |_| names.iter().map(|t| hub.publisher(t)).collect::<Vec<_>>(),
+                        |publishers, thread, i| {
+                            let publisher = &mut publishers[(i as usize * 2 + thread) % topics];
+                            let event = Event::message(sized(i));
+                            black_box(publisher.publish(event).now_or_never().unwrap().unwrap());
+                        },
+                    )
+                })
+            },
+        );
+        let channels: Vec<_> = (0..topics)
+            .map(|_| tokio::sync::broadcast::channel::<tower_sse::EncodedEvent>(1_024))
+            .collect();
+        group.bench_with_input(
+            BenchmarkId::new("tokio broadcast", topics),
+            &topics,
+            |b, _| {
+                b.iter_custom(|iters| {
+                    two_threads(iters, |thread, i| {
+                        let (tx, _) = &channels[(i as usize * 2 + thread) % topics];
+                        black_box(tx.send(Event::message(sized(i)).encode()).unwrap());
+                    })
+                })
+            },
+        );
+    }
+    group.finish();
+}
+
+criterion_group!(benches, fanout, throughput, throughput_sizes_vary);
 criterion_main!(benches);

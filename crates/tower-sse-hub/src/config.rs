@@ -140,6 +140,11 @@ impl HubConfig {
     /// topics without subscribers idle longest are freed first;
     /// if that is not enough, the oldest events of the topic being published to
     /// are dropped from its history.
+    ///
+    /// Each topic counts its history's bytes in the hub-wide total to within
+    /// a sixteenth (so that publishes of different topics do not all write
+    /// one shared count), and the hub acts from fifteen sixteenths of this
+    /// bound: what the histories hold stays within it.
     pub fn max_total_history_bytes(mut self, bytes: usize) -> Self {
         self.max_total_history_bytes = bytes;
         self

@@ -26,7 +26,7 @@ use crate::sync::{lock, now, Mutex};
 
 use super::{
     store::{self, HubError, MakeEvent, Store, StoreFuture},
-    topic::{wake, Reservation, Topic},
+    topic::{wake, Reservation, Topic, COUNT_SLACK},
     EventId, HubConfig, Subscriber,
 };
 use tower_sse::Event;
@@ -148,6 +148,9 @@ struct Inner {
     shards: Box<[Shard]>,
     hasher: RandomState,
     topics: AtomicUsize,
+    /// The history bytes of every topic, as the topics count them: each to
+    /// within a sixteenth, so that a publish of one topic rarely writes this
+    /// line, which every topic's publishers share.
     bytes: AtomicUsize,
     /// When the store was made: `next_sweep` counts from here.
     started: Instant,
@@ -207,7 +210,11 @@ impl MemoryStore {
         &self.inner.config
     }
 
-    /// Bytes of history held across every topic.
+    /// Bytes of history held across every topic, as counted for
+    /// [`HubConfig::max_total_history_bytes`]: each topic's history to within
+    /// a sixteenth (its count follows its bytes when they move by more), so
+    /// that a publish of one topic need not write a count every topic's
+    /// publishers share.
     pub fn history_bytes(&self) -> usize {
         self.inner.bytes.load(Ordering::Relaxed)
     }
@@ -481,7 +488,11 @@ impl Inner {
     /// Keeps the history bytes across topics within the bound after `topic`
     /// grew: idle topics go first, then `topic`'s own oldest events.
     fn enforce_bytes(&self, topic: &Topic) {
-        let max = self.config.get_max_total_history_bytes();
+        // Each topic counts its bytes to within a sixteenth of its count
+        // (`State::recount`): at 15/16 of the bound, what the histories hold
+        // (at most 17/16 of what they count) stays within it.
+        let bound = self.config.get_max_total_history_bytes();
+        let max = bound - bound / COUNT_SLACK;
         let total = self.bytes.load(Ordering::Relaxed);
         if total <= max {
             return;
@@ -490,8 +501,7 @@ impl Inner {
         let total = self.bytes.load(Ordering::Relaxed);
         if total > max {
             let keep = topic.bytes().saturating_sub(total - max);
-            let freed = topic.trim_to(keep);
-            self.bytes.fetch_sub(freed, Ordering::Relaxed);
+            topic.trim_to(keep, &self.bytes);
         }
     }
 
@@ -668,6 +678,72 @@ mod tests {
     }
 
     const TTL: Duration = Duration::from_secs(60);
+
+    /// What the histories of every topic hold, byte for byte.
+    fn held(store: &MemoryStore) -> usize {
+        store
+            .inner
+            .shards
+            .iter()
+            .map(|shard| lock(shard).values().map(|t| t.bytes()).sum::<usize>())
+            .sum()
+    }
+
+    /// A chat message of 100 to 140 bytes of data, the size varying with `n`.
+    fn message(n: usize) -> Event {
+        Event::message("x".repeat(100 + n * 7 % 41))
+    }
+
+    #[test]
+    fn a_history_turning_over_events_of_several_sizes_writes_no_hub_wide_count() {
+        let store = MemoryStore::new(HubConfig::new().history_len(64));
+        let _sub = store.inner.subscribe("t", None).unwrap();
+        for n in 0..64 {
+            store.publish_event("t", &message(n)).unwrap();
+        }
+        let (mut last, mut writes) = (store.history_bytes(), 0);
+        for n in 64..10_064 {
+            store.publish_event("t", &message(n)).unwrap();
+            let (counted, held) = (store.history_bytes(), held(&store));
+            assert!(
+                counted.abs_diff(held) <= counted / 16,
+                "{n}: {counted} {held}"
+            );
+            writes += usize::from(counted != last);
+            last = counted;
+        }
+        // Counted exactly, nearly every one of these publishes would write
+        // the count: each stores an event of another size than it drops.
+        assert!(
+            writes <= 10,
+            "{writes} writes of the count in 10 000 publishes"
+        );
+    }
+
+    #[test]
+    fn histories_stay_within_the_hub_wide_bound_counted_to_a_sixteenth() {
+        let bound = 64 * 1024;
+        let store = MemoryStore::new(
+            HubConfig::new()
+                .history_len(200)
+                .max_total_history_bytes(bound),
+        );
+        // Subscribed topics cannot be freed: the bound trims their histories.
+        let subs: Vec<_> = (0..8)
+            .map(|t| store.inner.subscribe(&format!("t{t}"), None).unwrap())
+            .collect();
+        for n in 0..20_000 {
+            store
+                .publish_event(&format!("t{}", n % 8), &message(n))
+                .unwrap();
+            let held = held(&store);
+            assert!(held <= bound, "{n}: {held} bytes held, bound {bound}");
+        }
+        // Freed topics take what they counted with them: back to zero.
+        drop(subs);
+        store.inner.sweep(now() + TTL * 20);
+        assert_eq!((topics(&store), store.history_bytes()), (0, 0));
+    }
 
     #[test]
     fn retention_counts_from_the_last_publish_or_the_last_subscriber_leaving() {
