@@ -117,14 +117,24 @@ fn unsubscribe_races_with_publish() {
         let config = Arc::new(HubConfig::new());
         let topic = Arc::new(Topic::new(Arc::from("t"), Instant::now()));
         let cursor = Cursor::new(&topic.subscribe(None).unwrap());
+        // The hub-wide byte count (not modelled: only its owner's lock is).
+        let total = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let publisher = {
-            let (topic, config) = (topic.clone(), config.clone());
-            thread::spawn(move || publish(&topic, &config, 1))
+            let (topic, config, total) = (topic.clone(), config.clone(), total.clone());
+            thread::spawn(move || {
+                let id = topic.reserve().expect("not removed");
+                let event = Event::message("1").encode();
+                let wakers = topic.commit(id, Some(event), &config, Instant::now(), Some(&total));
+                wakers.into_iter().flatten().for_each(|w| w.wake());
+            })
         };
         topic.unsubscribe(cursor.slot);
         publisher.join().unwrap();
         assert_eq!(topic.subscriber_count(), 0);
-        assert_eq!(topic.try_remove(None), Some(topic_bytes(1)));
+        // Removed, it gives back what it counted: all of its one event.
+        let counted = total.load(std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(counted, topic_bytes(1));
+        assert_eq!(topic.try_remove(None), Some(counted));
     });
 }
 
