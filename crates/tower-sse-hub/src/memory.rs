@@ -170,6 +170,8 @@ struct Inner {
     /// there: a topic is either created before `close` visits its shard (and
     /// closed by it) or refused.
     closed: AtomicBool,
+    /// The publish counter, looked up once.
+    published: crate::metrics::Published,
 }
 
 impl MemoryStore {
@@ -191,6 +193,7 @@ impl MemoryStore {
             swept_by_task: AtomicBool::new(false),
             full_until: AtomicU64::new(0),
             closed: AtomicBool::new(false),
+            published: crate::metrics::Published::new(),
         });
         #[cfg(feature = "tokio")]
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
@@ -544,7 +547,7 @@ impl Inner {
         let event = store::encode_with_id(&make(&id), &id);
         guard.event = Some(event);
         drop(guard);
-        crate::metrics::published();
+        self.published.count();
         self.enforce_bytes(&topic);
         self.maybe_sweep(|| now);
         Ok(id)
@@ -576,7 +579,7 @@ impl Inner {
             *found = None;
         };
         wake(wakers);
-        crate::metrics::published();
+        self.published.count();
         if let Some(topic) = found {
             self.enforce_bytes(topic);
         }

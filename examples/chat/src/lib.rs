@@ -121,6 +121,8 @@ pub use crate::{
 /// A bad setting in the environment, or an address that cannot be bound.
 pub async fn run() -> std::io::Result<()> {
     let config = config::Config::from_env()?;
+    // The recorder first: the hub looks up its counters when it is made.
+    metrics::prometheus();
     let (hub, presence) = cluster::connect(&config).await?;
     // An accept queue of 4 096: a join storm waits in it instead of being dropped.
     let listener = tower_sse_serve::bind(&config.addr).await?;

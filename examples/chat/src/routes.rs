@@ -81,6 +81,8 @@ impl Options {
 
 /// The chat's routes, in this process, with heartbeats every `heartbeat`.
 pub fn app(heartbeat: Duration, shutdown: &Shutdown) -> Router {
+    // The recorder first: the hub looks up its counters when it is made.
+    prometheus();
     let hub = Hub::with_config(hub_config());
     app_with(heartbeat, shutdown, hub, Arc::new(MemoryPresence::new()))
 }

@@ -77,10 +77,9 @@ async fn metrics_are_prometheus_text_and_count_posted_messages() {
     let addr = plain_server().await;
     // The recorder is global to the test binary: compare before and after.
     let (_, _, before) = fetch(addr, get("/metrics")).await;
-    let before = counter(
-        std::str::from_utf8(&before).unwrap(),
-        "chat_messages_posted_total",
-    );
+    let before = std::str::from_utf8(&before).unwrap();
+    let published_before = counter(before, "sse_hub_published_total");
+    let before = counter(before, "chat_messages_posted_total");
     for text in ["one", "two"] {
         let (status, _, _) = fetch(addr, post(text)).await;
         assert_eq!(status, StatusCode::ACCEPTED);
@@ -99,6 +98,12 @@ async fn metrics_are_prometheus_text_and_count_posted_messages() {
     );
     let after = counter(text, "chat_messages_posted_total").unwrap();
     assert!(after >= before.unwrap_or(0) + 2, "{before:?} -> {after}");
+    // The hub's own counter (its recorder installed before the hub was made).
+    let published = counter(text, "sse_hub_published_total").unwrap();
+    assert!(
+        published >= published_before.unwrap_or(0) + 2,
+        "{published_before:?} -> {published}"
+    );
 }
 
 #[tokio::test]

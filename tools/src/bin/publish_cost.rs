@@ -13,6 +13,8 @@
 //! read (so every publish past the history's length evicts the oldest
 //! event); `publish_cost publisher TOPICS N` does the same through one
 //! `Publisher` per topic (`Hub::publisher`: the topic found once);
+//! `publish_cost hub-prometheus TOPICS N` (built with `--features metrics`)
+//! is `hub` with the hub's metrics recorded by the Prometheus exporter;
 //! `publish_cost broadcast TOPICS N` sends the same event, encoded by
 //! tower-sse, to one `broadcast` channel of capacity 1 024 per topic, as the
 //! criterion bench's anchor does. Each run first fills every topic's history
@@ -37,7 +39,7 @@ const DATA: &str = r#"{"id":1,"room":"lobby","name":"alice","text":"hello everyo
 fn main() {
     let mut args = std::env::args().skip(1);
     let (Some(kind), Some(topics), Some(n)) = (args.next(), args.next(), args.next()) else {
-        eprintln!("usage: publish_cost hub|publisher|broadcast TOPICS N");
+        eprintln!("usage: publish_cost hub|hub-prometheus|publisher|broadcast TOPICS N");
         std::process::exit(2);
     };
     let topics: usize = topics.parse().expect("TOPICS: a number");
@@ -52,6 +54,19 @@ fn main() {
     let _guard = rt.enter();
     match kind.as_str() {
         "hub" => {
+            let (hub, _subs) = subscribed_hub(&names);
+            for i in 0..n {
+                let published = hub.publish(&names[i % topics], Event::message(DATA));
+                black_box(published.now_or_never().unwrap().unwrap());
+            }
+        }
+        #[cfg(feature = "metrics")]
+        "hub-prometheus" => {
+            // The hub's publish counter recorded by the Prometheus exporter
+            // (installed before the hub is made, as it must be).
+            let _handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+                .install_recorder()
+                .expect("a recorder");
             let (hub, _subs) = subscribed_hub(&names);
             for i in 0..n {
                 let published = hub.publish(&names[i % topics], Event::message(DATA));
@@ -76,7 +91,7 @@ fn main() {
             }
         }
         other => {
-            eprintln!("unknown kind {other}: hub, publisher or broadcast");
+            eprintln!("unknown kind {other}: hub, hub-prometheus, publisher or broadcast");
             std::process::exit(2);
         }
     }

@@ -91,6 +91,8 @@ struct Inner<B> {
     /// Set by `close`; read under the mirrors' lock before a copy is started,
     /// and by a feeder before it makes its topic, which it then closes.
     closed: AtomicBool,
+    /// The publish counter, looked up once.
+    published: crate::metrics::Published,
 }
 
 /// This node's copy of one topic, as the store's map holds it.
@@ -134,6 +136,7 @@ impl<B: Broker> RemoteStore<B> {
                 mirrors: Mutex::new(HashMap::new()),
                 serial: AtomicU64::new(0),
                 closed: AtomicBool::new(false),
+                published: crate::metrics::Published::new(),
             }),
         }
     }
@@ -237,7 +240,7 @@ impl<B: Broker> Inner<B> {
             config: &self.hub,
         };
         let id = self.broker.append(name, append).await?;
-        crate::metrics::published();
+        self.published.count();
         Ok(id)
     }
 
