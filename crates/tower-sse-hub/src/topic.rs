@@ -785,12 +785,12 @@ impl State {
     /// Every publish changes a full history's bytes by the size difference of
     /// the event it stores and the one it drops; counted exactly, the total's
     /// cache line would be written by every publish of every topic, a line
-    /// that every publishing thread then takes in turn (a shared counter is
-    /// what made publishes of events of several sizes 1.4-1.8 times slower
-    /// than of one size, two threads, 16 topics). Counted to within a
-    /// sixteenth, a history that only turns over writes it no more, and
-    /// a growing one at most about 50 times on its way to 1 000 events (the
-    /// count grows by a sixteenth at least each time).
+    /// that every publishing thread then takes in turn (two threads, 16
+    /// topics, events of seven sizes: 148-298 ns a publish, against 116-147
+    /// counted this way; BENCHMARKS.md). Counted to within a sixteenth, a
+    /// history that only turns over writes it no more, and a growing one
+    /// about 80 times on its way to 1 000 events (the count grows by more than
+    /// a sixteenth each time).
     fn recount(&mut self, total: &AtomicUsize, slack: usize) {
         use std::sync::atomic::Ordering::Relaxed;
         let drift = self.bytes.abs_diff(self.counted);
