@@ -141,64 +141,7 @@ fn two_threads_with<S>(
 }
 
 fn throughput(c: &mut Criterion) {
-    let mut group = c.benchmark_group("publish from 2 threads");
-    group.throughput(Throughput::Elements(1));
-    for topics in [1usize, 16, 1_024] {
-        let names: Vec<String> = (0..topics).map(|t| format!("topic-{t}")).collect();
-        let hub = Hub::new();
-        let _subs: Vec<_> = names
-            .iter()
-            .map(|t| hub.subscribe(t, None).now_or_never().unwrap().unwrap())
-            .collect();
-        group.bench_with_input(
-            BenchmarkId::new("tower-sse Hub", topics),
-            &topics,
-            |b, _| {
-                b.iter_custom(|iters| {
-                    two_threads(iters, |thread, i| {
-                        let topic = &names[(i as usize * 2 + thread) % topics];
-                        let published = hub.publish(topic, Event::message(DATA)).now_or_never();
-                        black_box(published.unwrap().unwrap());
-                    })
-                })
-            },
-        );
-
-        group.bench_with_input(
-            BenchmarkId::new("tower-sse Publisher", topics),
-            &topics,
-            |b, _| {
-                b.iter_custom(|iters| {
-                    two_threads_with(
-                        iters,
-                        |_| names.iter().map(|t| hub.publisher(t)).collect::<Vec<_>>(),
-                        |publishers, thread, i| {
-                            let publisher = &mut publishers[(i as usize * 2 + thread) % topics];
-                            let published = publisher.publish(Event::message(DATA)).now_or_never();
-                            black_box(published.unwrap().unwrap());
-                        },
-                    )
-                })
-            },
-        );
-
-        let channels: Vec<_> = (0..topics)
-            .map(|_| tokio::sync::broadcast::channel::<tower_sse::EncodedEvent>(1_024))
-            .collect();
-        group.bench_with_input(
-            BenchmarkId::new("tokio broadcast", topics),
-            &topics,
-            |b, _| {
-                b.iter_custom(|iters| {
-                    two_threads(iters, |thread, i| {
-                        let (tx, _) = &channels[(i as usize * 2 + thread) % topics];
-                        black_box(tx.send(Event::message(DATA).encode()).unwrap());
-                    })
-                })
-            },
-        );
-    }
-    group.finish();
+    publish_from_two_threads(c, "publish from 2 threads", |_| DATA, true);
 }
 
 /// The chat message of [`DATA`] cut to one of seven lengths (112 to 130
@@ -210,7 +153,21 @@ fn sized(i: u64) -> &'static str {
 
 /// [`throughput`]'s `Publisher` and its anchor with events of several sizes.
 fn throughput_sizes_vary(c: &mut Criterion) {
-    let mut group = c.benchmark_group("publish from 2 threads, sizes vary");
+    publish_from_two_threads(c, "publish from 2 threads, sizes vary", sized, false);
+}
+
+/// The group `name`: publishes of `data(i)` from two threads to 1, 16 and
+/// 1 024 topics through `Publisher` (and `Hub::publish` when `with_hub`),
+/// against `tokio::sync::broadcast` sending the same events encoded.
+/// (Generic over `data`, so that it inlines: no call through a pointer in
+/// the timed loop.)
+fn publish_from_two_threads(
+    c: &mut Criterion,
+    name: &str,
+    data: impl Fn(u64) -> &'static str + Copy + Sync,
+    with_hub: bool,
+) {
+    let mut group = c.benchmark_group(name);
     group.throughput(Throughput::Elements(1));
     for topics in [1usize, 16, 1_024] {
         let names: Vec<String> = (0..topics).map(|t| format!("topic-{t}")).collect();
@@ -219,6 +176,23 @@ fn throughput_sizes_vary(c: &mut Criterion) {
             .iter()
             .map(|t| hub.subscribe(t, None).now_or_never().unwrap().unwrap())
             .collect();
+        if with_hub {
+            group.bench_with_input(
+                BenchmarkId::new("tower-sse Hub", topics),
+                &topics,
+                |b, _| {
+                    b.iter_custom(|iters| {
+                        two_threads(iters, |thread, i| {
+                            let topic = &names[(i as usize * 2 + thread) % topics];
+                            let published =
+                                hub.publish(topic, Event::message(data(i))).now_or_never();
+                            black_box(published.unwrap().unwrap());
+                        })
+                    })
+                },
+            );
+        }
+
         group.bench_with_input(
             BenchmarkId::new("tower-sse Publisher", topics),
             &topics,
@@ -229,13 +203,14 @@ fn throughput_sizes_vary(c: &mut Criterion) {
                         |_| names.iter().map(|t| hub.publisher(t)).collect::<Vec<_>>(),
                         |publishers, thread, i| {
                             let publisher = &mut publishers[(i as usize * 2 + thread) % topics];
-                            let event = Event::message(sized(i));
+                            let event = Event::message(data(i));
                             black_box(publisher.publish(event).now_or_never().unwrap().unwrap());
                         },
                     )
                 })
             },
         );
+
         let channels: Vec<_> = (0..topics)
             .map(|_| tokio::sync::broadcast::channel::<tower_sse::EncodedEvent>(1_024))
             .collect();
@@ -246,7 +221,7 @@ fn throughput_sizes_vary(c: &mut Criterion) {
                 b.iter_custom(|iters| {
                     two_threads(iters, |thread, i| {
                         let (tx, _) = &channels[(i as usize * 2 + thread) % topics];
-                        black_box(tx.send(Event::message(sized(i)).encode()).unwrap());
+                        black_box(tx.send(Event::message(data(i)).encode()).unwrap());
                     })
                 })
             },
