@@ -53,20 +53,10 @@ fn main() {
         .expect("a runtime");
     let _guard = rt.enter();
     match kind.as_str() {
-        "hub" => {
-            let (hub, _subs) = subscribed_hub(&names);
-            for i in 0..n {
-                let published = hub.publish(&names[i % topics], Event::message(DATA));
-                black_box(published.now_or_never().unwrap().unwrap());
+        "hub" | "hub-prometheus" => {
+            if kind == "hub-prometheus" {
+                install_prometheus();
             }
-        }
-        #[cfg(feature = "metrics")]
-        "hub-prometheus" => {
-            // The hub's publish counter recorded by the Prometheus exporter
-            // (installed before the hub is made, as it must be).
-            let _handle = metrics_exporter_prometheus::PrometheusBuilder::new()
-                .install_recorder()
-                .expect("a recorder");
             let (hub, _subs) = subscribed_hub(&names);
             for i in 0..n {
                 let published = hub.publish(&names[i % topics], Event::message(DATA));
@@ -95,6 +85,21 @@ fn main() {
             std::process::exit(2);
         }
     }
+}
+
+/// The hub's publish counter recorded by the Prometheus exporter, installed
+/// before the hub is made (as it must be).
+#[cfg(feature = "metrics")]
+fn install_prometheus() {
+    metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .expect("a recorder");
+}
+
+#[cfg(not(feature = "metrics"))]
+fn install_prometheus() {
+    eprintln!("hub-prometheus: build with --features metrics");
+    std::process::exit(2);
 }
 
 /// A hub whose every topic of `names` has a subscriber that does not read.
