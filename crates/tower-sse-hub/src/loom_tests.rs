@@ -8,7 +8,10 @@
 
 use std::{
     future::poll_fn,
-    sync::Arc,
+    sync::{
+        atomic::{AtomicUsize, Ordering::Relaxed},
+        Arc,
+    },
     time::{Duration, Instant},
 };
 
@@ -21,9 +24,14 @@ use super::{
 use tower_sse::Event;
 
 fn publish(topic: &Topic, config: &HubConfig, n: u32) {
+    publish_counted(topic, config, n, None);
+}
+
+/// [`publish`], counting the topic's bytes into the hub-wide `total`.
+fn publish_counted(topic: &Topic, config: &HubConfig, n: u32, total: Option<&AtomicUsize>) {
     let id = topic.reserve().expect("not removed");
     let event = Event::message(n.to_string()).encode();
-    let wakers = topic.commit(id, Some(event), config, Instant::now(), None);
+    let wakers = topic.commit(id, Some(event), config, Instant::now(), total);
     wakers.into_iter().flatten().for_each(|w| w.wake());
 }
 
@@ -118,21 +126,16 @@ fn unsubscribe_races_with_publish() {
         let topic = Arc::new(Topic::new(Arc::from("t"), Instant::now()));
         let cursor = Cursor::new(&topic.subscribe(None).unwrap());
         // The hub-wide byte count (not modelled: only its owner's lock is).
-        let total = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let total = Arc::new(AtomicUsize::new(0));
         let publisher = {
             let (topic, config, total) = (topic.clone(), config.clone(), total.clone());
-            thread::spawn(move || {
-                let id = topic.reserve().expect("not removed");
-                let event = Event::message("1").encode();
-                let wakers = topic.commit(id, Some(event), &config, Instant::now(), Some(&total));
-                wakers.into_iter().flatten().for_each(|w| w.wake());
-            })
+            thread::spawn(move || publish_counted(&topic, &config, 1, Some(&total)))
         };
         topic.unsubscribe(cursor.slot);
         publisher.join().unwrap();
         assert_eq!(topic.subscriber_count(), 0);
         // Removed, it gives back what it counted: all of its one event.
-        let counted = total.load(std::sync::atomic::Ordering::Relaxed);
+        let counted = total.load(Relaxed);
         assert_eq!(counted, topic_bytes(1));
         assert_eq!(topic.try_remove(None), Some(counted));
     });
