@@ -709,7 +709,7 @@ mod tests {
             store.publish_event("t", &message(n)).unwrap();
             let (counted, held) = (store.history_bytes(), held(&store));
             assert!(
-                counted.abs_diff(held) <= counted / 16,
+                counted.abs_diff(held) <= counted / COUNT_SLACK,
                 "{n}: {counted} {held}"
             );
             writes += usize::from(counted != last);
