@@ -867,36 +867,40 @@ impl State {
     /// a second one half the ring away: at 1,024 topics the slot the eviction
     /// read was the publish's costliest cache miss (`perf`). Below the bound,
     /// the ring grows as `VecDeque` would, by doubling, but not past
-    /// `max_len`, so that a full history fills its ring exactly.
+    /// `max_len`, so that a full history fills its ring exactly. At the bound
+    /// with the oldest slot still reserved (a publish building its event),
+    /// the push grows the ring as `VecDeque` does, by doubling: never by one
+    /// slot at a time.
     #[inline]
     fn make_room(&mut self, max_len: usize) {
         let len = self.slots.len();
         if len >= max_len && self.floor < self.settled {
-            if let Some(Slot::Event(event, _)) = self.slots.pop_front() {
-                self.bytes -= event.len();
-            }
-            self.floor += 1;
+            self.drop_oldest();
         } else if len == self.slots.capacity() && len < max_len {
             let grown = len.saturating_mul(2).max(4).min(max_len);
             self.slots.reserve_exact(grown - len);
         }
-        // At the bound with the oldest slot still reserved (a publish building
-        // its event), the push grows the ring as `VecDeque` does, by doubling:
-        // never by one slot at a time.
     }
 
     /// [`evict`](Self::evict) once the history is over its bounds.
     fn evict_over(&mut self, max_len: usize, max_bytes: usize) {
         // Only settled events leave: a reserved slot is still being built.
         while self.floor < self.settled {
-            if let Some(Slot::Event(event, _)) = self.slots.pop_front() {
-                self.bytes -= event.len();
-            }
-            self.floor += 1;
+            self.drop_oldest();
             if !self.over(max_len, max_bytes) {
                 break;
             }
         }
+    }
+
+    /// Drops the oldest slot of the history, which the caller checked is
+    /// settled, and its bytes.
+    #[inline]
+    fn drop_oldest(&mut self) {
+        if let Some(Slot::Event(event, _)) = self.slots.pop_front() {
+            self.bytes -= event.len();
+        }
+        self.floor += 1;
     }
 
     /// Leaves (or refreshes) the reader's waker in `waiters`. Registered even
